@@ -1,0 +1,83 @@
+/* config/config.h — sluice's configuration as plain C structs, and the loader
+ * that builds them from one JSON file (jansson stays inside config/). Every
+ * default is applied here; every error names the file, the JSON path and what
+ * was expected. A struct config is immutable once loaded: a reload builds a
+ * new one. */
+#pragma once
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct cfg_sockaddr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+};
+
+enum cfg_poller_balance {
+    CFG_POLLERS_ROUND_ROBIN,
+    CFG_POLLERS_RANDOM,
+    CFG_POLLERS_LEAST_LOADED,
+};
+
+enum cfg_pool_balance {
+    CFG_POOL_ROUND_ROBIN, /* smooth weighted round robin */
+};
+
+struct cfg_backend {
+    char *name;    /* owned */
+    char *address; /* owned: as written */
+    struct cfg_sockaddr addr;
+    unsigned weight;
+};
+
+struct cfg_pool {
+    char *name; /* owned */
+    enum cfg_pool_balance balance;
+    unsigned connect_timeout_ms;
+    unsigned idle_timeout_ms; /* 0: never */
+    unsigned retries;         /* further backends tried after the first */
+    unsigned buffer_high_watermark; /* bytes buffered per direction before reading pauses */
+    unsigned buffer_low_watermark;  /* bytes under which reading resumes */
+    struct cfg_backend *backends;   /* owned array */
+    size_t nbackends;
+};
+
+struct cfg_listener {
+    char *name;   /* owned */
+    char *listen; /* owned: as written */
+    struct cfg_sockaddr addr;
+    char *pool; /* owned */
+    size_t pool_index;
+    unsigned max_connections; /* 0: unlimited */
+    unsigned backlog;
+};
+
+struct cfg_admin {
+    char *listen; /* owned */
+    struct cfg_sockaddr addr;
+    char *token; /* owned; NULL when unset */
+};
+
+struct config {
+    char *path; /* owned: the file it came from */
+    unsigned pollers; /* 0: one per CPU */
+    enum cfg_poller_balance poller_balance;
+    unsigned shutdown_grace_ms;
+    struct cfg_admin admin;
+    struct cfg_listener *listeners; /* owned array */
+    size_t nlisteners;
+    struct cfg_pool *pools; /* owned array */
+    size_t npools;
+};
+
+/* Loads and validates. On success returns 0 and *out; on failure returns the
+ * number of errors and sets *errors to a malloc'd text, one error per line
+ * ("FILE: PATH: message"), which the caller frees. */
+int config_load_file(const char *path, struct config **out, char **errors);
+/* Same for a buffer; `name` stands in for the file name in messages. */
+int config_load_buffer(const char *data, size_t len, const char *name, struct config **out,
+                       char **errors);
+void config_free(struct config *cfg);
+
+const char *config_poller_balance_name(enum cfg_poller_balance b);
+const char *config_pool_balance_name(enum cfg_pool_balance b);

@@ -1,0 +1,13 @@
+/* config/config_addr.h — "IPv4:port", "[IPv6]:port" and, where allowed,
+ * "host:port" (resolved once, now) into a socket address; and back to text. */
+#pragma once
+
+#include <stddef.h>
+
+#include "config.h"
+
+/* Returns 0, or -1 with a short reason in why (what was expected). */
+int config_addr_parse(const char *text, int allow_hostname, struct cfg_sockaddr *out, char *why,
+                      size_t whylen);
+/* "1.2.3.4:80" / "[::1]:80" into buf; returns buf. */
+char *config_addr_format(const struct cfg_sockaddr *a, char *buf, size_t len);

@@ -1,0 +1,524 @@
+/* config/config_parse.c — JSON (jansson) to struct config: shape checks,
+ * defaults, cross-references. Collects every error rather than stopping at
+ * the first, so one --check run shows all that is wrong. The defaults here are
+ * the ones README.md's configuration table documents. */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config_addr.h"
+
+#define CFG_PATH_MAX 128
+#define CFG_NAME_MAX 64
+#define CFG_MAX_ERRORS 50
+
+#define DEF_POLLERS 0
+#define DEF_SHUTDOWN_GRACE_MS 10000
+#define DEF_ADMIN_LISTEN "127.0.0.1:9090"
+#define DEF_MAX_CONNECTIONS 10000
+#define DEF_BACKLOG 1024
+#define DEF_CONNECT_TIMEOUT_MS 2000
+#define DEF_IDLE_TIMEOUT_MS 600000
+#define DEF_RETRIES 2
+#define DEF_HIGH_WATERMARK (256u * 1024)
+#define DEF_LOW_WATERMARK (64u * 1024)
+#define DEF_WEIGHT 1
+#define MAX_WEIGHT 1000
+#define MAX_POLLERS 256
+#define MAX_TIMEOUT_MS (24u * 3600 * 1000)
+
+struct ctx {
+    const char *file;
+    char *errs; /* owned, grows */
+    size_t errlen;
+    int nerr;
+};
+
+__attribute__((format(printf, 3, 4))) static void fail(struct ctx *c, const char *path,
+                                                       const char *fmt, ...)
+{
+    char msg[512];
+    c->nerr++;
+    if (c->nerr > CFG_MAX_ERRORS + 1)
+        return;
+    if (c->nerr == CFG_MAX_ERRORS + 1) {
+        path = "";
+        snprintf(msg, sizeof(msg), "(further errors not shown)");
+    } else {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+    }
+    char *line = NULL;
+    int n = asprintf(&line, "%s: %s%s%s\n", c->file, path, *path ? ": " : "", msg);
+    if (n < 0)
+        return;
+    char *grown = realloc(c->errs, c->errlen + (size_t)n + 1);
+    if (grown) {
+        memcpy(grown + c->errlen, line, (size_t)n + 1);
+        c->errs = grown;
+        c->errlen += (size_t)n;
+    }
+    free(line);
+}
+
+static const char *type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number with a fraction";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+    default:
+        return "null";
+    }
+}
+
+static void join(char *out, const char *path, const char *key)
+{
+    snprintf(out, CFG_PATH_MAX, "%s%s%s", path, *path ? "." : "", key);
+}
+
+/* Every key of obj must be one of allowed (NULL-terminated). */
+static void check_keys(struct ctx *c, json_t *obj, const char *path, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++)
+            ok |= strcmp(key, *a) == 0;
+        if (ok)
+            continue;
+        char list[256] = "", p[CFG_PATH_MAX];
+        for (const char *const *a = allowed; *a; a++) {
+            strncat(list, *a, sizeof(list) - strlen(list) - 1);
+            if (a[1])
+                strncat(list, ", ", sizeof(list) - strlen(list) - 1);
+        }
+        join(p, path, key);
+        fail(c, p, "unknown key (expected one of: %s)", list);
+    }
+}
+
+static unsigned get_uint(struct ctx *c, json_t *obj, const char *path, const char *key,
+                         unsigned def, unsigned min, unsigned max)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return def;
+    char p[CFG_PATH_MAX];
+    join(p, path, key);
+    if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)min ||
+        json_integer_value(v) > (json_int_t)max) {
+        if (json_is_integer(v))
+            fail(c, p, "expected an integer from %u to %u, got %lld", min, max,
+                 (long long)json_integer_value(v));
+        else
+            fail(c, p, "expected an integer from %u to %u, got %s", min, max, type_name(v));
+        return def;
+    }
+    return (unsigned)json_integer_value(v);
+}
+
+/* Returns a malloc'd copy, def's copy when absent (NULL when def is NULL). */
+static char *get_string(struct ctx *c, json_t *obj, const char *path, const char *key,
+                        int required, const char *def)
+{
+    json_t *v = json_object_get(obj, key);
+    char p[CFG_PATH_MAX];
+    join(p, path, key);
+    if (!v || (json_is_null(v) && !required)) {
+        if (required)
+            fail(c, p, "missing (expected a string)");
+        return def ? strdup(def) : NULL;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        fail(c, p, "expected a non-empty string, got %s", json_is_string(v) ? "\"\"" : type_name(v));
+        return def ? strdup(def) : NULL;
+    }
+    if (strlen(json_string_value(v)) != json_string_length(v)) {
+        fail(c, p, "expected a string without NUL bytes");
+        return def ? strdup(def) : NULL;
+    }
+    return strdup(json_string_value(v));
+}
+
+/* Names are identifiers used in URLs and metrics labels. */
+static char *get_name(struct ctx *c, json_t *obj, const char *path)
+{
+    char *name = get_string(c, obj, path, "name", 1, NULL);
+    if (!name)
+        return NULL;
+    char p[CFG_PATH_MAX];
+    join(p, path, "name");
+    size_t n = strlen(name);
+    int ok = n <= CFG_NAME_MAX;
+    for (size_t i = 0; ok && i < n; i++) {
+        char ch = name[i];
+        ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+             ch == '-' || ch == '_' || ch == '.';
+    }
+    if (!ok)
+        fail(c, p, "expected 1 to %d characters of A-Z a-z 0-9 - _ ., got \"%s\"", CFG_NAME_MAX,
+             name);
+    return name;
+}
+
+static int get_enum(struct ctx *c, json_t *obj, const char *path, const char *key,
+                    const char *const *names, int def)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return def;
+    char p[CFG_PATH_MAX], list[128] = "";
+    join(p, path, key);
+    for (int i = 0; names[i]; i++) {
+        if (json_is_string(v) && strcmp(json_string_value(v), names[i]) == 0)
+            return i;
+        strncat(list, names[i], sizeof(list) - strlen(list) - 1);
+        if (names[i + 1])
+            strncat(list, ", ", sizeof(list) - strlen(list) - 1);
+    }
+    if (json_is_string(v))
+        fail(c, p, "expected one of: %s, got \"%s\"", list, json_string_value(v));
+    else
+        fail(c, p, "expected one of: %s, got %s", list, type_name(v));
+    return def;
+}
+
+static void get_addr(struct ctx *c, const char *path, const char *key, const char *text,
+                     int allow_hostname, struct cfg_sockaddr *out)
+{
+    char why[256], p[CFG_PATH_MAX];
+    if (!text)
+        return;
+    join(p, path, key);
+    if (config_addr_parse(text, allow_hostname, out, why, sizeof(why)) < 0)
+        fail(c, p, "%s", why);
+}
+
+/* Returns the array at key (or NULL), after checking it is a non-empty array. */
+static json_t *get_array(struct ctx *c, json_t *obj, const char *path, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    char p[CFG_PATH_MAX];
+    join(p, path, key);
+    if (!v) {
+        fail(c, p, "missing (expected a non-empty array)");
+        return NULL;
+    }
+    if (!json_is_array(v) || json_array_size(v) == 0) {
+        fail(c, p, "expected a non-empty array, got %s",
+             json_is_array(v) ? "an empty array" : type_name(v));
+        return NULL;
+    }
+    return v;
+}
+
+static int is_object(struct ctx *c, json_t *v, const char *path)
+{
+    if (json_is_object(v))
+        return 1;
+    fail(c, path, "expected an object, got %s", type_name(v));
+    return 0;
+}
+
+static const char *const POLLER_BALANCES[] = {"round_robin", "random", "least_loaded", NULL};
+static const char *const POOL_BALANCES[] = {"round_robin", NULL};
+
+const char *config_poller_balance_name(enum cfg_poller_balance b)
+{
+    return POLLER_BALANCES[b];
+}
+const char *config_pool_balance_name(enum cfg_pool_balance b)
+{
+    return POOL_BALANCES[b];
+}
+
+static void parse_backend(struct ctx *c, json_t *v, const char *path, struct cfg_backend *b)
+{
+    static const char *const keys[] = {"name", "address", "weight", NULL};
+    if (!is_object(c, v, path))
+        return;
+    check_keys(c, v, path, keys);
+    b->name = get_name(c, v, path);
+    b->address = get_string(c, v, path, "address", 1, NULL);
+    get_addr(c, path, "address", b->address, 0, &b->addr);
+    b->weight = get_uint(c, v, path, "weight", DEF_WEIGHT, 0, MAX_WEIGHT);
+}
+
+static void parse_pool(struct ctx *c, json_t *v, const char *path, struct cfg_pool *pl)
+{
+    static const char *const keys[] = {"name",
+                                       "balance",
+                                       "connect_timeout_ms",
+                                       "idle_timeout_ms",
+                                       "retries",
+                                       "buffer_high_watermark",
+                                       "buffer_low_watermark",
+                                       "backends",
+                                       NULL};
+    if (!is_object(c, v, path))
+        return;
+    check_keys(c, v, path, keys);
+    pl->name = get_name(c, v, path);
+    pl->balance = (enum cfg_pool_balance)get_enum(c, v, path, "balance", POOL_BALANCES, 0);
+    pl->connect_timeout_ms =
+        get_uint(c, v, path, "connect_timeout_ms", DEF_CONNECT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS);
+    pl->idle_timeout_ms =
+        get_uint(c, v, path, "idle_timeout_ms", DEF_IDLE_TIMEOUT_MS, 0, MAX_TIMEOUT_MS);
+    pl->retries = get_uint(c, v, path, "retries", DEF_RETRIES, 0, 100);
+    pl->buffer_high_watermark = get_uint(c, v, path, "buffer_high_watermark", DEF_HIGH_WATERMARK,
+                                         4096, 64u * 1024 * 1024);
+    pl->buffer_low_watermark =
+        get_uint(c, v, path, "buffer_low_watermark",
+                 pl->buffer_high_watermark < DEF_LOW_WATERMARK ? pl->buffer_high_watermark / 4
+                                                               : DEF_LOW_WATERMARK,
+                 0, 64u * 1024 * 1024);
+    if (pl->buffer_low_watermark >= pl->buffer_high_watermark) {
+        char p[CFG_PATH_MAX];
+        join(p, path, "buffer_low_watermark");
+        fail(c, p, "expected less than buffer_high_watermark (%u), got %u",
+             pl->buffer_high_watermark, pl->buffer_low_watermark);
+    }
+    json_t *arr = get_array(c, v, path, "backends");
+    if (!arr)
+        return;
+    pl->nbackends = json_array_size(arr);
+    pl->backends = calloc(pl->nbackends, sizeof(*pl->backends));
+    if (!pl->backends) {
+        pl->nbackends = 0;
+        fail(c, path, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < pl->nbackends; i++) {
+        char p[CFG_PATH_MAX];
+        snprintf(p, sizeof(p), "%s.backends[%zu]", path, i);
+        parse_backend(c, json_array_get(arr, i), p, &pl->backends[i]);
+        for (size_t j = 0; j < i && pl->backends[i].name; j++) {
+            if (pl->backends[j].name && strcmp(pl->backends[j].name, pl->backends[i].name) == 0) {
+                char pn[CFG_PATH_MAX];
+                join(pn, p, "name");
+                fail(c, pn, "duplicate backend name \"%s\" (also %s.backends[%zu])",
+                     pl->backends[i].name, path, j);
+            }
+        }
+    }
+}
+
+static void parse_listener(struct ctx *c, json_t *v, const char *path, struct cfg_listener *l)
+{
+    static const char *const keys[] = {"name", "listen", "pool", "max_connections", "backlog",
+                                       NULL};
+    if (!is_object(c, v, path))
+        return;
+    check_keys(c, v, path, keys);
+    l->name = get_name(c, v, path);
+    l->listen = get_string(c, v, path, "listen", 1, NULL);
+    get_addr(c, path, "listen", l->listen, 1, &l->addr);
+    l->pool = get_string(c, v, path, "pool", 1, NULL);
+    l->max_connections =
+        get_uint(c, v, path, "max_connections", DEF_MAX_CONNECTIONS, 0, 10u * 1000 * 1000);
+    l->backlog = get_uint(c, v, path, "backlog", DEF_BACKLOG, 1, 65535);
+}
+
+static void parse_admin(struct ctx *c, json_t *root, struct cfg_admin *a)
+{
+    static const char *const keys[] = {"listen", "token", NULL};
+    json_t *v = json_object_get(root, "admin");
+    if (v && !is_object(c, v, "admin"))
+        v = NULL;
+    if (v)
+        check_keys(c, v, "admin", keys);
+    json_t *empty = json_object();
+    json_t *obj = v ? v : empty;
+    a->listen = get_string(c, obj, "admin", "listen", 0, DEF_ADMIN_LISTEN);
+    get_addr(c, "admin", "listen", a->listen, 1, &a->addr);
+    a->token = get_string(c, obj, "admin", "token", 0, NULL);
+    json_decref(empty);
+}
+
+static void parse_root(struct ctx *c, json_t *root, struct config *cfg)
+{
+    static const char *const keys[] = {"pollers", "poller_balance", "shutdown_grace_ms", "admin",
+                                       "listeners", "pools", NULL};
+    if (!is_object(c, root, "(top level)"))
+        return;
+    check_keys(c, root, "", keys);
+    cfg->pollers = get_uint(c, root, "", "pollers", DEF_POLLERS, 0, MAX_POLLERS);
+    cfg->poller_balance =
+        (enum cfg_poller_balance)get_enum(c, root, "", "poller_balance", POLLER_BALANCES, 0);
+    cfg->shutdown_grace_ms =
+        get_uint(c, root, "", "shutdown_grace_ms", DEF_SHUTDOWN_GRACE_MS, 0, MAX_TIMEOUT_MS);
+    parse_admin(c, root, &cfg->admin);
+
+    json_t *pools = get_array(c, root, "", "pools");
+    if (pools) {
+        cfg->npools = json_array_size(pools);
+        cfg->pools = calloc(cfg->npools, sizeof(*cfg->pools));
+        if (!cfg->pools)
+            cfg->npools = 0;
+        for (size_t i = 0; i < cfg->npools; i++) {
+            char p[CFG_PATH_MAX];
+            snprintf(p, sizeof(p), "pools[%zu]", i);
+            parse_pool(c, json_array_get(pools, i), p, &cfg->pools[i]);
+            for (size_t j = 0; j < i && cfg->pools[i].name; j++)
+                if (cfg->pools[j].name && strcmp(cfg->pools[j].name, cfg->pools[i].name) == 0) {
+                    char pn[CFG_PATH_MAX];
+                    join(pn, p, "name");
+                    fail(c, pn, "duplicate pool name \"%s\" (also pools[%zu])", cfg->pools[i].name,
+                         j);
+                }
+        }
+    }
+    json_t *listeners = get_array(c, root, "", "listeners");
+    if (!listeners)
+        return;
+    cfg->nlisteners = json_array_size(listeners);
+    cfg->listeners = calloc(cfg->nlisteners, sizeof(*cfg->listeners));
+    if (!cfg->listeners)
+        cfg->nlisteners = 0;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        struct cfg_listener *l = &cfg->listeners[i];
+        char p[CFG_PATH_MAX], pn[CFG_PATH_MAX];
+        snprintf(p, sizeof(p), "listeners[%zu]", i);
+        parse_listener(c, json_array_get(listeners, i), p, l);
+        for (size_t j = 0; j < i && l->name; j++)
+            if (cfg->listeners[j].name && strcmp(cfg->listeners[j].name, l->name) == 0) {
+                join(pn, p, "name");
+                fail(c, pn, "duplicate listener name \"%s\" (also listeners[%zu])", l->name, j);
+            }
+        for (size_t j = 0; j < i && l->addr.len; j++)
+            if (cfg->listeners[j].addr.len == l->addr.len &&
+                memcmp(&cfg->listeners[j].addr.ss, &l->addr.ss, l->addr.len) == 0) {
+                join(pn, p, "listen");
+                fail(c, pn, "address \"%s\" is already used by listeners[%zu]", l->listen, j);
+            }
+        if (!l->pool)
+            continue;
+        size_t k = 0;
+        while (k < cfg->npools && !(cfg->pools[k].name && strcmp(cfg->pools[k].name, l->pool) == 0))
+            k++;
+        if (k == cfg->npools) {
+            join(pn, p, "pool");
+            fail(c, pn, "no pool named \"%s\" (expected the name of an entry in pools)", l->pool);
+        }
+        l->pool_index = k;
+    }
+}
+
+int config_load_buffer(const char *data, size_t len, const char *name, struct config **out,
+                       char **errors)
+{
+    struct ctx c = {.file = name};
+    *out = NULL;
+    *errors = NULL;
+    json_error_t jerr;
+    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        /* jansson reports duplicates as a syntax error; its text names the key. */
+        if (asprintf(errors, "%s:%d:%d: invalid JSON: %s\n", name, jerr.line, jerr.column,
+                     jerr.text) < 0)
+            *errors = NULL;
+        return 1;
+    }
+    struct config *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg) {
+        json_decref(root);
+        return 1;
+    }
+    cfg->path = strdup(name);
+    parse_root(&c, root, cfg);
+    json_decref(root);
+    if (c.nerr) {
+        config_free(cfg);
+        *errors = c.errs;
+        return c.nerr;
+    }
+    free(c.errs);
+    *out = cfg;
+    return 0;
+}
+
+int config_load_file(const char *path, struct config **out, char **errors)
+{
+    *out = NULL;
+    *errors = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (asprintf(errors, "%s: cannot open: %m\n", path) < 0)
+            *errors = NULL;
+        return 1;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 4096;
+            char *g = realloc(buf, cap);
+            if (!g)
+                break;
+            buf = g;
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr || !buf) {
+        free(buf);
+        if (asprintf(errors, "%s: cannot read\n", path) < 0)
+            *errors = NULL;
+        return 1;
+    }
+    int r = config_load_buffer(buf, len, path, out, errors);
+    free(buf);
+    return r;
+}
+
+void config_free(struct config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        free(cfg->listeners[i].name);
+        free(cfg->listeners[i].listen);
+        free(cfg->listeners[i].pool);
+    }
+    free(cfg->listeners);
+    for (size_t i = 0; i < cfg->npools; i++) {
+        struct cfg_pool *pl = &cfg->pools[i];
+        for (size_t j = 0; j < pl->nbackends; j++) {
+            free(pl->backends[j].name);
+            free(pl->backends[j].address);
+        }
+        free(pl->backends);
+        free(pl->name);
+    }
+    free(cfg->pools);
+    free(cfg->admin.listen);
+    free(cfg->admin.token);
+    free(cfg->path);
+    free(cfg);
+}

@@ -1,0 +1,159 @@
+/* proxy/main.c — sluice's entry point: the command line, config → runtime
+ * (pollers, listeners) wiring, and signals: SIGTERM/SIGINT stop accepting and
+ * let sessions finish within shutdown_grace_ms; a second one stops at once. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "log.h"
+#include "runtime.h"
+
+#define DEFAULT_CONFIG "sluice.json"
+#define SHUTDOWN_POLL_MS 20
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: sluice [-c FILE] [--check]\n"
+               "  -c, --config FILE  the JSON config (default: ./" DEFAULT_CONFIG ")\n"
+               "  -t, --check        validate the config, print \"ok\" or every error, exit 0/1\n"
+               "  -v, --version      print the version\n"
+               "  -h, --help         this text\n"
+               "Signals: SIGTERM/SIGINT stop accepting and let sessions finish within\n"
+               "shutdown_grace_ms, then close the rest and exit 0; a second one exits at once.\n");
+}
+
+/* Waits for the last sessions to end, up to the grace period or a second
+ * signal. Returns 0 when everything ended on its own. */
+static int drain_sessions(struct runtime *rt, const sigset_t *sigs, unsigned grace_ms)
+{
+    struct timespec start, now, tick = {0, SHUTDOWN_POLL_MS * 1000000L};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        uint64_t left = runtime_active_sessions(rt);
+        if (left == 0)
+            return 0;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (elapsed >= (long)grace_ms) {
+            log_info("grace period over: closing %llu remaining sessions", (unsigned long long)left);
+            return 1;
+        }
+        int sig = sigtimedwait(sigs, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_info("second signal: closing %llu sessions now", (unsigned long long)left);
+            return 2;
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"check", no_argument, NULL, 't'},
+                                         {"version", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    int check = 0, c;
+    while ((c = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            check = 1;
+            break;
+        case 'v':
+            printf("sluice %s\n", SLUICE_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "sluice: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (!path) {
+        if (access(DEFAULT_CONFIG, F_OK) != 0) {
+            fprintf(stderr, "sluice: no -c FILE given and ./%s does not exist\n", DEFAULT_CONFIG);
+            return 1;
+        }
+        path = DEFAULT_CONFIG;
+        fprintf(stderr, "sluice: using ./%s\n", DEFAULT_CONFIG);
+    }
+
+    struct config *cfg = NULL;
+    char *errors = NULL;
+    int nerr = config_load_file(path, &cfg, &errors);
+    if (nerr) {
+        fputs(errors ? errors : "sluice: out of memory reading the config\n", stderr);
+        free(errors);
+        return 1;
+    }
+    if (check) {
+        printf("%s: ok\n", path);
+        config_free(cfg);
+        return 0;
+    }
+
+    /* Writes to a vanished peer must fail with EPIPE, not kill the process. */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    unsigned grace_ms = cfg->shutdown_grace_ms;
+    struct runtime *rt = NULL;
+    int err = runtime_create(cfg, &rt);
+    if (err) {
+        log_error("cannot start: %s", strerror(-err));
+        return 1;
+    }
+    if ((err = runtime_start(rt))) {
+        log_error("cannot start the pollers: %s", strerror(-err));
+        runtime_destroy(rt);
+        return 1;
+    }
+    log_info("sluice %s started: %u sub-reactors (%s), config %s", SLUICE_VERSION,
+             pollmgr_count(rt->pm), config_poller_balance_name(rt->cfg->poller_balance), path);
+    for (size_t i = 0; i < rt->nlisteners; i++) {
+        const struct listener *l = &rt->listeners[i];
+        log_info("listener %s on %s -> pool %s (%zu backends)", l->name, l->listen, l->pool->name,
+                 l->pool->nbackends);
+    }
+
+    int status = 0;
+    for (;;) {
+        int sig = sigwaitinfo(&sigs, NULL);
+        if (sig == SIGHUP) {
+            log_warn("SIGHUP: config reload is not supported yet; keeping the running config");
+            continue;
+        }
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_info("%s: no longer accepting; waiting up to %u ms for %llu sessions",
+                     strsignal(sig), grace_ms, (unsigned long long)runtime_active_sessions(rt));
+            runtime_stop_listening(rt);
+            status = drain_sessions(rt, &sigs, grace_ms) == 2 ? 1 : 0;
+            break;
+        }
+    }
+    runtime_destroy(rt);
+    log_info("stopped");
+    return status;
+}

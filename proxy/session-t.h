@@ -1,0 +1,63 @@
+/* proxy/session-t.h — the session struct and the verbs shared by session.c
+ * (relay, close) and session_dial.c (upstream connect, retry). Not for other
+ * files: they use proxy/session.h. */
+#pragma once
+
+#include <stdint.h>
+
+#include "reactor/poller.h"
+
+struct backend;
+struct listener;
+struct pool;
+struct worker;
+
+enum session_state {
+    SESSION_NEW,        /* posted to a sub-reactor, not adopted yet */
+    SESSION_CONNECTING, /* upstream connect in progress */
+    SESSION_RELAYING,
+    SESSION_CLOSED, /* fds closed, freed at the end of the loop iteration */
+};
+
+enum { SIDE_CLIENT = 0, SIDE_UPSTREAM = 1 };
+
+/* One side's flags. Readiness is cached because fds are edge-triggered. */
+enum {
+    SIDE_RD_READY = 1u << 0, /* read until EAGAIN has not happened yet */
+    SIDE_WR_READY = 1u << 1,
+    SIDE_EOF = 1u << 2,    /* read returned 0: the peer shut its write side */
+    SIDE_SHUT = 1u << 3,   /* we sent shutdown(SHUT_WR) on this fd */
+    SIDE_PAUSED = 1u << 4, /* its linkbuf passed the high watermark */
+};
+
+struct side {
+    struct fdop op;
+    struct linkbuf in; /* bytes read from this side, waiting for the other */
+    uint8_t flags;
+    uint8_t span; /* blocks booked per read: grows on full reads, shrinks on short */
+};
+
+struct session {
+    struct poller_task task;   /* the hand-off, later the deferred free */
+    struct worker *w;          /* not owned; NULL until adopted */
+    struct listener *listener; /* not owned */
+    struct pool *pool;         /* not owned */
+    struct backend *backend;   /* not owned; holds an active_connections slot when set */
+    struct session *prev, *next; /* worker's list */
+    struct side side[2];
+    struct timer timer; /* connect timeout, then idle timeout */
+    uint64_t last_active_ms;
+    uint8_t state;
+    uint8_t attempts; /* connects started */
+};
+
+extern const struct fdop_ops session_io_ops;
+
+/* session.c */
+void session_close(struct session *s, unsigned reset_sides); /* bit i: RST side i */
+void session_pump(struct session *s);
+
+/* session_dial.c */
+void session_dial(struct session *s, struct backend *avoid);
+void session_dial_check(struct session *s); /* upstream readiness while connecting */
+void session_dial_failed(struct session *s, int err);

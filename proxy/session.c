@@ -1,0 +1,277 @@
+/* proxy/session.c — a session's life on its sub-reactor: adoption, the relay
+ * (one pump for both directions, nginx-style: it reads the state of both sides
+ * and decides), backpressure, half-close, reset forwarding, idle timeout and
+ * close. Upstream connects and retries are in session_dial.c. */
+#define _GNU_SOURCE
+#include "session.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "listener.h"
+#include "pool.h"
+#include "runtime.h"
+#include "session-t.h"
+#include "sock.h"
+
+#define PUMP_BUDGET_BYTES (1024u * 1024) /* per direction per wake-up: fairness */
+#define SPAN_MAX_BLOCKS 16
+
+static void on_read(struct poller *p, struct fdop *op, void *data);
+static void on_write(struct poller *p, struct fdop *op, void *data);
+const struct fdop_ops session_io_ops = {.on_read = on_read, .on_write = on_write};
+
+static void free_session(struct poller *p, struct poller_task *t, void *arg)
+{
+    free(arg);
+}
+
+static void on_timer(void *loop, struct timer *t, void *data)
+{
+    struct session *s = data;
+    struct poller *p = loop;
+    if (s->state == SESSION_CONNECTING) {
+        session_dial_failed(s, -ETIMEDOUT);
+        return;
+    }
+    uint64_t idle_ms = s->pool->idle_timeout_ms;
+    uint64_t quiet = poller_now_ms(p) - s->last_active_ms;
+    if (quiet >= idle_ms) {
+        counter_add(&s->w->c.idle_timeouts, 1);
+        session_close(s, 0);
+        return;
+    }
+    /* Activity only stamps last_active_ms; the timer re-arms here, lazily. */
+    poller_timer_start(p, &s->timer, idle_ms - quiet);
+}
+
+static void adopt(struct poller *p, struct poller_task *t, void *arg)
+{
+    struct session *s = arg;
+    struct worker *w = poller_user(p);
+    struct pool *pl = s->pool;
+    s->w = w;
+    for (int i = 0; i < 2; i++) {
+        linkbuf_init(&s->side[i].in, poller_blocks(p), pl->buffer_low_watermark,
+                     pl->buffer_high_watermark);
+        s->side[i].span = 1;
+    }
+    timer_init(&s->timer, on_timer, s);
+    s->last_active_ms = poller_now_ms(p);
+    s->next = w->sessions;
+    if (w->sessions)
+        w->sessions->prev = s;
+    w->sessions = s;
+    counter_add(&w->c.active_connections, 1);
+    counter_add(&w->c.total_connections, 1);
+    sock_set_nodelay(s->side[SIDE_CLIENT].op.fd);
+    if (poller_register(p, &s->side[SIDE_CLIENT].op, POLL_READ | POLL_WRITE | POLL_EDGE) < 0) {
+        /* Not registered: close it here, session_close only closes registered fds. */
+        close(s->side[SIDE_CLIENT].op.fd);
+        s->side[SIDE_CLIENT].op.fd = -1;
+        session_close(s, 0);
+        return;
+    }
+    session_dial(s, NULL);
+}
+
+int session_handoff(struct runtime *rt, struct listener *l, int fd)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s) {
+        close(fd);
+        return -ENOMEM;
+    }
+    s->listener = l;
+    s->pool = l->pool;
+    s->state = SESSION_NEW;
+    fdop_init(&s->side[SIDE_CLIENT].op, fd, &session_io_ops, s);
+    fdop_init(&s->side[SIDE_UPSTREAM].op, -1, &session_io_ops, s);
+    poller_task_init(&s->task, adopt, s);
+    int err = poller_post(pollmgr_pick(rt->pm), &s->task);
+    if (err) {
+        close(fd);
+        free(s);
+    }
+    return err;
+}
+
+void session_close(struct session *s, unsigned reset_sides)
+{
+    if (s->state == SESSION_CLOSED)
+        return;
+    struct worker *w = s->w;
+    struct poller *p = w->poller;
+    s->state = SESSION_CLOSED;
+    for (int i = 0; i < 2; i++) {
+        struct side *sd = &s->side[i];
+        if (sd->op.fd >= 0) {
+            if (reset_sides & (1u << i))
+                sock_set_reset_on_close(sd->op.fd);
+            close(poller_unregister(p, &sd->op));
+        }
+        linkbuf_clear(&sd->in);
+    }
+    poller_timer_stop(p, &s->timer);
+    if (s->backend) {
+        atomic_fetch_sub_explicit(&s->backend->active_connections, 1, memory_order_relaxed);
+        s->backend = NULL;
+    }
+    atomic_fetch_sub_explicit(&s->listener->active_connections, 1, memory_order_relaxed);
+    counter_sub(&w->c.active_connections, 1);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        w->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    poller_task_init(&s->task, free_session, s);
+    poller_defer(p, &s->task);
+}
+
+void session_close_all(struct worker *w)
+{
+    while (w->sessions)
+        session_close(w->sessions, 0);
+}
+
+static void account(struct session *s, int d, size_t n)
+{
+    struct worker *w = s->w;
+    if (d == SIDE_CLIENT) {
+        counter_add(&w->c.bytes_in, n);
+        atomic_fetch_add_explicit(&s->backend->bytes_in, n, memory_order_relaxed);
+    } else {
+        counter_add(&w->c.bytes_out, n);
+        atomic_fetch_add_explicit(&s->backend->bytes_out, n, memory_order_relaxed);
+    }
+}
+
+static size_t read_want(const struct side *src)
+{
+    size_t want = (size_t)src->span * LINKBUF_BLOCK_DATA;
+    size_t len = linkbuf_len(&src->in), high = src->in.high;
+    size_t room = len < high ? high - len : 0;
+    if (want > room)
+        want = room > LINKBUF_BLOCK_DATA ? room : LINKBUF_BLOCK_DATA;
+    return want;
+}
+
+/* Moves what it can from side[d] through its linkbuf to side[!d]: write what
+ * is buffered, read more while below the high watermark, until a side would
+ * block or the budget is spent. Returns 0, or -errno with *bad set to the
+ * side whose syscall failed. */
+static int pump_dir(struct session *s, int d, int *bad)
+{
+    struct poller *p = s->w->poller;
+    struct side *src = &s->side[d], *dst = &s->side[!d];
+    struct linkbuf *buf = &src->in;
+    size_t budget = PUMP_BUDGET_BYTES;
+    for (;;) {
+        if (linkbuf_len(buf) && (dst->flags & SIDE_WR_READY)) {
+            ssize_t n = linkbuf_writev_to(buf, dst->op.fd);
+            if (n == -EAGAIN) {
+                dst->flags &= (uint8_t)~SIDE_WR_READY;
+            } else if (n < 0) {
+                *bad = !d;
+                return (int)n;
+            } else {
+                account(s, d, (size_t)n);
+                s->last_active_ms = poller_now_ms(p);
+            }
+        }
+        if (src->flags & SIDE_PAUSED) {
+            if (!linkbuf_below_low(buf))
+                break;
+            src->flags &= (uint8_t)~SIDE_PAUSED;
+        }
+        if ((src->flags & (SIDE_RD_READY | SIDE_EOF)) != SIDE_RD_READY)
+            break;
+        if (linkbuf_above_high(buf)) {
+            src->flags |= SIDE_PAUSED;
+            break;
+        }
+        if (budget == 0) {
+            poller_rerun(p, &src->op, POLL_EV_IN);
+            break;
+        }
+        size_t want = read_want(src);
+        ssize_t n = linkbuf_readv_from(buf, src->op.fd, want);
+        if (n == -EAGAIN) {
+            src->flags &= (uint8_t)~SIDE_RD_READY;
+            break;
+        }
+        if (n == 0) {
+            src->flags |= SIDE_EOF;
+            continue; /* flush what is left, then forward the EOF below */
+        }
+        if (n < 0) {
+            *bad = d;
+            return (int)n;
+        }
+        if ((size_t)n == want && src->span < SPAN_MAX_BLOCKS)
+            src->span *= 2;
+        else if ((size_t)n < want / 2 && src->span > 1)
+            src->span /= 2;
+        budget -= (size_t)n < budget ? (size_t)n : budget;
+        s->last_active_ms = poller_now_ms(p);
+    }
+    /* Half-close: forward the EOF once everything before it is delivered. */
+    if ((src->flags & SIDE_EOF) && linkbuf_len(buf) == 0 && !(dst->flags & SIDE_SHUT) &&
+        s->state == SESSION_RELAYING) {
+        shutdown(dst->op.fd, SHUT_WR);
+        dst->flags |= SIDE_SHUT;
+    }
+    return 0;
+}
+
+static int direction_done(const struct session *s, int d)
+{
+    return (s->side[d].flags & SIDE_EOF) && linkbuf_len(&s->side[d].in) == 0 &&
+           (s->side[!d].flags & SIDE_SHUT);
+}
+
+void session_pump(struct session *s)
+{
+    for (int d = 0; d < 2; d++) {
+        int bad = 0;
+        int err = pump_dir(s, d, &bad);
+        if (err) {
+            /* A reset (or any error) on one side is forwarded as a reset to the other. */
+            counter_add(&s->w->c.resets, 1);
+            session_close(s, 1u << !bad);
+            return;
+        }
+    }
+    if (direction_done(s, SIDE_CLIENT) && direction_done(s, SIDE_UPSTREAM))
+        session_close(s, 0);
+}
+
+static void on_read(struct poller *p, struct fdop *op, void *data)
+{
+    struct session *s = data;
+    int i = op == &s->side[SIDE_UPSTREAM].op;
+    if (i == SIDE_UPSTREAM && s->state == SESSION_CONNECTING) {
+        session_dial_check(s);
+        return;
+    }
+    s->side[i].flags |= SIDE_RD_READY;
+    session_pump(s);
+}
+
+static void on_write(struct poller *p, struct fdop *op, void *data)
+{
+    struct session *s = data;
+    int i = op == &s->side[SIDE_UPSTREAM].op;
+    if (i == SIDE_UPSTREAM && s->state == SESSION_CONNECTING) {
+        session_dial_check(s);
+        return;
+    }
+    s->side[i].flags |= SIDE_WR_READY;
+    /* Only the direction into this side can make progress on a write event. */
+    if (linkbuf_len(&s->side[!i].in) || (s->side[!i].flags & SIDE_EOF))
+        session_pump(s);
+}

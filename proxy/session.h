@@ -1,0 +1,16 @@
+/* proxy/session.h — a proxied connection: a client fd, an upstream fd and a
+ * linkbuf per direction, living on one sub-reactor for its whole life. */
+#pragma once
+
+struct runtime;
+struct listener;
+struct worker;
+
+/* Main reactor: wraps an accepted client fd into a session and posts it to the
+ * sub-reactor the poll manager picks. Takes ownership of fd: on failure
+ * (-errno) the fd is already closed. */
+int session_handoff(struct runtime *rt, struct listener *l, int fd);
+
+/* Owner thread, or any thread once the worker's poller has stopped: closes
+ * every session of the worker (FIN to both sides). Frees run as deferred tasks. */
+void session_close_all(struct worker *w);

@@ -1,0 +1,20 @@
+/* proxy/sock.h — socket-option noise kept out of the data path (as Redis'
+ * anet.c): listening and non-blocking dialing sockets, TCP_NODELAY, reset on
+ * close, pending socket errors. Every function returns -errno on failure. */
+#pragma once
+
+#include <sys/socket.h>
+
+/* Non-blocking, close-on-exec, SO_REUSEADDR, bound and listening. Returns the fd. */
+int sock_listen(const struct sockaddr *addr, socklen_t len, int backlog);
+/* Starts a non-blocking connect. Returns 0 with *fd set when connecting or
+ * connected; -errno (and no fd) when the connect failed at once. */
+int sock_dial(const struct sockaddr *addr, socklen_t len, int *fd);
+int sock_set_nodelay(int fd);
+/* Makes the next close() send a RST instead of a FIN. */
+int sock_set_reset_on_close(int fd);
+/* For a socket whose connect was started: 1 connected, 0 still in progress,
+ * -errno when it failed. */
+int sock_connected(int fd);
+/* The pending error of a socket (SO_ERROR) as -errno, or 0. */
+int sock_error(int fd);

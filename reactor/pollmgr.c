@@ -1,0 +1,214 @@
+/* reactor/pollmgr.c — threads and the pick policies of reactor/pollmgr.h. */
+#define _GNU_SOURCE
+#include "pollmgr.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define POLLMGR_IDLE_CHECK_MS 5
+
+struct pollmgr {
+    enum pollmgr_balance balance;
+    unsigned nsub;
+    atomic_uint rr;
+    atomic_uint_fast64_t rng;
+    int running;
+    struct poller *main;  /* owned */
+    struct poller **subs; /* owned */
+    pthread_t *threads;   /* [0] main, [1..nsub] subs */
+    unsigned nthreads;
+};
+
+int pollmgr_parse_balance(const char *name, enum pollmgr_balance *out)
+{
+    static const struct {
+        const char *name;
+        enum pollmgr_balance b;
+    } names[] = {{"round_robin", POLLMGR_ROUND_ROBIN},
+                 {"random", POLLMGR_RANDOM},
+                 {"least_loaded", POLLMGR_LEAST_LOADED}};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(name, names[i].name) == 0) {
+            *out = names[i].b;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int pollmgr_create(unsigned nsub, enum pollmgr_balance balance, const struct poller_opts *opts,
+                   struct pollmgr **out)
+{
+    if (nsub == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        nsub = cpus > 0 ? (unsigned)cpus : 1;
+    }
+    struct pollmgr *pm = calloc(1, sizeof(*pm));
+    if (!pm)
+        return -ENOMEM;
+    pm->balance = balance;
+    pm->nsub = nsub;
+    atomic_init(&pm->rr, 0);
+    atomic_init(&pm->rng, (uint64_t)time(NULL) * 2654435761u | 1);
+    pm->subs = calloc(nsub, sizeof(*pm->subs));
+    pm->threads = calloc(nsub + 1, sizeof(*pm->threads));
+    int err = -ENOMEM;
+    if (!pm->subs || !pm->threads)
+        goto fail;
+    if ((err = poller_create(0, opts, &pm->main)))
+        goto fail;
+    for (unsigned i = 0; i < nsub; i++)
+        if ((err = poller_create((int)i + 1, opts, &pm->subs[i])))
+            goto fail;
+    *out = pm;
+    return 0;
+fail:
+    pollmgr_destroy(pm);
+    return err;
+}
+
+void pollmgr_destroy(struct pollmgr *pm)
+{
+    if (!pm)
+        return;
+    pollmgr_stop(pm);
+    for (unsigned i = 0; pm->subs && i < pm->nsub; i++)
+        poller_destroy(pm->subs[i]);
+    poller_destroy(pm->main);
+    free(pm->subs);
+    free(pm->threads);
+    free(pm);
+}
+
+struct poller *pollmgr_main(struct pollmgr *pm)
+{
+    return pm->main;
+}
+struct poller *pollmgr_sub(struct pollmgr *pm, unsigned i)
+{
+    return i < pm->nsub ? pm->subs[i] : NULL;
+}
+unsigned pollmgr_count(const struct pollmgr *pm)
+{
+    return pm->nsub;
+}
+
+static uint64_t next_random(struct pollmgr *pm)
+{
+    /* xorshift64*, advanced with a CAS so concurrent pickers get distinct draws. */
+    uint64_t x = atomic_load_explicit(&pm->rng, memory_order_relaxed), y;
+    do {
+        y = x;
+        y ^= y >> 12;
+        y ^= y << 25;
+        y ^= y >> 27;
+    } while (!atomic_compare_exchange_weak_explicit(&pm->rng, &x, y, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return y * 2685821657736338717ull;
+}
+
+static uint64_t load_of(const struct poller *p)
+{
+    return atomic_load_explicit(&poller_counters(p)->registrations, memory_order_relaxed);
+}
+
+struct poller *pollmgr_pick(struct pollmgr *pm)
+{
+    if (pm->nsub == 1)
+        return pm->subs[0];
+    switch (pm->balance) {
+    case POLLMGR_RANDOM:
+        return pm->subs[(next_random(pm) >> 33) % pm->nsub];
+    case POLLMGR_LEAST_LOADED: {
+        /* Start the scan at a rotating index so ties spread instead of piling on 0. */
+        unsigned start = atomic_fetch_add_explicit(&pm->rr, 1, memory_order_relaxed);
+        struct poller *best = NULL;
+        uint64_t best_load = UINT64_MAX;
+        for (unsigned k = 0; k < pm->nsub; k++) {
+            struct poller *p = pm->subs[(start + k) % pm->nsub];
+            uint64_t l = load_of(p);
+            if (l < best_load) {
+                best = p;
+                best_load = l;
+            }
+        }
+        return best;
+    }
+    case POLLMGR_ROUND_ROBIN:
+    default:
+        return pm->subs[atomic_fetch_add_explicit(&pm->rr, 1, memory_order_relaxed) % pm->nsub];
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    poller_run(arg);
+    return NULL;
+}
+
+static struct poller *poller_at(struct pollmgr *pm, unsigned t)
+{
+    return t == 0 ? pm->main : pm->subs[t - 1];
+}
+
+int pollmgr_start(struct pollmgr *pm)
+{
+    if (pm->running)
+        return 0;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int err = 0;
+    pm->nthreads = 0;
+    for (unsigned t = 0; t < pm->nsub + 1; t++) {
+        err = -pthread_create(&pm->threads[t], NULL, thread_main, poller_at(pm, t));
+        if (err)
+            break;
+        pm->nthreads++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pm->running = 1;
+    if (err)
+        pollmgr_stop(pm);
+    return err;
+}
+
+int pollmgr_wait_idle(struct pollmgr *pm, uint64_t timeout_ms)
+{
+    uint64_t deadline = poller_clock_ms() + timeout_ms;
+    for (;;) {
+        uint64_t busy = 0;
+        for (unsigned i = 0; i < pm->nsub; i++)
+            busy += load_of(pm->subs[i]);
+        if (busy == 0)
+            return 0;
+        if (poller_clock_ms() >= deadline)
+            return -ETIMEDOUT;
+        struct timespec ts = {0, POLLMGR_IDLE_CHECK_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void pollmgr_stop(struct pollmgr *pm)
+{
+    if (!pm->running)
+        return;
+    for (unsigned t = 0; t < pm->nthreads; t++)
+        poller_stop(poller_at(pm, t));
+    for (unsigned t = 0; t < pm->nthreads; t++)
+        pthread_join(pm->threads[t], NULL);
+    pm->nthreads = 0;
+    pm->running = 0;
+}
+
+int pollmgr_stop_graceful(struct pollmgr *pm, uint64_t timeout_ms)
+{
+    int r = pollmgr_wait_idle(pm, timeout_ms);
+    pollmgr_stop(pm);
+    return r;
+}

@@ -1,0 +1,40 @@
+/* reactor/pollmgr.h — the set of pollers: one main reactor (accepts) and N
+ * sub-reactors (sessions), each driven by its own thread, plus the balance
+ * that picks a sub-reactor for new work. Knows nothing about what runs on them.
+ * Create, then register work, then start; stop joins every thread. */
+#pragma once
+
+#include "poller.h"
+
+enum pollmgr_balance {
+    POLLMGR_ROUND_ROBIN,
+    POLLMGR_RANDOM,
+    POLLMGR_LEAST_LOADED, /* fewest registered fdops */
+};
+
+struct pollmgr;
+
+/* nsub == 0 means one sub-reactor per online CPU. */
+int pollmgr_create(unsigned nsub, enum pollmgr_balance balance, const struct poller_opts *opts,
+                   struct pollmgr **out);
+void pollmgr_destroy(struct pollmgr *pm); /* stops first if still running */
+
+struct poller *pollmgr_main(struct pollmgr *pm);
+struct poller *pollmgr_sub(struct pollmgr *pm, unsigned i);
+unsigned pollmgr_count(const struct pollmgr *pm); /* sub-reactors */
+
+/* Any thread; lock-free. Picks the sub-reactor for the next piece of work. */
+struct poller *pollmgr_pick(struct pollmgr *pm);
+
+/* Starts one thread per poller (signals blocked in them). -errno on failure,
+ * with whatever had started already stopped again. */
+int pollmgr_start(struct pollmgr *pm);
+/* Waits until no sub-reactor has a registered fdop, up to timeout_ms.
+ * 0 when idle, -ETIMEDOUT otherwise. Does not stop anything. */
+int pollmgr_wait_idle(struct pollmgr *pm, uint64_t timeout_ms);
+/* Stops every poller and joins its thread. Idempotent. */
+void pollmgr_stop(struct pollmgr *pm);
+/* pollmgr_wait_idle then pollmgr_stop: the result of the wait. */
+int pollmgr_stop_graceful(struct pollmgr *pm, uint64_t timeout_ms);
+
+int pollmgr_parse_balance(const char *name, enum pollmgr_balance *out);
