@@ -1,1 +1,244 @@
-int main(void){return 0;}
+/* tests/unit/test_config.c — config/: defaults, every error kind with the JSON
+ * path it must name, syntax errors with line and column, addresses. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "config/config.h"
+#include "config/config_addr.h"
+
+#define POOL_OK                                                                                    \
+    "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":\"127.0.0.1:7001\"}]}]"
+#define LISTENER_OK "\"listeners\":[{\"name\":\"l\",\"listen\":\"127.0.0.1:7000\",\"pool\":\"p\"}]"
+
+static char *load_errors(const char *json)
+{
+    struct config *cfg = NULL;
+    char *errors = NULL;
+    int n = config_load_buffer(json, strlen(json), "t.json", &cfg, &errors);
+    ck_assert_int_gt(n, 0);
+    ck_assert_ptr_null(cfg);
+    ck_assert_ptr_nonnull(errors);
+    return errors;
+}
+
+static void expect_error(const char *json, const char *needle)
+{
+    char *errors = load_errors(json);
+    if (!strstr(errors, needle))
+        ck_abort_msg("expected \"%s\" in:\n%s", needle, errors);
+    free(errors);
+}
+
+START_TEST(minimal_config_gets_documented_defaults)
+{
+    const char *json = "{" LISTENER_OK "," POOL_OK "}";
+    struct config *cfg;
+    char *errors;
+    ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+    ck_assert_uint_eq(cfg->pollers, 0);
+    ck_assert_int_eq(cfg->poller_balance, CFG_POLLERS_ROUND_ROBIN);
+    ck_assert_uint_eq(cfg->shutdown_grace_ms, 10000);
+    ck_assert_str_eq(cfg->admin.listen, "127.0.0.1:9090");
+    ck_assert_ptr_null(cfg->admin.token);
+    ck_assert_uint_eq(cfg->nlisteners, 1);
+    ck_assert_uint_eq(cfg->listeners[0].max_connections, 10000);
+    ck_assert_uint_eq(cfg->listeners[0].backlog, 1024);
+    ck_assert_uint_eq(cfg->listeners[0].pool_index, 0);
+    const struct cfg_pool *p = &cfg->pools[0];
+    ck_assert_uint_eq(p->connect_timeout_ms, 2000);
+    ck_assert_uint_eq(p->idle_timeout_ms, 600000);
+    ck_assert_uint_eq(p->retries, 2);
+    ck_assert_uint_eq(p->buffer_high_watermark, 256 * 1024);
+    ck_assert_uint_eq(p->buffer_low_watermark, 64 * 1024);
+    ck_assert_uint_eq(p->backends[0].weight, 1);
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&p->backends[0].addr.ss;
+    ck_assert_int_eq(sin->sin_family, AF_INET);
+    ck_assert_int_eq(ntohs(sin->sin_port), 7001);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(the_issue_example_loads)
+{
+    const char *json =
+        "{\"pollers\":2,\"poller_balance\":\"round_robin\",\"admin\":{\"listen\":\"127.0.0.1:9090\"},"
+        "\"listeners\":[{\"name\":\"redis\",\"listen\":\"0.0.0.0:6380\",\"pool\":\"redis\","
+        "\"max_connections\":10000}],"
+        "\"pools\":[{\"name\":\"redis\",\"balance\":\"round_robin\",\"connect_timeout_ms\":2000,"
+        "\"idle_timeout_ms\":600000,\"retries\":2,\"backends\":["
+        "{\"name\":\"r1\",\"address\":\"127.0.0.1:6379\",\"weight\":1},"
+        "{\"name\":\"r2\",\"address\":\"[::1]:6381\",\"weight\":3}]}]}";
+    struct config *cfg;
+    char *errors;
+    ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+    ck_assert_uint_eq(cfg->pollers, 2);
+    ck_assert_uint_eq(cfg->pools[0].nbackends, 2);
+    ck_assert_uint_eq(cfg->pools[0].backends[1].weight, 3);
+    ck_assert_int_eq(cfg->pools[0].backends[1].addr.ss.ss_family, AF_INET6);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(syntax_error_has_line_and_column)
+{
+    expect_error("{\n  \"pollers\": 2,\n  }", "t.json:3:");
+    expect_error("{\n  \"pollers\": 2,\n  }", "invalid JSON");
+}
+END_TEST
+
+START_TEST(duplicate_key_is_an_error)
+{
+    expect_error("{\"pollers\":1,\"pollers\":2," LISTENER_OK "," POOL_OK "}", "duplicate");
+}
+END_TEST
+
+START_TEST(unknown_keys_name_their_path)
+{
+    expect_error("{\"polers\":2," LISTENER_OK "," POOL_OK "}", "t.json: polers: unknown key");
+    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\","
+                 "\"address\":\"127.0.0.1:7001\",\"wieght\":2}]}]}",
+                 "pools[0].backends[0].wieght: unknown key");
+    expect_error("{\"admin\":{\"port\":1}," LISTENER_OK "," POOL_OK "}", "admin.port: unknown key");
+}
+END_TEST
+
+START_TEST(wrong_types_say_what_was_expected)
+{
+    expect_error("{\"pollers\":\"two\"," LISTENER_OK "," POOL_OK "}",
+                 "pollers: expected an integer from 0 to 256, got a string");
+    expect_error("{\"pollers\":-1," LISTENER_OK "," POOL_OK "}", "pollers: expected an integer");
+    expect_error("{\"listeners\":{}," POOL_OK "}", "listeners: expected a non-empty array, got an object");
+    expect_error("{\"listeners\":[]," POOL_OK "}", "listeners: expected a non-empty array, got an empty array");
+    expect_error("{\"poller_balance\":\"fastest\"," LISTENER_OK "," POOL_OK "}",
+                 "poller_balance: expected one of: round_robin, random, least_loaded, got \"fastest\"");
+    expect_error("[1,2]", "expected an object, got an array");
+    expect_error("{\"listeners\":[{\"name\":\"l\",\"listen\":7000,\"pool\":\"p\"}]," POOL_OK "}",
+                 "listeners[0].listen: expected a non-empty string, got an integer");
+}
+END_TEST
+
+START_TEST(missing_required_keys)
+{
+    expect_error("{" POOL_OK "}", "listeners: missing");
+    expect_error("{" LISTENER_OK "}", "pools: missing");
+    expect_error("{\"listeners\":[{\"listen\":\"127.0.0.1:7000\",\"pool\":\"p\"}]," POOL_OK "}",
+                 "listeners[0].name: missing");
+}
+END_TEST
+
+START_TEST(duplicate_names)
+{
+    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"backends\":["
+                 "{\"name\":\"b\",\"address\":\"127.0.0.1:1\"},{\"name\":\"b\",\"address\":\"127.0.0.1:2\"}]}]}",
+                 "pools[0].backends[1].name: duplicate backend name \"b\"");
+    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b\",\"address\":"
+                 "\"127.0.0.1:1\"}]},{\"name\":\"p\",\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\"}]}]}",
+                 "pools[1].name: duplicate pool name \"p\"");
+    expect_error("{\"listeners\":[{\"name\":\"l\",\"listen\":\"127.0.0.1:7000\",\"pool\":\"p\"},"
+                 "{\"name\":\"l\",\"listen\":\"127.0.0.1:7002\",\"pool\":\"p\"}]," POOL_OK "}",
+                 "listeners[1].name: duplicate listener name \"l\"");
+    expect_error("{\"listeners\":[{\"name\":\"a\",\"listen\":\"127.0.0.1:7000\",\"pool\":\"p\"},"
+                 "{\"name\":\"b\",\"listen\":\"127.0.0.1:7000\",\"pool\":\"p\"}]," POOL_OK "}",
+                 "listeners[1].listen: address \"127.0.0.1:7000\" is already used by listeners[0]");
+}
+END_TEST
+
+START_TEST(listener_naming_a_missing_pool)
+{
+    expect_error("{\"listeners\":[{\"name\":\"l\",\"listen\":\"127.0.0.1:7000\",\"pool\":\"nope\"}]," POOL_OK "}",
+                 "listeners[0].pool: no pool named \"nope\"");
+}
+END_TEST
+
+START_TEST(bad_addresses_and_ports)
+{
+    const char *bad[] = {"127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:http",
+                         "::1:80", "[::1]80", "[nope]:80", "backend.local:6379", ":80"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char json[512];
+        snprintf(json, sizeof(json),
+                 "{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b\",\"address\":\"%s\"}]}]}",
+                 bad[i]);
+        expect_error(json, "pools[0].backends[0].address: expected \"IPv4:port\" or \"[IPv6]:port\"");
+    }
+    expect_error("{\"listeners\":[{\"name\":\"l\",\"listen\":\"no-such-host.invalid:7000\",\"pool\":\"p\"}]," POOL_OK "}",
+                 "listeners[0].listen: cannot resolve host \"no-such-host.invalid\"");
+}
+END_TEST
+
+START_TEST(empty_pool_and_bad_numbers)
+{
+    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"backends\":[]}]}",
+                 "pools[0].backends: expected a non-empty array, got an empty array");
+    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"connect_timeout_ms\":0,\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\"}]}]}",
+                 "pools[0].connect_timeout_ms: expected an integer from 1 to");
+    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"buffer_high_watermark\":8192,\"buffer_low_watermark\":9000,"
+                 "\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\"}]}]}",
+                 "pools[0].buffer_low_watermark: expected less than buffer_high_watermark");
+    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\",\"weight\":1.5}]}]}",
+                 "pools[0].backends[0].weight: expected an integer from 0 to 1000, got a number with a fraction");
+    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p q\",\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\"}]}]}",
+                 "pools[0].name: expected 1 to 64 characters");
+}
+END_TEST
+
+START_TEST(every_error_is_reported_once)
+{
+    char *errors = load_errors("{\"polers\":1,\"pollers\":\"x\",\"listeners\":[{\"name\":\"l\","
+                               "\"listen\":\"1.2.3.4\",\"pool\":\"zz\"}]," POOL_OK "}");
+    int lines = 0;
+    for (char *c = errors; *c; c++)
+        lines += *c == '\n';
+    ck_assert_int_eq(lines, 4);
+    free(errors);
+}
+END_TEST
+
+START_TEST(missing_file)
+{
+    struct config *cfg;
+    char *errors;
+    ck_assert_int_gt(config_load_file("/nonexistent/sluice.json", &cfg, &errors), 0);
+    ck_assert_ptr_nonnull(strstr(errors, "/nonexistent/sluice.json: cannot open"));
+    free(errors);
+}
+END_TEST
+
+START_TEST(address_round_trip)
+{
+    struct cfg_sockaddr a;
+    char why[256], buf[64];
+    ck_assert_int_eq(config_addr_parse("[::1]:6379", 0, &a, why, sizeof(why)), 0);
+    ck_assert_str_eq(config_addr_format(&a, buf, sizeof(buf)), "[::1]:6379");
+    ck_assert_int_eq(config_addr_parse("10.1.2.3:1", 0, &a, why, sizeof(why)), 0);
+    ck_assert_str_eq(config_addr_format(&a, buf, sizeof(buf)), "10.1.2.3:1");
+    ck_assert_int_eq(config_addr_parse("localhost:80", 1, &a, why, sizeof(why)), 0);
+    ck_assert_int_eq(config_addr_parse("localhost:80", 0, &a, why, sizeof(why)), -1);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, minimal_config_gets_documented_defaults);
+    tcase_add_test(tc, the_issue_example_loads);
+    tcase_add_test(tc, syntax_error_has_line_and_column);
+    tcase_add_test(tc, duplicate_key_is_an_error);
+    tcase_add_test(tc, unknown_keys_name_their_path);
+    tcase_add_test(tc, wrong_types_say_what_was_expected);
+    tcase_add_test(tc, missing_required_keys);
+    tcase_add_test(tc, duplicate_names);
+    tcase_add_test(tc, listener_naming_a_missing_pool);
+    tcase_add_test(tc, bad_addresses_and_ports);
+    tcase_add_test(tc, empty_pool_and_bad_numbers);
+    tcase_add_test(tc, every_error_is_reported_once);
+    tcase_add_test(tc, missing_file);
+    tcase_add_test(tc, address_round_trip);
+    suite_add_tcase(s, tc);
+    return s;
+}

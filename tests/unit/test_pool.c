@@ -1,1 +1,103 @@
-int main(void){return 0;}
+/* tests/unit/test_pool.c — proxy/pool.c: the smooth weighted round-robin
+ * sequence, shares over many picks, skipping backends that are not up or have
+ * no weight, and avoiding the backend a retry just failed on. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "proxy/pool.h"
+
+static void make_pool(struct pool *pl, const unsigned *weights, size_t n)
+{
+    struct cfg_backend bs[8];
+    char names[8][8];
+    memset(bs, 0, sizeof(bs));
+    for (size_t i = 0; i < n; i++) {
+        snprintf(names[i], sizeof(names[i]), "b%zu", i);
+        bs[i].name = names[i];
+        bs[i].address = "127.0.0.1:1";
+        bs[i].weight = weights[i];
+    }
+    struct cfg_pool cp = {.name = "p", .connect_timeout_ms = 1, .retries = 1,
+                          .buffer_high_watermark = 8192, .buffer_low_watermark = 1024,
+                          .backends = bs, .nbackends = n};
+    ck_assert_int_eq(pool_init(pl, &cp), 0);
+}
+
+START_TEST(smooth_wrr_matches_nginx_sequence)
+{
+    const unsigned w[] = {5, 1, 1};
+    uint32_t out[16];
+    ck_assert_uint_eq(pool_smooth_wrr(w, 3, out, 16), 7);
+    const uint32_t expect[] = {0, 0, 1, 0, 2, 0, 0}; /* a a b a c a a */
+    for (int i = 0; i < 7; i++)
+        ck_assert_uint_eq(out[i], expect[i]);
+    const unsigned w2[] = {4, 2, 0};
+    ck_assert_uint_eq(pool_smooth_wrr(w2, 3, out, 16), 3); /* divided by the gcd */
+    const unsigned w3[] = {0, 0};
+    ck_assert_uint_eq(pool_smooth_wrr(w3, 2, out, 16), 0);
+}
+END_TEST
+
+START_TEST(shares_follow_weights)
+{
+    const unsigned w[] = {3, 2, 1, 0};
+    struct pool pl;
+    make_pool(&pl, w, 4);
+    int hits[4] = {0};
+    for (int i = 0; i < 60000; i++) {
+        struct backend *b = pool_pick(&pl, NULL);
+        hits[b - pl.backends]++;
+    }
+    ck_assert_int_eq(hits[0], 30000);
+    ck_assert_int_eq(hits[1], 20000);
+    ck_assert_int_eq(hits[2], 10000);
+    ck_assert_int_eq(hits[3], 0);
+    pool_fini(&pl);
+}
+END_TEST
+
+START_TEST(skips_backends_not_up)
+{
+    const unsigned w[] = {1, 1, 1};
+    struct pool pl;
+    make_pool(&pl, w, 3);
+    atomic_store(&pl.backends[1].state, BACKEND_DOWN);
+    atomic_store(&pl.backends[2].state, BACKEND_DRAINING);
+    for (int i = 0; i < 100; i++)
+        ck_assert_ptr_eq(pool_pick(&pl, NULL), &pl.backends[0]);
+    atomic_store(&pl.backends[0].state, BACKEND_DISABLED);
+    ck_assert_ptr_null(pool_pick(&pl, NULL));
+    atomic_store(&pl.backends[2].state, BACKEND_UP);
+    atomic_store(&pl.backends[2].weight, 0);
+    ck_assert_ptr_null(pool_pick(&pl, NULL));
+    pool_fini(&pl);
+}
+END_TEST
+
+START_TEST(retry_avoids_the_failed_backend)
+{
+    const unsigned w[] = {1, 1};
+    struct pool pl;
+    make_pool(&pl, w, 2);
+    for (int i = 0; i < 10; i++)
+        ck_assert_ptr_eq(pool_pick(&pl, &pl.backends[0]), &pl.backends[1]);
+    atomic_store(&pl.backends[1].state, BACKEND_DOWN);
+    /* The only one left: tried again rather than failing the client. */
+    ck_assert_ptr_eq(pool_pick(&pl, &pl.backends[0]), &pl.backends[0]);
+    pool_fini(&pl);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("pool");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, smooth_wrr_matches_nginx_sequence);
+    tcase_add_test(tc, shares_follow_weights);
+    tcase_add_test(tc, skips_backends_not_up);
+    tcase_add_test(tc, retry_avoids_the_failed_backend);
+    suite_add_tcase(s, tc);
+    return s;
+}
