@@ -34,8 +34,8 @@ struct cfg_pool {
     char *name; /* owned */
     enum cfg_pool_balance balance;
     unsigned connect_timeout_ms;
-    unsigned idle_timeout_ms; /* 0: never */
-    unsigned retries;         /* further backends tried after the first */
+    unsigned idle_timeout_ms;       /* 0: never */
+    unsigned retries;               /* further backends tried after the first */
     unsigned buffer_high_watermark; /* bytes buffered per direction before reading pauses */
     unsigned buffer_low_watermark;  /* bytes under which reading resumes */
     struct cfg_backend *backends;   /* owned array */
@@ -59,7 +59,7 @@ struct cfg_admin {
 };
 
 struct config {
-    char *path; /* owned: the file it came from */
+    char *path;       /* owned: the file it came from */
     unsigned pollers; /* 0: one per CPU */
     enum cfg_poller_balance poller_balance;
     unsigned shutdown_grace_ms;

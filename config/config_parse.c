@@ -14,24 +14,24 @@
 
 #include "config_addr.h"
 
-#define CFG_PATH_MAX 128
-#define CFG_NAME_MAX 64
+#define CFG_PATH_MAX   128
+#define CFG_NAME_MAX   64
 #define CFG_MAX_ERRORS 50
 
-#define DEF_POLLERS 0
-#define DEF_SHUTDOWN_GRACE_MS 10000
-#define DEF_ADMIN_LISTEN "127.0.0.1:9090"
-#define DEF_MAX_CONNECTIONS 10000
-#define DEF_BACKLOG 1024
+#define DEF_POLLERS            0
+#define DEF_SHUTDOWN_GRACE_MS  10000
+#define DEF_ADMIN_LISTEN       "127.0.0.1:9090"
+#define DEF_MAX_CONNECTIONS    10000
+#define DEF_BACKLOG            1024
 #define DEF_CONNECT_TIMEOUT_MS 2000
-#define DEF_IDLE_TIMEOUT_MS 600000
-#define DEF_RETRIES 2
-#define DEF_HIGH_WATERMARK (256u * 1024)
-#define DEF_LOW_WATERMARK (64u * 1024)
-#define DEF_WEIGHT 1
-#define MAX_WEIGHT 1000
-#define MAX_POLLERS 256
-#define MAX_TIMEOUT_MS (24u * 3600 * 1000)
+#define DEF_IDLE_TIMEOUT_MS    600000
+#define DEF_RETRIES            2
+#define DEF_HIGH_WATERMARK     (256u * 1024)
+#define DEF_LOW_WATERMARK      (64u * 1024)
+#define DEF_WEIGHT             1
+#define MAX_WEIGHT             1000
+#define MAX_POLLERS            256
+#define MAX_TIMEOUT_MS         (24u * 3600 * 1000)
 
 struct ctx {
     const char *file;
@@ -140,8 +140,8 @@ static unsigned get_uint(struct ctx *c, json_t *obj, const char *path, const cha
 }
 
 /* Returns a malloc'd copy, def's copy when absent (NULL when def is NULL). */
-static char *get_string(struct ctx *c, json_t *obj, const char *path, const char *key,
-                        int required, const char *def)
+static char *get_string(struct ctx *c, json_t *obj, const char *path, const char *key, int required,
+                        const char *def)
 {
     json_t *v = json_object_get(obj, key);
     char p[CFG_PATH_MAX];
@@ -152,7 +152,8 @@ static char *get_string(struct ctx *c, json_t *obj, const char *path, const char
         return def ? strdup(def) : NULL;
     }
     if (!json_is_string(v) || json_string_length(v) == 0) {
-        fail(c, p, "expected a non-empty string, got %s", json_is_string(v) ? "\"\"" : type_name(v));
+        fail(c, p, "expected a non-empty string, got %s",
+             json_is_string(v) ? "\"\"" : type_name(v));
         return def ? strdup(def) : NULL;
     }
     if (strlen(json_string_value(v)) != json_string_length(v)) {
@@ -287,8 +288,8 @@ static void parse_pool(struct ctx *c, json_t *v, const char *path, struct cfg_po
     pl->idle_timeout_ms =
         get_uint(c, v, path, "idle_timeout_ms", DEF_IDLE_TIMEOUT_MS, 0, MAX_TIMEOUT_MS);
     pl->retries = get_uint(c, v, path, "retries", DEF_RETRIES, 0, 100);
-    pl->buffer_high_watermark = get_uint(c, v, path, "buffer_high_watermark", DEF_HIGH_WATERMARK,
-                                         4096, 64u * 1024 * 1024);
+    pl->buffer_high_watermark =
+        get_uint(c, v, path, "buffer_high_watermark", DEF_HIGH_WATERMARK, 4096, 64u * 1024 * 1024);
     pl->buffer_low_watermark =
         get_uint(c, v, path, "buffer_low_watermark",
                  pl->buffer_high_watermark < DEF_LOW_WATERMARK ? pl->buffer_high_watermark / 4
@@ -327,8 +328,8 @@ static void parse_pool(struct ctx *c, json_t *v, const char *path, struct cfg_po
 
 static void parse_listener(struct ctx *c, json_t *v, const char *path, struct cfg_listener *l)
 {
-    static const char *const keys[] = {"name", "listen", "pool", "max_connections", "backlog",
-                                       NULL};
+    static const char *const keys[] = {"name",    "listen", "pool", "max_connections",
+                                       "backlog", NULL};
     if (!is_object(c, v, path))
         return;
     check_keys(c, v, path, keys);
@@ -359,8 +360,8 @@ static void parse_admin(struct ctx *c, json_t *root, struct cfg_admin *a)
 
 static void parse_root(struct ctx *c, json_t *root, struct config *cfg)
 {
-    static const char *const keys[] = {"pollers", "poller_balance", "shutdown_grace_ms", "admin",
-                                       "listeners", "pools", NULL};
+    static const char *const keys[] = {
+        "pollers", "poller_balance", "shutdown_grace_ms", "admin", "listeners", "pools", NULL};
     if (!is_object(c, root, "(top level)"))
         return;
     check_keys(c, root, "", keys);

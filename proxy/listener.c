@@ -13,8 +13,8 @@
 #include "session.h"
 #include "sock.h"
 
-#define ACCEPT_BATCH 64        /* accepts per readiness event: fairness across listeners */
-#define ACCEPT_PAUSE_MS 100    /* back-off when the process is out of fds */
+#define ACCEPT_BATCH    64  /* accepts per readiness event: fairness across listeners */
+#define ACCEPT_PAUSE_MS 100 /* back-off when the process is out of fds */
 
 static void on_accept(struct poller *p, struct fdop *op, void *data);
 static void on_pause_over(void *loop, struct timer *t, void *data);

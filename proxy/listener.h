@@ -16,8 +16,8 @@ struct listener {
     char *name;   /* owned */
     char *listen; /* owned: as configured */
     struct cfg_sockaddr addr;
-    struct pool *pool;   /* not owned */
-    struct runtime *rt;  /* not owned */
+    struct pool *pool;        /* not owned */
+    struct runtime *rt;       /* not owned */
     unsigned max_connections; /* 0: unlimited */
     unsigned backlog;
     int fd; /* -1 when closed */

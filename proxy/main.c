@@ -15,7 +15,7 @@
 #include "log.h"
 #include "runtime.h"
 
-#define DEFAULT_CONFIG "sluice.json"
+#define DEFAULT_CONFIG   "sluice.json"
 #define SHUTDOWN_POLL_MS 20
 
 static void usage(FILE *f)
@@ -42,7 +42,8 @@ static int drain_sessions(struct runtime *rt, const sigset_t *sigs, unsigned gra
         clock_gettime(CLOCK_MONOTONIC, &now);
         long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
         if (elapsed >= (long)grace_ms) {
-            log_info("grace period over: closing %llu remaining sessions", (unsigned long long)left);
+            log_info("grace period over: closing %llu remaining sessions",
+                     (unsigned long long)left);
             return 1;
         }
         int sig = sigtimedwait(sigs, NULL, &tick);

@@ -32,16 +32,16 @@ struct worker_counters {
 };
 
 struct worker {
-    struct poller *poller;     /* not owned */
-    struct runtime *rt;        /* not owned */
-    struct session *sessions;  /* owned: intrusive list of live sessions */
+    struct poller *poller;    /* not owned */
+    struct runtime *rt;       /* not owned */
+    struct session *sessions; /* owned: intrusive list of live sessions */
     struct worker_counters c;
 };
 
 struct runtime {
-    struct config *cfg;  /* owned: the snapshot this runtime was built from */
-    struct pollmgr *pm;  /* owned */
-    struct pool *pools;  /* owned array */
+    struct config *cfg; /* owned: the snapshot this runtime was built from */
+    struct pollmgr *pm; /* owned */
+    struct pool *pools; /* owned array */
     size_t npools;
     struct listener *listeners; /* owned array */
     size_t nlisteners;

@@ -38,11 +38,11 @@ struct side {
 };
 
 struct session {
-    struct poller_task task;   /* the hand-off, later the deferred free */
-    struct worker *w;          /* not owned; NULL until adopted */
-    struct listener *listener; /* not owned */
-    struct pool *pool;         /* not owned */
-    struct backend *backend;   /* not owned; holds an active_connections slot when set */
+    struct poller_task task;     /* the hand-off, later the deferred free */
+    struct worker *w;            /* not owned; NULL until adopted */
+    struct listener *listener;   /* not owned */
+    struct pool *pool;           /* not owned */
+    struct backend *backend;     /* not owned; holds an active_connections slot when set */
     struct session *prev, *next; /* worker's list */
     struct side side[2];
     struct timer timer; /* connect timeout, then idle timeout */

@@ -18,7 +18,7 @@
 #include "sock.h"
 
 #define PUMP_BUDGET_BYTES (1024u * 1024) /* per direction per wake-up: fairness */
-#define SPAN_MAX_BLOCKS 16
+#define SPAN_MAX_BLOCKS   16
 
 static void on_read(struct poller *p, struct fdop *op, void *data);
 static void on_write(struct poller *p, struct fdop *op, void *data);

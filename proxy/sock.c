@@ -15,7 +15,8 @@ int sock_listen(const struct sockaddr *addr, socklen_t len, int backlog)
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
         goto fail;
-    if (addr->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+    if (addr->sa_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
         goto fail;
     if (bind(fd, addr, len) < 0 || listen(fd, backlog) < 0)
         goto fail;

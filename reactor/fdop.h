@@ -21,11 +21,11 @@ struct fdop_ops {
 };
 
 struct fdop {
-    int fd;                     /* -1 once unregistered */
-    uint8_t pending;            /* POLL_EV_* queued by poller_rerun() */
-    uint8_t interest;           /* POLL_READ | POLL_WRITE | POLL_EDGE as registered */
-    const struct fdop_ops *ops; /* not owned: static table */
-    void *data;                 /* not owned: the callbacks' context */
+    int fd;                         /* -1 once unregistered */
+    uint8_t pending;                /* POLL_EV_* queued by poller_rerun() */
+    uint8_t interest;               /* POLL_READ | POLL_WRITE | POLL_EDGE as registered */
+    const struct fdop_ops *ops;     /* not owned: static table */
+    void *data;                     /* not owned: the callbacks' context */
     struct fdop *rq_next, *rq_prev; /* poller's re-run queue, owned by the poller */
 };
 

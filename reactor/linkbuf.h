@@ -14,7 +14,7 @@
 #include <sys/uio.h>
 
 #define LINKBUF_BLOCK_SIZE 16384u /* bytes per block allocation, header included */
-#define LINKBUF_MAX_IOV 16        /* iovecs per readv/writev */
+#define LINKBUF_MAX_IOV    16     /* iovecs per readv/writev */
 
 struct lb_block {
     struct lb_block *next; /* owned by the chain or the cache */

@@ -18,7 +18,7 @@ enum {
 enum {
     POLL_EV_IN = 1u << 0,
     POLL_EV_OUT = 1u << 1,
-    POLL_EV_HUP = 1u << 2, /* peer closed both directions, or error: read/write will tell */
+    POLL_EV_HUP = 1u << 2,   /* peer closed both directions, or error: read/write will tell */
     POLL_EV_RDHUP = 1u << 3, /* peer shut its write side: read returns 0 soon */
 };
 

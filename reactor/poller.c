@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define POLLER_BATCH 256
-#define POLLER_DEFAULT_INBOX_CAP 65536
+#define POLLER_BATCH               256
+#define POLLER_DEFAULT_INBOX_CAP   65536
 #define POLLER_DEFAULT_BLOCK_CACHE 1024
 
 struct poller {

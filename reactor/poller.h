@@ -33,7 +33,7 @@ struct poller_counters {
 };
 
 struct poller_opts {
-    unsigned inbox_cap;    /* tasks waiting at most (default 65536) */
+    unsigned inbox_cap;     /* tasks waiting at most (default 65536) */
     size_t block_cache_cap; /* linkbuf blocks kept cached (default 1024) */
 };
 
@@ -66,8 +66,8 @@ int poller_run_once(struct poller *p, int timeout_ms);
 void poller_stop(struct poller *p);
 
 int poller_id(const struct poller *p);
-uint64_t poller_now_ms(const struct poller *p);   /* cached per iteration, monotonic */
-uint64_t poller_clock_ms(void);                    /* monotonic, uncached */
+uint64_t poller_now_ms(const struct poller *p); /* cached per iteration, monotonic */
+uint64_t poller_clock_ms(void);                 /* monotonic, uncached */
 struct lb_cache *poller_blocks(struct poller *p);
 const struct poller_counters *poller_counters(const struct poller *p);
 uint64_t poller_age_ns(const struct poller *p); /* since creation */

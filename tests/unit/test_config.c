@@ -65,7 +65,8 @@ END_TEST
 START_TEST(the_issue_example_loads)
 {
     const char *json =
-        "{\"pollers\":2,\"poller_balance\":\"round_robin\",\"admin\":{\"listen\":\"127.0.0.1:9090\"},"
+        "{\"pollers\":2,\"poller_balance\":\"round_robin\",\"admin\":{\"listen\":\"127.0.0.1:"
+        "9090\"},"
         "\"listeners\":[{\"name\":\"redis\",\"listen\":\"0.0.0.0:6380\",\"pool\":\"redis\","
         "\"max_connections\":10000}],"
         "\"pools\":[{\"name\":\"redis\",\"balance\":\"round_robin\",\"connect_timeout_ms\":2000,"
@@ -111,10 +112,13 @@ START_TEST(wrong_types_say_what_was_expected)
     expect_error("{\"pollers\":\"two\"," LISTENER_OK "," POOL_OK "}",
                  "pollers: expected an integer from 0 to 256, got a string");
     expect_error("{\"pollers\":-1," LISTENER_OK "," POOL_OK "}", "pollers: expected an integer");
-    expect_error("{\"listeners\":{}," POOL_OK "}", "listeners: expected a non-empty array, got an object");
-    expect_error("{\"listeners\":[]," POOL_OK "}", "listeners: expected a non-empty array, got an empty array");
-    expect_error("{\"poller_balance\":\"fastest\"," LISTENER_OK "," POOL_OK "}",
-                 "poller_balance: expected one of: round_robin, random, least_loaded, got \"fastest\"");
+    expect_error("{\"listeners\":{}," POOL_OK "}",
+                 "listeners: expected a non-empty array, got an object");
+    expect_error("{\"listeners\":[]," POOL_OK "}",
+                 "listeners: expected a non-empty array, got an empty array");
+    expect_error(
+        "{\"poller_balance\":\"fastest\"," LISTENER_OK "," POOL_OK "}",
+        "poller_balance: expected one of: round_robin, random, least_loaded, got \"fastest\"");
     expect_error("[1,2]", "expected an object, got an array");
     expect_error("{\"listeners\":[{\"name\":\"l\",\"listen\":7000,\"pool\":\"p\"}]," POOL_OK "}",
                  "listeners[0].listen: expected a non-empty string, got an integer");
@@ -133,10 +137,13 @@ END_TEST
 START_TEST(duplicate_names)
 {
     expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"backends\":["
-                 "{\"name\":\"b\",\"address\":\"127.0.0.1:1\"},{\"name\":\"b\",\"address\":\"127.0.0.1:2\"}]}]}",
+                 "{\"name\":\"b\",\"address\":\"127.0.0.1:1\"},{\"name\":\"b\",\"address\":\"127.0."
+                 "0.1:2\"}]}]}",
                  "pools[0].backends[1].name: duplicate backend name \"b\"");
-    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b\",\"address\":"
-                 "\"127.0.0.1:1\"}]},{\"name\":\"p\",\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\"}]}]}",
+    expect_error("{" LISTENER_OK
+                 ",\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b\",\"address\":"
+                 "\"127.0.0.1:1\"}]},{\"name\":\"p\",\"backends\":[{\"name\":\"b\",\"address\":"
+                 "\"127.0.0.1:1\"}]}]}",
                  "pools[1].name: duplicate pool name \"p\"");
     expect_error("{\"listeners\":[{\"name\":\"l\",\"listen\":\"127.0.0.1:7000\",\"pool\":\"p\"},"
                  "{\"name\":\"l\",\"listen\":\"127.0.0.1:7002\",\"pool\":\"p\"}]," POOL_OK "}",
@@ -149,23 +156,30 @@ END_TEST
 
 START_TEST(listener_naming_a_missing_pool)
 {
-    expect_error("{\"listeners\":[{\"name\":\"l\",\"listen\":\"127.0.0.1:7000\",\"pool\":\"nope\"}]," POOL_OK "}",
-                 "listeners[0].pool: no pool named \"nope\"");
+    expect_error(
+        "{\"listeners\":[{\"name\":\"l\",\"listen\":\"127.0.0.1:7000\",\"pool\":\"nope\"}]," POOL_OK
+        "}",
+        "listeners[0].pool: no pool named \"nope\"");
 }
 END_TEST
 
 START_TEST(bad_addresses_and_ports)
 {
     const char *bad[] = {"127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:http",
-                         "::1:80", "[::1]80", "[nope]:80", "backend.local:6379", ":80"};
+                         "::1:80",    "[::1]80",     "[nope]:80",       "backend.local:6379",
+                         ":80"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char json[512];
-        snprintf(json, sizeof(json),
-                 "{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b\",\"address\":\"%s\"}]}]}",
-                 bad[i]);
-        expect_error(json, "pools[0].backends[0].address: expected \"IPv4:port\" or \"[IPv6]:port\"");
+        snprintf(
+            json, sizeof(json),
+            "{" LISTENER_OK
+            ",\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b\",\"address\":\"%s\"}]}]}",
+            bad[i]);
+        expect_error(json,
+                     "pools[0].backends[0].address: expected \"IPv4:port\" or \"[IPv6]:port\"");
     }
-    expect_error("{\"listeners\":[{\"name\":\"l\",\"listen\":\"no-such-host.invalid:7000\",\"pool\":\"p\"}]," POOL_OK "}",
+    expect_error("{\"listeners\":[{\"name\":\"l\",\"listen\":\"no-such-host.invalid:7000\","
+                 "\"pool\":\"p\"}]," POOL_OK "}",
                  "listeners[0].listen: cannot resolve host \"no-such-host.invalid\"");
 }
 END_TEST
@@ -174,14 +188,20 @@ START_TEST(empty_pool_and_bad_numbers)
 {
     expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"backends\":[]}]}",
                  "pools[0].backends: expected a non-empty array, got an empty array");
-    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"connect_timeout_ms\":0,\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\"}]}]}",
-                 "pools[0].connect_timeout_ms: expected an integer from 1 to");
-    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"buffer_high_watermark\":8192,\"buffer_low_watermark\":9000,"
+    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"connect_timeout_ms\":0,"
                  "\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\"}]}]}",
-                 "pools[0].buffer_low_watermark: expected less than buffer_high_watermark");
-    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\",\"weight\":1.5}]}]}",
-                 "pools[0].backends[0].weight: expected an integer from 0 to 1000, got a number with a fraction");
-    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p q\",\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\"}]}]}",
+                 "pools[0].connect_timeout_ms: expected an integer from 1 to");
+    expect_error(
+        "{" LISTENER_OK
+        ",\"pools\":[{\"name\":\"p\",\"buffer_high_watermark\":8192,\"buffer_low_watermark\":9000,"
+        "\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\"}]}]}",
+        "pools[0].buffer_low_watermark: expected less than buffer_high_watermark");
+    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b\","
+                 "\"address\":\"127.0.0.1:1\",\"weight\":1.5}]}]}",
+                 "pools[0].backends[0].weight: expected an integer from 0 to 1000, got a number "
+                 "with a fraction");
+    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p "
+                 "q\",\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\"}]}]}",
                  "pools[0].name: expected 1 to 64 characters");
 }
 END_TEST

@@ -11,7 +11,7 @@
 static void make_pool(struct pool *pl, const unsigned *weights, size_t n)
 {
     struct cfg_backend bs[8];
-    char names[8][8];
+    char names[8][24];
     memset(bs, 0, sizeof(bs));
     for (size_t i = 0; i < n; i++) {
         snprintf(names[i], sizeof(names[i]), "b%zu", i);
@@ -19,9 +19,13 @@ static void make_pool(struct pool *pl, const unsigned *weights, size_t n)
         bs[i].address = "127.0.0.1:1";
         bs[i].weight = weights[i];
     }
-    struct cfg_pool cp = {.name = "p", .connect_timeout_ms = 1, .retries = 1,
-                          .buffer_high_watermark = 8192, .buffer_low_watermark = 1024,
-                          .backends = bs, .nbackends = n};
+    struct cfg_pool cp = {.name = "p",
+                          .connect_timeout_ms = 1,
+                          .retries = 1,
+                          .buffer_high_watermark = 8192,
+                          .buffer_low_watermark = 1024,
+                          .backends = bs,
+                          .nbackends = n};
     ck_assert_int_eq(pool_init(pl, &cp), 0);
 }
 

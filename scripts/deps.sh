@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# scripts/deps.sh — installs, with apt, whatever of sluice's build, test and
+# demo dependencies is missing on a Debian 12 machine. Idempotent and quiet
+# when nothing is missing. Used by demo.sh and test.sh.
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev check
+          python3 redis-server redis-tools curl clang-format)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,258 @@
+"""tests/integration/harness.py — what every integration test shares: start
+the real sluice binary with a config, small real TCP backends on loopback,
+clients, and bounded waits. No mocks: real sockets, real processes.
+
+Every wait here is bounded; every process and socket started is stopped in
+tearDown, so a failing test leaves nothing behind."""
+
+import hashlib
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+SLUICE = os.environ.get("SLUICE_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "sluice")
+
+
+def free_port():
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout=10.0, step=0.01, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def connect(port, timeout=10.0):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def recv_exactly(sock, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(1 << 20, n - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_all(sock, limit=1 << 30):
+    buf = bytearray()
+    while len(buf) < limit:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
+
+
+def payload(seed, size):
+    return random.Random(seed).randbytes(size)
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class Backend:
+    """A threaded TCP server on loopback. `handler(conn, backend)` runs per
+    connection on its own thread; the socket is closed after it returns."""
+
+    def __init__(self, handler, port=None, backlog=128):
+        self.handler = handler
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port or 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.received = []  # sha256 of what each connection received, when handlers record it
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.conns = set()
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.thread.start()
+
+    def _accept_loop(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+                self.conns.add(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        try:
+            conn.settimeout(60)
+            self.handler(conn, self)
+        except OSError:
+            pass
+        finally:
+            with self.lock:
+                self.conns.discard(conn)
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def stop(self):
+        self.stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        with self.lock:
+            for c in list(self.conns):
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self.thread.join(5)
+
+
+def echo_handler(conn, backend):
+    """Echoes everything, then forwards the client's EOF as its own."""
+    h = hashlib.sha256()
+    while True:
+        data = conn.recv(1 << 20)
+        if not data:
+            break
+        h.update(data)
+        conn.sendall(data)
+    with backend.lock:
+        backend.received.append(h.hexdigest())
+    conn.shutdown(socket.SHUT_WR)
+
+
+class Sluice:
+    """The real binary with a config written to a temp file."""
+
+    def __init__(self, config, extra_env=None, check_clean_exit=True):
+        self.dir = tempfile.mkdtemp(prefix="sluice-test-")
+        self.path = os.path.join(self.dir, "sluice.json")
+        with open(self.path, "w") as f:
+            json.dump(config, f)
+        self.config = config
+        self.check_clean_exit = check_clean_exit
+        self.log_path = os.path.join(self.dir, "sluice.log")
+        self.log = open(self.log_path, "wb")
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=66")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=67")
+        env.update(extra_env or {})
+        self.proc = subprocess.Popen([SLUICE, "-c", self.path], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=env)
+        # Listeners are bound before the "started" line: no probe connection
+        # (it would reach a backend and skew what the test counts).
+        wait_until(self._started, what="sluice to start")
+
+    def _started(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"sluice exited early ({self.proc.returncode}):\n{self.output()}")
+        return " started: " in self.output()
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def fd_count(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; returns the exit code. Fails the test on a
+        sanitizer report or an unclean exit when check_clean_exit is set."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise AssertionError("sluice did not stop within %ss:\n%s" % (timeout, self.output()))
+        out = self.output()
+        self.log.close()
+        if "ERROR: AddressSanitizer" in out or "runtime error:" in out or "LeakSanitizer" in out:
+            raise AssertionError("sanitizer report:\n" + out)
+        if self.check_clean_exit and self.proc.returncode != 0:
+            raise AssertionError(f"sluice exited {self.proc.returncode}:\n{out}")
+        return self.proc.returncode
+
+
+def simple_config(backend_ports, listen_port=None, pollers=2, **pool_opts):
+    listen_port = listen_port or free_port()
+    pool = {"name": "p", "backends": [
+        {"name": f"b{i}", "address": f"127.0.0.1:{port}"} for i, port in enumerate(backend_ports)]}
+    pool.update(pool_opts)
+    return {
+        "pollers": pollers,
+        "admin": {"listen": f"127.0.0.1:{free_port()}"},
+        "listeners": [{"name": "l", "listen": f"127.0.0.1:{listen_port}", "pool": "p"}],
+        "pools": [pool],
+    }
+
+
+def listen_port(config, i=0):
+    return int(config["listeners"][i]["listen"].rsplit(":", 1)[1])
+
+
+class ProxyTest(unittest.TestCase):
+    """Tracks backends and sluice processes and stops them after each test."""
+
+    def setUp(self):
+        self._backends = []
+        self._sluices = []
+
+    def tearDown(self):
+        errors = []
+        for s in self._sluices:
+            try:
+                s.stop()
+            except AssertionError as e:
+                errors.append(str(e))
+        for b in self._backends:
+            b.stop()
+        if errors:
+            raise AssertionError("\n".join(errors))
+
+    def backend(self, handler=echo_handler, **kw):
+        b = Backend(handler, **kw)
+        self._backends.append(b)
+        return b
+
+    def sluice(self, config, **kw):
+        s = Sluice(config, **kw)
+        self._sluices.append(s)
+        return s

@@ -1,0 +1,76 @@
+"""A real RPC service behind sluice: two redis-servers (Debian's package),
+driven by redis-cli and a bounded redis-benchmark run through the proxy."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import ProxyTest, free_port, listen_port, simple_config, wait_until
+
+
+def start_redis(port, workdir):
+    p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--dir", workdir],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
+                                      text=True).stdout.strip() == "PONG",
+               what=f"redis on {port}")
+    return p
+
+
+@unittest.skipUnless(shutil.which("redis-server") and shutil.which("redis-benchmark"),
+                     "redis-server/redis-tools not installed")
+class Redis(ProxyTest):
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="sluice-redis-")
+        self.ports = [free_port(), free_port()]
+        self.redis = [start_redis(p, self.tmp) for p in self.ports]
+
+    def tearDown(self):
+        try:
+            super().tearDown()
+        finally:
+            for r in self.redis:
+                r.terminate()
+                r.wait(10)
+
+    def cli(self, port, *args):
+        return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+
+    def test_ping_set_get_through_sluice(self):
+        cfg = simple_config(self.ports)
+        self.sluice(cfg)
+        port = listen_port(cfg)
+        self.assertEqual(self.cli(port, "ping"), "PONG")
+        # One connection per redis-cli call: round robin alternates backends.
+        for i in range(4):
+            self.assertEqual(self.cli(port, "set", f"k{i}", f"v{i}"), "OK")
+        counts = [int(self.cli(p, "dbsize")) for p in self.ports]
+        self.assertEqual(counts, [2, 2])
+
+    def test_benchmark_every_request_answered(self):
+        cfg = simple_config(self.ports)
+        self.sluice(cfg)
+        port = listen_port(cfg)
+        for extra in ([], ["-P", "16"]):
+            p = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set,get", "-n", "20000",
+                                "-c", "50", "-q", *extra], capture_output=True, text=True,
+                               timeout=240)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertNotIn("rror", p.stdout + p.stderr)
+            lines = [l for l in p.stdout.replace("\r", "\n").splitlines()
+                     if "requests per second" in l]
+            self.assertEqual(len(lines), 2, p.stdout)
+        # Every SET landed on a backend (keys spread over both).
+        keys = sum(int(self.cli(p, "dbsize")) for p in self.ports)
+        self.assertGreaterEqual(keys, 1)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
