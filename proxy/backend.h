@@ -1,7 +1,8 @@
-/* proxy/backend.h — a backend's runtime state: address, weight, operator/health
- * state and counters. Shared by every sub-reactor: state and weight are read
- * with relaxed atomics at each pick, counters are atomic adds. Runtime state is
- * kept apart from the config snapshot it was built from (see ARCHITECTURE.md). */
+/* proxy/backend.h — a backend's runtime state: address, weight, operator and
+ * health state, counters, and the operator's state changes (drain, enable,
+ * disable). Shared by every sub-reactor and the admin thread: state, weight
+ * and counters are atomics, so a change is seen at the very next pick. Runtime
+ * state is kept apart from the config snapshot it came from (ARCHITECTURE.md). */
 #pragma once
 
 #include <stdatomic.h>
@@ -13,7 +14,7 @@ enum backend_state {
     BACKEND_UP,       /* picked for new sessions */
     BACKEND_DOWN,     /* failed its health checks */
     BACKEND_DRAINING, /* not picked; its sessions run on */
-    BACKEND_DRAINED,  /* draining and no session left */
+    BACKEND_DRAINED,  /* draining and no session left (derived, see backend_state_now) */
     BACKEND_DISABLED, /* maintenance: not picked, not checked */
 };
 
@@ -22,24 +23,52 @@ struct backend {
     char *address; /* owned: as configured */
     struct cfg_sockaddr addr;
     atomic_uint weight;
-    atomic_int state; /* enum backend_state */
+    atomic_int state; /* enum backend_state, never BACKEND_DRAINED itself */
+    /* Monotonic ms after which sub-reactors close this backend's remaining
+     * sessions (drain deadline, disable with close); 0: never. */
+    atomic_uint_fast64_t close_at_ms;
+    int64_t drain_started_unix_ms; /* wall clock, for display; admin thread only */
+    int64_t drain_deadline_unix_ms;
     /* Counters, named as the operator reads them. "in" is the client→backend
      * direction, "out" backend→client, as HAProxy's bin/bout. */
-    atomic_uint_fast64_t active_connections;
+    atomic_uint_fast64_t active_connections; /* sessions holding a slot (see pool_pick) */
     atomic_uint_fast64_t total_connections;
     atomic_uint_fast64_t connect_failures;
     atomic_uint_fast64_t bytes_in;
     atomic_uint_fast64_t bytes_out;
+    atomic_uint_fast64_t drain_forced; /* sessions closed by a deadline or disable+close */
 };
 
-static inline const char *backend_state_name(enum backend_state s)
-{
-    static const char *const names[] = {"up", "down", "draining", "drained", "disabled"};
-    return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
-}
+/* Results of the operator's state changes. */
+enum backend_change {
+    BACKEND_CHANGED,
+    BACKEND_UNCHANGED, /* already in the asked state: nothing to do */
+    BACKEND_REFUSED,   /* not allowed from the current state */
+};
+
+const char *backend_state_name(enum backend_state s);
+
+struct backend *backend_new(const char *name, const char *address, const struct cfg_sockaddr *addr,
+                            unsigned weight);
+void backend_free(struct backend *b);
+
+/* The state as the operator reads it: draining with no session left is drained. */
+enum backend_state backend_state_now(const struct backend *b);
 
 static inline int backend_pickable(const struct backend *b)
 {
     return atomic_load_explicit(&b->state, memory_order_relaxed) == BACKEND_UP &&
            atomic_load_explicit(&b->weight, memory_order_relaxed) > 0;
 }
+
+/* Takes an active_connections slot if the backend is still up. The increment
+ * comes before the state check (both sequentially consistent), so a drain
+ * that reads 0 sessions after setting draining can never be joined by a
+ * session that picked the backend just before. 1 on success. */
+int backend_acquire(struct backend *b);
+void backend_release(struct backend *b);
+
+/* Operator changes; any thread. deadline_ms 0: no deadline. */
+enum backend_change backend_drain(struct backend *b, uint64_t deadline_ms);
+enum backend_change backend_enable(struct backend *b);
+enum backend_change backend_disable(struct backend *b, int close_sessions);

@@ -136,7 +136,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < rt->nlisteners; i++) {
         const struct listener *l = &rt->listeners[i];
         log_info("listener %s on %s -> pool %s (%zu backends)", l->name, l->listen, l->pool->name,
-                 l->pool->nbackends);
+                 pool_current(l->pool)->n);
     }
 
     int status = 0;

@@ -1,4 +1,5 @@
-/* proxy/pool.c — pools, backends and the weighted round-robin pick (proxy/pool.h). */
+/* proxy/pool.c — pools, backend sets and the weighted round-robin pick
+ * (proxy/pool.h). */
 #define _GNU_SOURCE
 #include "pool.h"
 
@@ -48,70 +49,127 @@ size_t pool_smooth_wrr(const unsigned *weights, size_t n, uint32_t *out, size_t 
     return len;
 }
 
+void backend_set_free(struct backend_set *set)
+{
+    if (!set)
+        return;
+    free(set->b);
+    free(set->schedule);
+    free(set);
+}
+
+static struct backend_set *set_build(struct backend **list, size_t n)
+{
+    struct backend_set *set = calloc(1, sizeof(*set));
+    unsigned *weights = calloc(n ? n : 1, sizeof(*weights));
+    if (!set || !weights)
+        goto fail;
+    set->b = calloc(n ? n : 1, sizeof(*set->b));
+    set->schedule = calloc(POOL_SCHEDULE_MAX, sizeof(*set->schedule));
+    if (!set->b || !set->schedule)
+        goto fail;
+    set->n = n;
+    for (size_t i = 0; i < n; i++) {
+        set->b[i] = list[i];
+        weights[i] = atomic_load(&list[i]->weight);
+    }
+    set->schedule_len = pool_smooth_wrr(weights, n, set->schedule, POOL_SCHEDULE_MAX);
+    free(weights);
+    return set;
+fail:
+    free(weights);
+    backend_set_free(set);
+    return NULL;
+}
+
 int pool_init(struct pool *pl, const struct cfg_pool *cfg)
 {
     memset(pl, 0, sizeof(*pl));
     pl->name = strdup(cfg->name);
+    pl->balance = cfg->balance;
     pl->connect_timeout_ms = cfg->connect_timeout_ms;
     pl->idle_timeout_ms = cfg->idle_timeout_ms;
     pl->retries = cfg->retries;
     pl->buffer_high_watermark = cfg->buffer_high_watermark;
     pl->buffer_low_watermark = cfg->buffer_low_watermark;
-    pl->nbackends = cfg->nbackends;
-    pl->backends = calloc(cfg->nbackends, sizeof(*pl->backends));
-    unsigned *weights = calloc(cfg->nbackends, sizeof(*weights));
-    pl->schedule = calloc(POOL_SCHEDULE_MAX, sizeof(*pl->schedule));
-    if (!pl->name || !pl->backends || !weights || !pl->schedule) {
-        free(weights);
-        pool_fini(pl);
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < cfg->nbackends; i++) {
-        struct backend *b = &pl->backends[i];
-        b->name = strdup(cfg->backends[i].name);
-        b->address = strdup(cfg->backends[i].address);
-        b->addr = cfg->backends[i].addr;
-        atomic_init(&b->weight, cfg->backends[i].weight);
-        atomic_init(&b->state, BACKEND_UP);
-        weights[i] = cfg->backends[i].weight;
-        if (!b->name || !b->address) {
-            free(weights);
-            pool_fini(pl);
-            return -ENOMEM;
-        }
-    }
-    pl->schedule_len = pool_smooth_wrr(weights, cfg->nbackends, pl->schedule, POOL_SCHEDULE_MAX);
-    free(weights);
     atomic_init(&pl->cursor, 0);
-    return 0;
+    struct backend **list = calloc(cfg->nbackends, sizeof(*list));
+    int err = -ENOMEM;
+    if (!pl->name || !list)
+        goto out;
+    size_t made = 0;
+    for (; made < cfg->nbackends; made++) {
+        const struct cfg_backend *cb = &cfg->backends[made];
+        list[made] = backend_new(cb->name, cb->address, &cb->addr, cb->weight);
+        if (!list[made])
+            goto out;
+    }
+    struct backend_set *set = set_build(list, made);
+    if (!set)
+        goto out;
+    atomic_init(&pl->set, set);
+    err = 0;
+out:
+    if (err) {
+        for (size_t i = 0; list && i < cfg->nbackends; i++)
+            backend_free(list[i]);
+        free(pl->name);
+        pl->name = NULL;
+    }
+    free(list);
+    return err;
 }
 
 void pool_fini(struct pool *pl)
 {
-    for (size_t i = 0; pl->backends && i < pl->nbackends; i++) {
-        free(pl->backends[i].name);
-        free(pl->backends[i].address);
-    }
-    free(pl->backends);
-    free(pl->schedule);
+    struct backend_set *set = atomic_load(&pl->set);
+    for (size_t i = 0; set && i < set->n; i++)
+        backend_free(set->b[i]);
+    backend_set_free(set);
     free(pl->name);
     memset(pl, 0, sizeof(*pl));
 }
 
+struct backend_set *pool_current(struct pool *pl)
+{
+    return atomic_load_explicit(&pl->set, memory_order_acquire);
+}
+
+struct backend *pool_find(struct pool *pl, const char *name)
+{
+    struct backend_set *set = pool_current(pl);
+    for (size_t i = 0; i < set->n; i++)
+        if (strcmp(set->b[i]->name, name) == 0)
+            return set->b[i];
+    return NULL;
+}
+
+struct backend_set *pool_replace(struct pool *pl, struct backend **list, size_t n)
+{
+    struct backend_set *set = set_build(list, n);
+    if (!set)
+        return NULL;
+    return atomic_exchange_explicit(&pl->set, set, memory_order_acq_rel);
+}
+
 struct backend *pool_pick(struct pool *pl, const struct backend *avoid)
 {
-    if (pl->schedule_len == 0)
+    struct backend_set *set = pool_current(pl);
+    if (set->schedule_len == 0)
         return NULL;
     unsigned start = atomic_fetch_add_explicit(&pl->cursor, 1, memory_order_relaxed);
     struct backend *fallback = NULL;
-    /* One full turn of the schedule at most: every backend with weight appears in it. */
-    for (size_t k = 0; k < pl->schedule_len; k++) {
-        struct backend *b = &pl->backends[pl->schedule[(start + k) % pl->schedule_len]];
+    /* One full turn of the schedule at most: every backend with weight is in it. */
+    for (size_t k = 0; k < set->schedule_len; k++) {
+        struct backend *b = set->b[set->schedule[(start + k) % set->schedule_len]];
         if (!backend_pickable(b))
             continue;
-        if (b != avoid)
+        if (b == avoid) {
+            fallback = b;
+            continue;
+        }
+        if (backend_acquire(b))
             return b;
-        fallback = b;
     }
-    return fallback;
+    return fallback && backend_acquire(fallback) ? fallback : NULL;
 }

@@ -1,7 +1,10 @@
 /* proxy/pool.h — a pool of backends and the pick that sub-reactors call for
- * every new session. The pick is lock-free: an atomic cursor walks a
- * precomputed smooth weighted round-robin schedule (nginx's sequence shape:
- * no burst to the heaviest backend) and skips backends that are not up. */
+ * every new session. The pick is lock-free: it loads the pool's current
+ * backend set (an immutable snapshot: backends + smooth weighted round-robin
+ * schedule, nginx's sequence shape) and walks the schedule from an atomic
+ * cursor, skipping backends that are not up. The admin thread changes the set
+ * by building a new one, swapping the pointer, and retiring the old one only
+ * after every sub-reactor has moved past it (runtime_quiesce). */
 #pragma once
 
 #include <stdatomic.h>
@@ -10,26 +13,44 @@
 #include "backend.h"
 #include "config/config.h"
 
+struct backend_set {
+    size_t n;
+    struct backend **b; /* owned array of borrowed backends (the pool owns them) */
+    uint32_t *schedule; /* owned: indices into b, smooth WRR order */
+    size_t schedule_len;
+};
+
 struct pool {
     char *name; /* owned */
+    enum cfg_pool_balance balance;
     unsigned connect_timeout_ms;
     unsigned idle_timeout_ms;
     unsigned retries;
     unsigned buffer_high_watermark;
     unsigned buffer_low_watermark;
-    struct backend *backends; /* owned array */
-    size_t nbackends;
-    uint32_t *schedule; /* owned: backend indices, smooth WRR order */
-    size_t schedule_len;
+    _Atomic(struct backend_set *) set; /* owned; current snapshot */
     atomic_uint cursor;
 };
 
 int pool_init(struct pool *pl, const struct cfg_pool *cfg);
-void pool_fini(struct pool *pl);
+void pool_fini(struct pool *pl); /* frees the set and every backend in it */
 
 /* Any thread. The next backend in rotation that is up and has weight, other
- * than `avoid` when another choice exists (retries); NULL when none is up. */
+ * than `avoid` when another choice exists (retries); NULL when none is up.
+ * The caller holds one active_connections slot on the returned backend and
+ * gives it back with backend_release(). */
 struct backend *pool_pick(struct pool *pl, const struct backend *avoid);
+
+/* Admin thread (serialised by the caller). Lookups in the current set. */
+struct backend_set *pool_current(struct pool *pl);
+struct backend *pool_find(struct pool *pl, const char *name);
+
+/* Admin thread: installs a new set made of `list` (weights read now) and
+ * returns the previous one, which the caller frees with backend_set_free()
+ * once no sub-reactor can still be reading it. NULL on allocation failure
+ * (nothing changed). */
+struct backend_set *pool_replace(struct pool *pl, struct backend **list, size_t n);
+void backend_set_free(struct backend_set *set);
 
 /* Fills out[0..len) with the smooth WRR order for the given weights and
  * returns the length used (sum of weights after dividing by their gcd, capped

@@ -12,6 +12,7 @@
 #include "session.h"
 
 #define STOP_LISTENING_WAIT_MS 5000
+#define HOUSEKEEPING_MS 100 /* how late a drain deadline may be enforced */
 
 static enum pollmgr_balance poller_balance(enum cfg_poller_balance b)
 {
@@ -71,6 +72,30 @@ fail:
     return err;
 }
 
+/* Sub-reactor timer: closes this poller's sessions on backends whose close
+ * deadline passed while they are draining or disabled. */
+static void housekeeping(void *loop, struct timer *t, void *data)
+{
+    struct worker *w = data;
+    struct poller *p = loop;
+    uint64_t now = poller_now_ms(p);
+    for (size_t i = 0; i < w->rt->npools; i++) {
+        struct backend_set *set = pool_current(&w->rt->pools[i]);
+        for (size_t j = 0; j < set->n; j++) {
+            struct backend *b = set->b[j];
+            uint64_t at = atomic_load_explicit(&b->close_at_ms, memory_order_relaxed);
+            int st = atomic_load_explicit(&b->state, memory_order_relaxed);
+            if (!at || now < at || (st != BACKEND_DRAINING && st != BACKEND_DISABLED) ||
+                atomic_load_explicit(&b->active_connections, memory_order_relaxed) == 0)
+                continue;
+            unsigned n = session_close_on_backend(w, b);
+            if (n)
+                atomic_fetch_add_explicit(&b->drain_forced, n, memory_order_relaxed);
+        }
+    }
+    poller_timer_start(p, t, HOUSEKEEPING_MS);
+}
+
 int runtime_start(struct runtime *rt)
 {
     /* The pollers do not run yet: registering from this thread is safe, and
@@ -80,6 +105,11 @@ int runtime_start(struct runtime *rt)
         int err = listener_start(&rt->listeners[i], main);
         if (err)
             return err;
+    }
+    for (size_t i = 1; i < rt->nworkers; i++) {
+        struct worker *w = &rt->workers[i];
+        timer_init(&w->housekeeping, housekeeping, w);
+        poller_timer_start(w->poller, &w->housekeeping, HOUSEKEEPING_MS);
     }
     return pollmgr_start(rt->pm);
 }
@@ -114,6 +144,64 @@ void runtime_stop_listening(struct runtime *rt)
     /* The main reactor is stuck: stopping it (runtime_destroy) closes the sockets. */
     log_warn("main reactor did not close its listeners within %d ms", STOP_LISTENING_WAIT_MS);
     pollmgr_stop(rt->pm);
+}
+
+struct quiesce {
+    atomic_int refs; /* one per posted task + the waiter: the last one frees */
+    atomic_int pending;
+    struct poller_task tasks[];
+};
+
+static void quiesce_put(struct quiesce *q)
+{
+    if (atomic_fetch_sub(&q->refs, 1) == 1)
+        free(q);
+}
+
+static void quiesce_ran(struct poller *p, struct poller_task *t, void *arg)
+{
+    struct quiesce *q = arg;
+    atomic_fetch_sub(&q->pending, 1);
+    quiesce_put(q);
+}
+
+int runtime_quiesce(struct runtime *rt, unsigned timeout_ms)
+{
+    size_t n = rt->nworkers - 1;
+    struct quiesce *q = calloc(1, sizeof(*q) + n * sizeof(q->tasks[0]));
+    if (!q)
+        return -ENOMEM;
+    atomic_init(&q->refs, 1);
+    atomic_init(&q->pending, 0);
+    int err = 0;
+    for (size_t i = 0; i < n; i++) {
+        poller_task_init(&q->tasks[i], quiesce_ran, q);
+        atomic_fetch_add(&q->refs, 1);
+        atomic_fetch_add(&q->pending, 1);
+        if (poller_post(rt->workers[i + 1].poller, &q->tasks[i]) < 0) {
+            atomic_fetch_sub(&q->refs, 1);
+            atomic_fetch_sub(&q->pending, 1);
+            err = -EAGAIN; /* a full or stopped inbox: cannot prove it moved on */
+        }
+    }
+    for (unsigned waited = 0; !err && atomic_load(&q->pending) > 0; waited++) {
+        if (waited >= timeout_ms) {
+            err = -ETIMEDOUT;
+            break;
+        }
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    quiesce_put(q);
+    return err;
+}
+
+struct pool *runtime_find_pool(struct runtime *rt, const char *name)
+{
+    for (size_t i = 0; i < rt->npools; i++)
+        if (strcmp(rt->pools[i].name, name) == 0)
+            return &rt->pools[i];
+    return NULL;
 }
 
 uint64_t runtime_active_sessions(struct runtime *rt)

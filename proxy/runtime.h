@@ -35,6 +35,7 @@ struct worker {
     struct poller *poller;    /* not owned */
     struct runtime *rt;       /* not owned */
     struct session *sessions; /* owned: intrusive list of live sessions */
+    struct timer housekeeping; /* sub-reactors: enforces backends' close deadlines */
     struct worker_counters c;
 };
 
@@ -72,5 +73,12 @@ int runtime_start(struct runtime *rt);
 void runtime_stop_listening(struct runtime *rt);
 /* Open sessions across every sub-reactor, including ones still being handed over. */
 uint64_t runtime_active_sessions(struct runtime *rt);
+/* Any thread but a poller's: returns 0 once every sub-reactor has run past
+ * the loop iteration it was in, so none can still read a pool's retired
+ * backend set or a removed backend. -ETIMEDOUT when one did not answer within
+ * timeout_ms: the caller must then keep (leak) what it meant to free. */
+int runtime_quiesce(struct runtime *rt, unsigned timeout_ms);
+struct pool *runtime_find_pool(struct runtime *rt, const char *name);
+
 /* Stops the pollers, closes what is still open, frees everything. */
 void runtime_destroy(struct runtime *rt);

@@ -117,7 +117,7 @@ void session_close(struct session *s, unsigned reset_sides)
     }
     poller_timer_stop(p, &s->timer);
     if (s->backend) {
-        atomic_fetch_sub_explicit(&s->backend->active_connections, 1, memory_order_relaxed);
+        backend_release(s->backend);
         s->backend = NULL;
     }
     atomic_fetch_sub_explicit(&s->listener->active_connections, 1, memory_order_relaxed);
@@ -136,6 +136,21 @@ void session_close_all(struct worker *w)
 {
     while (w->sessions)
         session_close(w->sessions, 0);
+}
+
+unsigned session_close_on_backend(struct worker *w, const struct backend *b)
+{
+    unsigned n = 0;
+    struct session *s = w->sessions;
+    while (s) {
+        struct session *next = s->next; /* closing unlinks s */
+        if (s->backend == b) {
+            session_close(s, 0);
+            n++;
+        }
+        s = next;
+    }
+    return n;
 }
 
 static void account(struct session *s, int d, size_t n)

@@ -2,6 +2,7 @@
  * linkbuf per direction, living on one sub-reactor for its whole life. */
 #pragma once
 
+struct backend;
 struct runtime;
 struct listener;
 struct worker;
@@ -14,3 +15,7 @@ int session_handoff(struct runtime *rt, struct listener *l, int fd);
 /* Owner thread, or any thread once the worker's poller has stopped: closes
  * every session of the worker (FIN to both sides). Frees run as deferred tasks. */
 void session_close_all(struct worker *w);
+
+/* Owner thread: closes the worker's sessions on backend b (FIN to both sides);
+ * returns how many. Drain deadlines and disable-with-close use it. */
+unsigned session_close_on_backend(struct worker *w, const struct backend *b);

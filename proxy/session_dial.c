@@ -49,13 +49,13 @@ void session_dial(struct session *s, struct backend *avoid)
             }
         }
         if (!err) {
-            s->backend = b;
-            atomic_fetch_add_explicit(&b->active_connections, 1, memory_order_relaxed);
+            s->backend = b; /* pool_pick gave us its active_connections slot */
             atomic_fetch_add_explicit(&b->total_connections, 1, memory_order_relaxed);
             s->state = SESSION_CONNECTING;
             poller_timer_start(p, &s->timer, s->pool->connect_timeout_ms);
             return;
         }
+        backend_release(b);
         note_failure(s, b);
         if (s->attempts > s->pool->retries) {
             give_up(s);
@@ -74,7 +74,7 @@ void session_dial_failed(struct session *s, int err)
     poller_timer_stop(p, &s->timer);
     close(poller_unregister(p, &up->op));
     up->flags = 0;
-    atomic_fetch_sub_explicit(&b->active_connections, 1, memory_order_relaxed);
+    backend_release(b);
     s->backend = NULL;
     note_failure(s, b);
     if (s->attempts > s->pool->retries) {

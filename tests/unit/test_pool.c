@@ -50,9 +50,12 @@ START_TEST(shares_follow_weights)
     struct pool pl;
     make_pool(&pl, w, 4);
     int hits[4] = {0};
+    struct backend_set *set = pool_current(&pl);
     for (int i = 0; i < 60000; i++) {
         struct backend *b = pool_pick(&pl, NULL);
-        hits[b - pl.backends]++;
+        for (int k = 0; k < 4; k++)
+            hits[k] += set->b[k] == b;
+        backend_release(b);
     }
     ck_assert_int_eq(hits[0], 30000);
     ck_assert_int_eq(hits[1], 20000);
@@ -62,20 +65,27 @@ START_TEST(shares_follow_weights)
 }
 END_TEST
 
+#define B(pl, i) (pool_current(&(pl))->b[i])
+
 START_TEST(skips_backends_not_up)
 {
     const unsigned w[] = {1, 1, 1};
     struct pool pl;
     make_pool(&pl, w, 3);
-    atomic_store(&pl.backends[1].state, BACKEND_DOWN);
-    atomic_store(&pl.backends[2].state, BACKEND_DRAINING);
-    for (int i = 0; i < 100; i++)
-        ck_assert_ptr_eq(pool_pick(&pl, NULL), &pl.backends[0]);
-    atomic_store(&pl.backends[0].state, BACKEND_DISABLED);
+    atomic_store(&B(pl, 1)->state, BACKEND_DOWN);
+    atomic_store(&B(pl, 2)->state, BACKEND_DRAINING);
+    for (int i = 0; i < 100; i++) {
+        struct backend *b = pool_pick(&pl, NULL);
+        ck_assert_ptr_eq(b, B(pl, 0));
+        backend_release(b);
+    }
+    atomic_store(&B(pl, 0)->state, BACKEND_DISABLED);
     ck_assert_ptr_null(pool_pick(&pl, NULL));
-    atomic_store(&pl.backends[2].state, BACKEND_UP);
-    atomic_store(&pl.backends[2].weight, 0);
+    atomic_store(&B(pl, 2)->state, BACKEND_UP);
+    atomic_store(&B(pl, 2)->weight, 0);
     ck_assert_ptr_null(pool_pick(&pl, NULL));
+    for (int i = 0; i < 3; i++)
+        ck_assert_uint_eq(atomic_load(&B(pl, i)->active_connections), 0);
     pool_fini(&pl);
 }
 END_TEST
@@ -85,11 +95,75 @@ START_TEST(retry_avoids_the_failed_backend)
     const unsigned w[] = {1, 1};
     struct pool pl;
     make_pool(&pl, w, 2);
-    for (int i = 0; i < 10; i++)
-        ck_assert_ptr_eq(pool_pick(&pl, &pl.backends[0]), &pl.backends[1]);
-    atomic_store(&pl.backends[1].state, BACKEND_DOWN);
+    for (int i = 0; i < 10; i++) {
+        struct backend *b = pool_pick(&pl, B(pl, 0));
+        ck_assert_ptr_eq(b, B(pl, 1));
+        backend_release(b);
+    }
+    atomic_store(&B(pl, 1)->state, BACKEND_DOWN);
     /* The only one left: tried again rather than failing the client. */
-    ck_assert_ptr_eq(pool_pick(&pl, &pl.backends[0]), &pl.backends[0]);
+    struct backend *b = pool_pick(&pl, B(pl, 0));
+    ck_assert_ptr_eq(b, B(pl, 0));
+    backend_release(b);
+    pool_fini(&pl);
+}
+END_TEST
+
+START_TEST(pick_holds_a_slot_and_drain_reads_drained_when_released)
+{
+    const unsigned w[] = {1};
+    struct pool pl;
+    make_pool(&pl, w, 1);
+    struct backend *b = pool_pick(&pl, NULL);
+    ck_assert_uint_eq(atomic_load(&b->active_connections), 1);
+    ck_assert_int_eq(backend_drain(b, 0), BACKEND_CHANGED);
+    ck_assert_int_eq(backend_state_now(b), BACKEND_DRAINING);
+    ck_assert_ptr_null(pool_pick(&pl, NULL)); /* never picked once draining */
+    ck_assert_uint_eq(atomic_load(&b->active_connections), 1);
+    backend_release(b);
+    ck_assert_int_eq(backend_state_now(b), BACKEND_DRAINED);
+    ck_assert_int_eq(backend_drain(b, 0), BACKEND_UNCHANGED);
+    ck_assert_int_eq(backend_enable(b), BACKEND_CHANGED);
+    ck_assert_int_eq(backend_state_now(b), BACKEND_UP);
+    ck_assert_int_eq(backend_enable(b), BACKEND_UNCHANGED);
+    ck_assert_int_eq(backend_disable(b, 0), BACKEND_CHANGED);
+    ck_assert_int_eq(backend_drain(b, 0), BACKEND_REFUSED);
+    ck_assert_uint_eq(atomic_load(&b->close_at_ms), 0);
+    ck_assert_int_eq(backend_disable(b, 1), BACKEND_CHANGED);
+    ck_assert_uint_gt(atomic_load(&b->close_at_ms), 0);
+    atomic_store(&b->state, BACKEND_DOWN);
+    ck_assert_int_eq(backend_enable(b), BACKEND_REFUSED);
+    ck_assert_str_eq(backend_state_name(BACKEND_DRAINED), "drained");
+    pool_fini(&pl);
+}
+END_TEST
+
+START_TEST(replace_installs_a_new_set_and_schedule)
+{
+    const unsigned w[] = {1, 1};
+    struct pool pl;
+    make_pool(&pl, w, 2);
+    struct backend *b0 = B(pl, 0), *b1 = B(pl, 1);
+    atomic_store(&b1->weight, 3);
+    struct backend *list[] = {b0, b1};
+    struct backend_set *old = pool_replace(&pl, list, 2);
+    ck_assert_ptr_nonnull(old);
+    backend_set_free(old);
+    ck_assert_uint_eq(pool_current(&pl)->schedule_len, 4);
+    int hits1 = 0;
+    for (int i = 0; i < 400; i++) {
+        struct backend *b = pool_pick(&pl, NULL);
+        hits1 += b == b1;
+        backend_release(b);
+    }
+    ck_assert_int_eq(hits1, 300);
+    ck_assert_ptr_eq(pool_find(&pl, "b1"), b1);
+    ck_assert_ptr_null(pool_find(&pl, "nope"));
+    /* Remove b0: the set no longer holds it, the caller frees it. */
+    struct backend *only[] = {b1};
+    backend_set_free(pool_replace(&pl, only, 1));
+    backend_free(b0);
+    ck_assert_ptr_null(pool_find(&pl, "b0"));
     pool_fini(&pl);
 }
 END_TEST
@@ -102,6 +176,8 @@ static Suite *make_suite(void)
     tcase_add_test(tc, shares_follow_weights);
     tcase_add_test(tc, skips_backends_not_up);
     tcase_add_test(tc, retry_avoids_the_failed_backend);
+    tcase_add_test(tc, pick_holds_a_slot_and_drain_reads_drained_when_released);
+    tcase_add_test(tc, replace_installs_a_new_set_and_schedule);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,115 @@
+/* proxy/backend.c — backend lifetime, slots and operator state changes
+ * (proxy/backend.h). */
+#define _GNU_SOURCE
+#include "backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *backend_state_name(enum backend_state s)
+{
+    static const char *const names[] = {"up", "down", "draining", "drained", "disabled"};
+    return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
+}
+
+struct backend *backend_new(const char *name, const char *address, const struct cfg_sockaddr *addr,
+                            unsigned weight)
+{
+    struct backend *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->name = strdup(name);
+    b->address = strdup(address);
+    if (!b->name || !b->address) {
+        backend_free(b);
+        return NULL;
+    }
+    b->addr = *addr;
+    atomic_init(&b->weight, weight);
+    atomic_init(&b->state, BACKEND_UP);
+    return b;
+}
+
+void backend_free(struct backend *b)
+{
+    if (!b)
+        return;
+    free(b->name);
+    free(b->address);
+    free(b);
+}
+
+enum backend_state backend_state_now(const struct backend *b)
+{
+    enum backend_state s = atomic_load(&b->state);
+    if (s == BACKEND_DRAINING && atomic_load(&b->active_connections) == 0)
+        return BACKEND_DRAINED;
+    return s;
+}
+
+int backend_acquire(struct backend *b)
+{
+    atomic_fetch_add(&b->active_connections, 1);
+    if (atomic_load(&b->state) == BACKEND_UP)
+        return 1;
+    atomic_fetch_sub(&b->active_connections, 1);
+    return 0;
+}
+
+void backend_release(struct backend *b)
+{
+    atomic_fetch_sub_explicit(&b->active_connections, 1, memory_order_release);
+}
+
+enum backend_change backend_drain(struct backend *b, uint64_t deadline_ms)
+{
+    int s = atomic_load(&b->state);
+    if (s == BACKEND_DRAINING)
+        return BACKEND_UNCHANGED;
+    if (s == BACKEND_DISABLED)
+        return BACKEND_REFUSED;
+    b->drain_started_unix_ms = unix_ms();
+    b->drain_deadline_unix_ms = deadline_ms ? b->drain_started_unix_ms + (int64_t)deadline_ms : 0;
+    atomic_store(&b->close_at_ms, deadline_ms ? mono_ms() + deadline_ms : 0);
+    atomic_store(&b->state, BACKEND_DRAINING);
+    return BACKEND_CHANGED;
+}
+
+enum backend_change backend_enable(struct backend *b)
+{
+    int s = atomic_load(&b->state);
+    if (s == BACKEND_UP)
+        return BACKEND_UNCHANGED;
+    if (s == BACKEND_DOWN)
+        return BACKEND_REFUSED; /* health checks bring a down backend back */
+    atomic_store(&b->close_at_ms, 0);
+    b->drain_started_unix_ms = b->drain_deadline_unix_ms = 0;
+    atomic_store(&b->state, BACKEND_UP);
+    return BACKEND_CHANGED;
+}
+
+enum backend_change backend_disable(struct backend *b, int close_sessions)
+{
+    int s = atomic_load(&b->state);
+    if (s == BACKEND_DISABLED && !close_sessions)
+        return BACKEND_UNCHANGED;
+    b->drain_started_unix_ms = b->drain_deadline_unix_ms = 0;
+    atomic_store(&b->close_at_ms, close_sessions ? mono_ms() : 0);
+    atomic_store(&b->state, BACKEND_DISABLED);
+    return BACKEND_CHANGED;
+}
