@@ -65,8 +65,10 @@ enum backend_state backend_state_now(const struct backend *b)
 int backend_acquire(struct backend *b)
 {
     atomic_fetch_add(&b->active_connections, 1);
-    if (atomic_load(&b->state) == BACKEND_UP)
+    if (atomic_load(&b->state) == BACKEND_UP) {
+        atomic_fetch_add_explicit(&b->total_connections, 1, memory_order_relaxed);
         return 1;
+    }
     atomic_fetch_sub(&b->active_connections, 1);
     return 0;
 }

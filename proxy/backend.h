@@ -32,7 +32,7 @@ struct backend {
     /* Counters, named as the operator reads them. "in" is the client→backend
      * direction, "out" backend→client, as HAProxy's bin/bout. */
     atomic_uint_fast64_t active_connections; /* sessions holding a slot (see pool_pick) */
-    atomic_uint_fast64_t total_connections;
+    atomic_uint_fast64_t total_connections;  /* slots ever taken: sessions sent its way */
     atomic_uint_fast64_t connect_failures;
     atomic_uint_fast64_t bytes_in;
     atomic_uint_fast64_t bytes_out;

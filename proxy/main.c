@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin/admin.h"
 #include "config/config.h"
 #include "log.h"
 #include "runtime.h"
@@ -126,8 +127,15 @@ int main(int argc, char **argv)
         log_error("cannot start: %s", strerror(-err));
         return 1;
     }
+    /* Before the pollers start: a refused admin bind stops us with nothing running. */
+    struct admin *admin = NULL;
+    if ((err = admin_start(rt, &rt->cfg->admin, &admin))) {
+        runtime_destroy(rt);
+        return 1;
+    }
     if ((err = runtime_start(rt))) {
         log_error("cannot start the pollers: %s", strerror(-err));
+        admin_stop(admin);
         runtime_destroy(rt);
         return 1;
     }
@@ -154,6 +162,7 @@ int main(int argc, char **argv)
             break;
         }
     }
+    admin_stop(admin);
     runtime_destroy(rt);
     log_info("stopped");
     return status;

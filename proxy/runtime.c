@@ -12,7 +12,7 @@
 #include "session.h"
 
 #define STOP_LISTENING_WAIT_MS 5000
-#define HOUSEKEEPING_MS 100 /* how late a drain deadline may be enforced */
+#define HOUSEKEEPING_MS        100 /* how late a drain deadline may be enforced */
 
 static enum pollmgr_balance poller_balance(enum cfg_poller_balance b)
 {

@@ -32,9 +32,9 @@ struct worker_counters {
 };
 
 struct worker {
-    struct poller *poller;    /* not owned */
-    struct runtime *rt;       /* not owned */
-    struct session *sessions; /* owned: intrusive list of live sessions */
+    struct poller *poller;     /* not owned */
+    struct runtime *rt;        /* not owned */
+    struct session *sessions;  /* owned: intrusive list of live sessions */
     struct timer housekeeping; /* sub-reactors: enforces backends' close deadlines */
     struct worker_counters c;
 };

@@ -50,7 +50,6 @@ void session_dial(struct session *s, struct backend *avoid)
         }
         if (!err) {
             s->backend = b; /* pool_pick gave us its active_connections slot */
-            atomic_fetch_add_explicit(&b->total_connections, 1, memory_order_relaxed);
             s->state = SESSION_CONNECTING;
             poller_timer_start(p, &s->timer, s->pool->connect_timeout_ms);
             return;

@@ -1,0 +1,18 @@
+/* admin/admin.h — the admin HTTP endpoint (libmicrohttpd, its own threads,
+ * never a sub-reactor's): JSON stats, backend drain/enable/disable/weight,
+ * add/remove backends, health and readiness, Prometheus metrics. */
+#pragma once
+
+#include "config/config.h"
+
+struct admin;
+struct runtime;
+
+/* The token the endpoint requires: the config's admin.token, else
+ * $SLUICE_ADMIN_TOKEN, else NULL (no auth; only allowed on loopback). */
+const char *admin_token_from(const struct cfg_admin *cfg);
+
+/* Binds and starts serving. Refuses (-EACCES, with the reason logged) a
+ * non-loopback address without a token. Returns 0 or -errno. */
+int admin_start(struct runtime *rt, const struct cfg_admin *cfg, struct admin **out);
+void admin_stop(struct admin *a);

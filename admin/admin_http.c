@@ -1,0 +1,207 @@
+/* admin/admin_http.c — libmicrohttpd glue for the admin API: its own polling
+ * thread plus one thread per connection (so `?wait=` blocks only its caller),
+ * explicit limits, body collection with the 16 KiB cap, and the hand-off of
+ * each complete request to admin_route(). */
+#define _GNU_SOURCE
+#include "admin.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/log.h"
+#include "router.h"
+
+#define ADMIN_CONNECTION_LIMIT 64
+#define ADMIN_PER_IP_LIMIT     16
+#define ADMIN_TIMEOUT_S        10
+#define ADMIN_MEMORY_LIMIT     (64 * 1024) /* per connection: headers + our buffers */
+
+struct admin {
+    struct MHD_Daemon *daemon;
+    struct admin_ctx ctx;
+};
+
+struct request_state {
+    char *body;
+    size_t len;
+    int too_large;
+};
+
+const char *admin_token_from(const struct cfg_admin *cfg)
+{
+    if (cfg->token && *cfg->token)
+        return cfg->token;
+    const char *env = getenv("SLUICE_ADMIN_TOKEN");
+    return env && *env ? env : NULL;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int is_loopback(const struct cfg_sockaddr *a)
+{
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->ss;
+        return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+    }
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
+    return IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **con_cls)
+{
+    struct admin *a = cls;
+    struct request_state *st = *con_cls;
+    if (!st) {
+        st = calloc(1, sizeof(*st));
+        if (!st)
+            return MHD_NO;
+        *con_cls = st;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (!st->too_large && st->len + *upload_data_size <= ADMIN_BODY_MAX) {
+            char *grown = realloc(st->body, st->len + *upload_data_size);
+            if (!grown)
+                return MHD_NO;
+            memcpy(grown + st->len, upload_data, *upload_data_size);
+            st->body = grown;
+            st->len += *upload_data_size;
+        } else {
+            st->too_large = 1; /* keep reading (and dropping) so we can answer 413 */
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    struct admin_request rq = {
+        .method = method,
+        .path = url,
+        .wait = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "wait"),
+        .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
+        .body = st->body,
+        .body_len = st->len,
+        .body_too_large = st->too_large,
+    };
+    struct admin_response rs;
+    admin_route(&a->ctx, &rq, &rs);
+    size_t blen = rs.body ? strlen(rs.body) : 0;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(blen, rs.body ? rs.body : (void *)"",
+                                        rs.body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(rs.body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", rs.content_type);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (rs.allow)
+        MHD_add_response_header(resp, "Allow", rs.allow);
+    if (rs.status == 401)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"sluice\"");
+    enum MHD_Result r = MHD_queue_response(conn, (unsigned)rs.status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* Percent-decoding of the path, except that %00 stays as written: a NUL would
+ * cut the C string and turn "/pools/p%00x" into "/pools/p". */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *uri)
+{
+    char *out = uri;
+    for (const char *in = uri; *in; in++) {
+        int hi, lo;
+        if (in[0] == '%' && (hi = hexval(in[1])) >= 0 && (lo = hexval(in[2])) >= 0 && (hi || lo)) {
+            *out++ = (char)(hi * 16 + lo);
+            in += 2;
+        } else {
+            *out++ = *in;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - uri);
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    struct request_state *st = *con_cls;
+    if (st) {
+        free(st->body);
+        free(st);
+        *con_cls = NULL;
+    }
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n && line[n - 1] == '\n')
+        line[--n] = '\0';
+    log_warn("admin: %s", line);
+}
+
+int admin_start(struct runtime *rt, const struct cfg_admin *cfg, struct admin **out)
+{
+    const char *token = admin_token_from(cfg);
+    if (!token && !is_loopback(&cfg->addr)) {
+        log_error("admin: refusing to serve %s without a token: set admin.token in the config "
+                  "or SLUICE_ADMIN_TOKEN in the environment, or bind a loopback address",
+                  cfg->listen);
+        return -EACCES;
+    }
+    struct admin *a = calloc(1, sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    int err = admin_ctx_init(&a->ctx, rt, token);
+    if (err) {
+        free(a);
+        return err;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_ERROR_LOG | MHD_USE_POLL;
+    if (cfg->addr.ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    a->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, handle, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&cfg->addr.ss, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)ADMIN_CONNECTION_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)ADMIN_PER_IP_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_MEMORY_LIMIT, MHD_OPTION_NOTIFY_COMPLETED,
+        completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
+    if (!a->daemon) {
+        log_error("admin: cannot listen on %s (address in use, or not available)", cfg->listen);
+        admin_ctx_fini(&a->ctx);
+        free(a);
+        return -EADDRINUSE;
+    }
+    log_info("admin API on http://%s/api/v1/stats%s", cfg->listen,
+             token ? " (bearer token required)" : "");
+    *out = a;
+    return 0;
+}
+
+void admin_stop(struct admin *a)
+{
+    if (!a)
+        return;
+    MHD_stop_daemon(a->daemon);
+    admin_ctx_fini(&a->ctx);
+    free(a);
+}

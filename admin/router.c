@@ -1,0 +1,551 @@
+/* admin/router.c — the admin API's routes, auth, input checks and state
+ * changes (admin/router.h). Every error is {"error", "detail"} JSON and
+ * changes nothing. */
+#define _GNU_SOURCE
+#include "router.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config/config_addr.h"
+#include "proxy/backend.h"
+#include "proxy/pool.h"
+#include "proxy/runtime.h"
+#include "views.h"
+
+#define MAX_SEGMENTS       8
+#define SEGMENT_MAX        128
+#define WAIT_MAX_S         3600
+#define WAIT_STEP_MS       20
+#define DEADLINE_MAX_MS    (24u * 3600 * 1000)
+#define QUIESCE_TIMEOUT_MS 5000
+#define NAME_MAX_LEN       64
+#define WEIGHT_MAX         1000
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int admin_ctx_init(struct admin_ctx *a, struct runtime *rt, const char *token)
+{
+    a->rt = rt;
+    a->token = token && *token ? token : NULL;
+    a->started_mono_ms = mono_ms();
+    return -pthread_mutex_init(&a->lock, NULL);
+}
+
+void admin_ctx_fini(struct admin_ctx *a)
+{
+    pthread_mutex_destroy(&a->lock);
+}
+
+static void reply_json(struct admin_response *rs, int status, json_t *body)
+{
+    rs->status = status;
+    rs->content_type = "application/json";
+    rs->body = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+}
+
+__attribute__((format(printf, 4, 5))) static void fail(struct admin_response *rs, int status,
+                                                       const char *error, const char *fmt, ...)
+{
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    reply_json(rs, status, json_pack("{s:s, s:s}", "error", error, "detail", detail));
+}
+
+/* Constant time in the length of the presented value: no early exit on the
+ * first differing byte. */
+static int token_ok(const char *token, const char *auth)
+{
+    static const char prefix[] = "Bearer ";
+    if (!auth || strncmp(auth, prefix, sizeof(prefix) - 1) != 0)
+        return 0;
+    const char *given = auth + sizeof(prefix) - 1;
+    size_t tl = strlen(token), gl = strlen(given);
+    unsigned char diff = tl != gl;
+    for (size_t i = 0; i < gl; i++)
+        diff |= (unsigned char)(given[i] ^ token[i % (tl ? tl : 1)]);
+    return diff == 0;
+}
+
+static int valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > NAME_MAX_LEN)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Parses an optional JSON object body. Returns the object (a new empty one
+ * when there is no body), or NULL after replying 400. */
+static json_t *body_object(const struct admin_request *rq, struct admin_response *rs,
+                           const char *const *allowed)
+{
+    if (rq->body_len == 0)
+        return json_object();
+    json_error_t err;
+    json_t *o = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &err);
+    if (!o) {
+        fail(rs, 400, "malformed JSON", "line %d, column %d: %s", err.line, err.column, err.text);
+        return NULL;
+    }
+    if (!json_is_object(o)) {
+        json_decref(o);
+        fail(rs, 400, "bad request", "expected a JSON object as the body");
+        return NULL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v)
+    {
+        int ok = 0;
+        for (const char *const *k = allowed; *k; k++)
+            ok |= strcmp(*k, key) == 0;
+        if (!ok) {
+            char list[128] = "";
+            for (const char *const *k = allowed; *k; k++) {
+                strncat(list, *k, sizeof(list) - strlen(list) - 1);
+                if (k[1])
+                    strncat(list, ", ", sizeof(list) - strlen(list) - 1);
+            }
+            fail(rs, 400, "bad request", "unknown key \"%.64s\" (expected: %s)", key,
+                 *list ? list : "no body");
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+/* Reads an optional integer key within [min, max]; 0 and *out untouched when
+ * absent, -1 after replying 400. */
+static int int_key(json_t *o, const char *key, long long min, long long max, long long *out,
+                   struct admin_response *rs)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        fail(rs, 400, "bad request", "%s: expected an integer from %lld to %lld", key, min, max);
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 1;
+}
+
+static int method_is(const struct admin_request *rq, const char *m)
+{
+    return strcmp(rq->method, m) == 0;
+}
+
+static void not_allowed(const struct admin_request *rq, struct admin_response *rs,
+                        const char *allow)
+{
+    fail(rs, 405, "method not allowed", "%.16s is not allowed here (allowed: %s)", rq->method,
+         allow);
+    rs->allow = allow;
+}
+
+/* --- backend actions ------------------------------------------------------ */
+
+static void drain(struct admin_ctx *a, const struct admin_request *rq, struct admin_response *rs,
+                  struct pool *pl, struct backend *b)
+{
+    static const char *const keys[] = {"deadline_ms", NULL};
+    long long deadline = 0, wait_s = -1;
+    if (rq->wait) {
+        char *end;
+        errno = 0;
+        wait_s = strtoll(rq->wait, &end, 10);
+        if (errno || end == rq->wait || *end || wait_s < 0 || wait_s > WAIT_MAX_S) {
+            fail(rs, 400, "bad request", "wait: expected whole seconds from 0 to %d", WAIT_MAX_S);
+            return;
+        }
+    }
+    json_t *o = body_object(rq, rs, keys);
+    if (!o)
+        return;
+    int r = int_key(o, "deadline_ms", 1, DEADLINE_MAX_MS, &deadline, rs);
+    json_decref(o);
+    if (r < 0)
+        return;
+    if (backend_drain(b, (uint64_t)deadline) == BACKEND_REFUSED) {
+        fail(rs, 409, "conflict", "backend %s is disabled: enable it before draining", b->name);
+        return;
+    }
+    if (wait_s > 0) {
+        /* Poll without holding the lock, so other calls (enable, stats) go on.
+         * The backend may be deleted meanwhile: look it up again by name. */
+        char pool_name[NAME_MAX_LEN + 1], name[NAME_MAX_LEN + 1];
+        snprintf(pool_name, sizeof(pool_name), "%s", pl->name);
+        snprintf(name, sizeof(name), "%s", b->name);
+        uint64_t until = mono_ms() + (uint64_t)wait_s * 1000u;
+        while (b && backend_state_now(b) == BACKEND_DRAINING && mono_ms() < until) {
+            pthread_mutex_unlock(&a->lock);
+            struct timespec ts = {0, WAIT_STEP_MS * 1000000L};
+            nanosleep(&ts, NULL);
+            pthread_mutex_lock(&a->lock);
+            b = pool_find(pl, name);
+        }
+        if (!b) {
+            fail(rs, 404, "not found", "backend %s was removed from pool %s while waiting", name,
+                 pool_name);
+            return;
+        }
+    }
+    enum backend_state st = backend_state_now(b);
+    reply_json(rs, wait_s > 0 && st == BACKEND_DRAINING ? 202 : 200, view_backend(b));
+}
+
+static void enable(const struct admin_request *rq, struct admin_response *rs, struct backend *b)
+{
+    static const char *const keys[] = {NULL};
+    json_t *o = body_object(rq, rs, keys);
+    if (!o)
+        return;
+    json_decref(o);
+    if (backend_enable(b) == BACKEND_REFUSED) {
+        fail(rs, 409, "conflict", "backend %s is down: its health checks bring it back", b->name);
+        return;
+    }
+    reply_json(rs, 200, view_backend(b));
+}
+
+static void disable(const struct admin_request *rq, struct admin_response *rs, struct backend *b)
+{
+    static const char *const keys[] = {"close", NULL};
+    json_t *o = body_object(rq, rs, keys);
+    if (!o)
+        return;
+    json_t *close = json_object_get(o, "close");
+    if (close && !json_is_boolean(close)) {
+        json_decref(o);
+        fail(rs, 400, "bad request", "close: expected true or false");
+        return;
+    }
+    int close_sessions = close && json_is_true(close);
+    json_decref(o);
+    backend_disable(b, close_sessions);
+    reply_json(rs, 200, view_backend(b));
+}
+
+/* Swaps in a new backend set and frees the old one once no sub-reactor can
+ * read it. `gone` (may be NULL) is a backend no longer in the set: freed too. */
+static int swap_set(struct admin_ctx *a, struct pool *pl, struct backend **list, size_t n,
+                    struct backend *gone, struct admin_response *rs)
+{
+    struct backend_set *old = pool_replace(pl, list, n);
+    if (!old) {
+        fail(rs, 500, "internal error", "out of memory");
+        return -1;
+    }
+    if (runtime_quiesce(a->rt, QUIESCE_TIMEOUT_MS) == 0) {
+        backend_set_free(old);
+        backend_free(gone);
+    }
+    /* else: a poller did not answer in time; leaking beats a use-after-free. */
+    return 0;
+}
+
+static void set_weight(struct admin_ctx *a, const struct admin_request *rq,
+                       struct admin_response *rs, struct pool *pl, struct backend *b)
+{
+    static const char *const keys[] = {"weight", NULL};
+    json_t *o = body_object(rq, rs, keys);
+    if (!o)
+        return;
+    long long w = 0;
+    int r = int_key(o, "weight", 0, WEIGHT_MAX, &w, rs);
+    json_decref(o);
+    if (r < 0)
+        return;
+    if (r == 0) {
+        fail(rs, 400, "bad request", "weight: required, an integer from 0 to %d", WEIGHT_MAX);
+        return;
+    }
+    unsigned before = atomic_load(&b->weight);
+    atomic_store(&b->weight, (unsigned)w);
+    struct backend_set *set = pool_current(pl);
+    if (swap_set(a, pl, set->b, set->n, NULL, rs) < 0) {
+        atomic_store(&b->weight, before);
+        return;
+    }
+    reply_json(rs, 200, view_backend(b));
+}
+
+static void add_backend(struct admin_ctx *a, const struct admin_request *rq,
+                        struct admin_response *rs, struct pool *pl)
+{
+    static const char *const keys[] = {"name", "address", "weight", NULL};
+    json_t *o = body_object(rq, rs, keys);
+    if (!o)
+        return;
+    const char *name = json_string_value(json_object_get(o, "name"));
+    const char *address = json_string_value(json_object_get(o, "address"));
+    long long w = 1;
+    struct cfg_sockaddr addr;
+    char why[256];
+    if (!name || !valid_name(name)) {
+        fail(rs, 400, "bad request", "name: expected 1 to %d characters of A-Z a-z 0-9 - _ .",
+             NAME_MAX_LEN);
+    } else if (!address || config_addr_parse(address, 0, &addr, why, sizeof(why)) < 0) {
+        fail(rs, 400, "bad request", "address: %s",
+             address ? why : "expected \"IPv4:port\" or \"[IPv6]:port\"");
+    } else if (int_key(o, "weight", 0, WEIGHT_MAX, &w, rs) >= 0) {
+        if (pool_find(pl, name)) {
+            fail(rs, 409, "conflict", "pool %s already has a backend named %s", pl->name, name);
+        } else {
+            struct backend_set *set = pool_current(pl);
+            struct backend **list = calloc(set->n + 1, sizeof(*list));
+            struct backend *b = backend_new(name, address, &addr, (unsigned)w);
+            if (!list || !b) {
+                backend_free(b);
+                fail(rs, 500, "internal error", "out of memory");
+            } else {
+                memcpy(list, set->b, set->n * sizeof(*list));
+                list[set->n] = b;
+                if (swap_set(a, pl, list, set->n + 1, NULL, rs) == 0)
+                    reply_json(rs, 201, view_backend(b));
+                else
+                    backend_free(b);
+            }
+            free(list);
+        }
+    }
+    json_decref(o);
+}
+
+static void delete_backend(struct admin_ctx *a, struct admin_response *rs, struct pool *pl,
+                           struct backend *b)
+{
+    enum backend_state st = backend_state_now(b);
+    uint64_t active = atomic_load(&b->active_connections);
+    if ((st != BACKEND_DRAINED && st != BACKEND_DISABLED) || active) {
+        fail(rs, 409, "conflict",
+             "backend %s is %s with %llu active connections: drain or disable it first, and "
+             "wait until none is left",
+             b->name, backend_state_name(st), (unsigned long long)active);
+        return;
+    }
+    struct backend_set *set = pool_current(pl);
+    struct backend **list = calloc(set->n ? set->n : 1, sizeof(*list));
+    if (!list) {
+        fail(rs, 500, "internal error", "out of memory");
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < set->n; i++)
+        if (set->b[i] != b)
+            list[n++] = set->b[i];
+    if (swap_set(a, pl, list, n, b, rs) == 0) {
+        rs->status = 204;
+        rs->body = NULL;
+        rs->content_type = "application/json";
+    }
+    free(list);
+}
+
+/* --- routing --------------------------------------------------------------- */
+
+static int split(const char *path, char seg[MAX_SEGMENTS][SEGMENT_MAX])
+{
+    int n = 0;
+    const char *p = path;
+    if (*p != '/')
+        return -1;
+    while (*p == '/') {
+        p++;
+        if (!*p)
+            break; /* one trailing slash is tolerated */
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (n == MAX_SEGMENTS || len == 0 || len >= SEGMENT_MAX)
+            return -1;
+        memcpy(seg[n], p, len);
+        seg[n][len] = '\0';
+        n++;
+        p += len;
+    }
+    return n;
+}
+
+static void route_backend(struct admin_ctx *a, const struct admin_request *rq,
+                          struct admin_response *rs, struct pool *pl, char seg[][SEGMENT_MAX],
+                          int n)
+{
+    struct backend *b = pool_find(pl, seg[4]);
+    if (!b) {
+        fail(rs, 404, "not found", "pool %s has no backend named %.64s", pl->name, seg[4]);
+        return;
+    }
+    if (n == 5) {
+        if (method_is(rq, "GET"))
+            reply_json(rs, 200, view_backend(b));
+        else if (method_is(rq, "PATCH"))
+            set_weight(a, rq, rs, pl, b);
+        else if (method_is(rq, "DELETE"))
+            delete_backend(a, rs, pl, b);
+        else
+            not_allowed(rq, rs, "GET, PATCH, DELETE");
+        return;
+    }
+    const char *action = seg[5];
+    if (n != 6 ||
+        (strcmp(action, "drain") && strcmp(action, "enable") && strcmp(action, "disable"))) {
+        fail(rs, 404, "not found", "no such backend action (expected drain, enable or disable)");
+        return;
+    }
+    if (!method_is(rq, "POST")) {
+        not_allowed(rq, rs, "POST");
+        return;
+    }
+    if (strcmp(action, "drain") == 0)
+        drain(a, rq, rs, pl, b);
+    else if (strcmp(action, "enable") == 0)
+        enable(rq, rs, b);
+    else
+        disable(rq, rs, b);
+}
+
+static void route_api(struct admin_ctx *a, const struct admin_request *rq,
+                      struct admin_response *rs, char seg[][SEGMENT_MAX], int n)
+{
+    struct runtime *rt = a->rt;
+    uint64_t uptime = (mono_ms() - a->started_mono_ms) / 1000u;
+    if (n == 3 && strcmp(seg[2], "pools") != 0) {
+        json_t *v = strcmp(seg[2], "stats") == 0       ? view_stats(rt, uptime)
+                    : strcmp(seg[2], "pollers") == 0   ? view_pollers(rt)
+                    : strcmp(seg[2], "listeners") == 0 ? view_listeners(rt)
+                                                       : NULL;
+        if (!v)
+            fail(rs, 404, "not found", "no such endpoint");
+        else if (!method_is(rq, "GET")) {
+            json_decref(v);
+            not_allowed(rq, rs, "GET");
+        } else
+            reply_json(rs, 200, v);
+        return;
+    }
+    if (n < 3 || strcmp(seg[2], "pools") != 0) {
+        fail(rs, 404, "not found", "no such endpoint");
+        return;
+    }
+    if (n == 3) {
+        if (method_is(rq, "GET"))
+            reply_json(rs, 200, view_pools(rt));
+        else
+            not_allowed(rq, rs, "GET");
+        return;
+    }
+    struct pool *pl = runtime_find_pool(rt, seg[3]);
+    if (!pl) {
+        fail(rs, 404, "not found", "no pool named %.64s", seg[3]);
+        return;
+    }
+    if (n == 4) {
+        if (method_is(rq, "GET"))
+            reply_json(rs, 200, view_pool(pl));
+        else
+            not_allowed(rq, rs, "GET");
+        return;
+    }
+    if (strcmp(seg[4], "backends") != 0) {
+        fail(rs, 404, "not found", "no such endpoint");
+        return;
+    }
+    if (n == 5) {
+        if (method_is(rq, "GET")) {
+            json_t *v = view_pool(pl);
+            reply_json(rs, 200, json_incref(json_object_get(v, "backends")));
+            json_decref(v);
+        } else if (method_is(rq, "POST"))
+            add_backend(a, rq, rs, pl);
+        else
+            not_allowed(rq, rs, "GET, POST");
+        return;
+    }
+    /* shift so that seg[4] is the backend name */
+    route_backend(a, rq, rs, pl, seg + 1, n - 1);
+}
+
+static void readyz(struct runtime *rt, struct admin_response *rs)
+{
+    for (size_t i = 0; i < rt->nlisteners; i++)
+        if (rt->listeners[i].fd < 0) {
+            fail(rs, 503, "not ready", "listener %s is not bound", rt->listeners[i].name);
+            return;
+        }
+    for (size_t i = 0; i < rt->npools; i++) {
+        struct backend_set *set = pool_current(&rt->pools[i]);
+        int up = 0;
+        for (size_t j = 0; j < set->n; j++)
+            up |= backend_pickable(set->b[j]);
+        if (!up) {
+            fail(rs, 503, "not ready", "pool %s has no backend up", rt->pools[i].name);
+            return;
+        }
+    }
+    reply_json(rs, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct admin_response *rs)
+{
+    char seg[MAX_SEGMENTS][SEGMENT_MAX];
+    rs->status = 500;
+    rs->body = NULL;
+    rs->content_type = "application/json";
+    rs->allow = NULL;
+    if (a->token && !token_ok(a->token, rq->authorization)) {
+        fail(rs, 401, "unauthorized", "send the admin token as \"Authorization: Bearer <token>\"");
+        return;
+    }
+    if (rq->body_too_large) {
+        fail(rs, 413, "payload too large", "request bodies are limited to %u bytes",
+             ADMIN_BODY_MAX);
+        return;
+    }
+    int n = split(rq->path, seg);
+    if (n < 0 || n == 0) {
+        fail(rs, 404, "not found", "no such endpoint");
+        return;
+    }
+    pthread_mutex_lock(&a->lock);
+    if (n == 1 && (strcmp(seg[0], "healthz") == 0 || strcmp(seg[0], "readyz") == 0 ||
+                   strcmp(seg[0], "metrics") == 0)) {
+        if (!method_is(rq, "GET")) {
+            not_allowed(rq, rs, "GET");
+        } else if (seg[0][0] == 'h') {
+            reply_json(rs, 200, json_pack("{s:s}", "status", "ok"));
+        } else if (seg[0][0] == 'r') {
+            readyz(a->rt, rs);
+        } else {
+            rs->status = 200;
+            rs->body = view_metrics(a->rt, (mono_ms() - a->started_mono_ms) / 1000u);
+            rs->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        }
+    } else if (n >= 2 && strcmp(seg[0], "api") == 0 && strcmp(seg[1], "v1") == 0) {
+        route_api(a, rq, rs, seg, n);
+    } else {
+        fail(rs, 404, "not found", "no such endpoint");
+    }
+    pthread_mutex_unlock(&a->lock);
+}

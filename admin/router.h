@@ -1,0 +1,41 @@
+/* admin/router.h — the admin API as a plain function: a request (method,
+ * path, the `wait` query argument, the Authorization header, the body) in, a
+ * status and a body out. No libmicrohttpd here, so tests and fuzzers can drive
+ * it directly. Calls are serialised by the context's lock. */
+#pragma once
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct runtime;
+
+#define ADMIN_BODY_MAX (16u * 1024) /* request bodies above this get 413 */
+
+struct admin_ctx {
+    struct runtime *rt; /* not owned */
+    const char *token;  /* not owned; NULL: no auth */
+    uint64_t started_mono_ms;
+    pthread_mutex_t lock; /* serialises every route call: admin threads only */
+};
+
+struct admin_request {
+    const char *method;
+    const char *path;          /* decoded, without the query string */
+    const char *wait;          /* ?wait=S, or NULL */
+    const char *authorization; /* header value, or NULL */
+    const char *body;
+    size_t body_len;
+    int body_too_large;
+};
+
+struct admin_response {
+    int status;
+    char *body; /* malloc'd */
+    const char *content_type;
+    const char *allow; /* for 405: the methods the path takes */
+};
+
+int admin_ctx_init(struct admin_ctx *a, struct runtime *rt, const char *token);
+void admin_ctx_fini(struct admin_ctx *a);
+void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct admin_response *rs);

@@ -1,0 +1,351 @@
+/* admin/views.c — JSON and Prometheus views of pollers, listeners, pools and
+ * backends (admin/views.h). The same counter names appear in the C fields,
+ * the JSON keys and the metric names. */
+#define _GNU_SOURCE
+#include "views.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proxy/backend.h"
+#include "proxy/listener.h"
+#include "proxy/pool.h"
+#include "proxy/runtime.h"
+
+static json_t *u64(uint64_t v)
+{
+    return json_integer((json_int_t)v);
+}
+
+#define GET(c) counter_get(&(c))
+
+json_t *view_poller(const struct worker *w)
+{
+    const struct poller_counters *pc = poller_counters(w->poller);
+    struct lb_cache *blocks = poller_blocks(w->poller);
+    uint64_t age = poller_age_ns(w->poller);
+    double busy = age ? (double)GET(pc->busy_ns) / (double)age : 0.0;
+    int id = poller_id(w->poller);
+    return json_pack(
+        "{s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+        " s:o, s:o, s:f}",
+        "id", id, "role", id == 0 ? "main" : "sub", "active_connections",
+        u64(GET(w->c.active_connections)), "total_connections", u64(GET(w->c.total_connections)),
+        "accepted", u64(GET(w->c.accepted)), "refused", u64(GET(w->c.refused)), "dialed",
+        u64(GET(w->c.dialed)), "connect_failures", u64(GET(w->c.connect_failures)), "retries",
+        u64(GET(w->c.retries)), "connect_exhausted", u64(GET(w->c.connect_exhausted)),
+        "idle_timeouts", u64(GET(w->c.idle_timeouts)), "resets", u64(GET(w->c.resets)), "bytes_in",
+        u64(GET(w->c.bytes_in)), "bytes_out", u64(GET(w->c.bytes_out)), "wakeups",
+        u64(GET(pc->wakeups)), "events", u64(GET(pc->events)), "tasks", u64(GET(pc->tasks)),
+        "timers_pending", u64(GET(pc->timers_pending)), "blocks_in_use",
+        u64(atomic_load_explicit(&blocks->in_use, memory_order_relaxed)), "blocks_cached",
+        u64(atomic_load_explicit(&blocks->cached, memory_order_relaxed)), "loop_busy_ratio", busy);
+}
+
+json_t *view_pollers(struct runtime *rt)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < rt->nworkers; i++)
+        json_array_append_new(a, view_poller(&rt->workers[i]));
+    return a;
+}
+
+json_t *view_listener(const struct listener *l)
+{
+    return json_pack("{s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:i}", "name", l->name, "listen",
+                     l->listen, "pool", l->pool->name, "bound", l->fd >= 0, "active_connections",
+                     u64(GET(l->active_connections)), "accepted", u64(GET(l->accepted)), "refused",
+                     u64(GET(l->refused)), "max_connections", (json_int_t)l->max_connections);
+}
+
+json_t *view_listeners(struct runtime *rt)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < rt->nlisteners; i++)
+        json_array_append_new(a, view_listener(&rt->listeners[i]));
+    return a;
+}
+
+static json_t *rfc3339(int64_t unix_ms)
+{
+    if (!unix_ms)
+        return json_null();
+    time_t secs = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char buf[40], out[48];
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, sizeof(out), "%s.%03dZ", buf, (int)(unix_ms % 1000));
+    return json_string(out);
+}
+
+json_t *view_backend(const struct backend *b)
+{
+    enum backend_state st = backend_state_now(b);
+    json_t *o =
+        json_pack("{s:s, s:s, s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "name", b->name, "address",
+                  b->address, "weight", (json_int_t)atomic_load(&b->weight), "state",
+                  backend_state_name(st), "active_connections", u64(GET(b->active_connections)),
+                  "total_connections", u64(GET(b->total_connections)), "connect_failures",
+                  u64(GET(b->connect_failures)), "bytes_in", u64(GET(b->bytes_in)), "bytes_out",
+                  u64(GET(b->bytes_out)), "drain_forced", u64(GET(b->drain_forced)));
+    if (st == BACKEND_DRAINING || st == BACKEND_DRAINED) {
+        json_object_set_new(o, "drain_started_at", rfc3339(b->drain_started_unix_ms));
+        json_object_set_new(o, "drain_deadline_at", rfc3339(b->drain_deadline_unix_ms));
+    }
+    return o;
+}
+
+json_t *view_pool(struct pool *pl)
+{
+    struct backend_set *set = pool_current(pl);
+    json_t *backends = json_array();
+    uint64_t active = 0;
+    int up = 0;
+    for (size_t i = 0; i < set->n; i++) {
+        json_array_append_new(backends, view_backend(set->b[i]));
+        active += GET(set->b[i]->active_connections);
+        up += backend_state_now(set->b[i]) == BACKEND_UP;
+    }
+    return json_pack("{s:s, s:s, s:i, s:i, s:i, s:o, s:i, s:o}", "name", pl->name, "balance",
+                     config_pool_balance_name(pl->balance), "connect_timeout_ms",
+                     (json_int_t)pl->connect_timeout_ms, "idle_timeout_ms",
+                     (json_int_t)pl->idle_timeout_ms, "retries", (json_int_t)pl->retries,
+                     "active_connections", u64(active), "backends_up", up, "backends", backends);
+}
+
+json_t *view_pools(struct runtime *rt)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < rt->npools; i++)
+        json_array_append_new(a, view_pool(&rt->pools[i]));
+    return a;
+}
+
+json_t *view_stats(struct runtime *rt, uint64_t uptime_s)
+{
+    return json_pack("{s:s, s:o, s:o, s:o, s:o}", "version", SLUICE_VERSION, "uptime_s",
+                     u64(uptime_s), "pollers", view_pollers(rt), "listeners", view_listeners(rt),
+                     "pools", view_pools(rt));
+}
+
+/* --- Prometheus text exposition ------------------------------------------ */
+
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Names are restricted to [A-Za-z0-9._-] by config and admin, but escape anyway. */
+static void label(FILE *f, const char *k, const char *v, int first)
+{
+    fprintf(f, "%s%s=\"", first ? "" : ",", k);
+    for (const char *c = v; *c; c++) {
+        if (*c == '\\' || *c == '"')
+            fputc('\\', f);
+        if (*c == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*c, f);
+    }
+    fputc('"', f);
+}
+
+struct poller_metric {
+    const char *name, *type, *help;
+    size_t off; /* into struct worker_counters, or SIZE_MAX */
+};
+
+#define WC(f) offsetof(struct worker_counters, f)
+static const struct poller_metric poller_metrics[] = {
+    {"sluice_poller_active_connections", "gauge", "Sessions open on the poller.",
+     WC(active_connections)},
+    {"sluice_poller_connections_total", "counter", "Sessions adopted by the poller.",
+     WC(total_connections)},
+    {"sluice_poller_accepted_total", "counter", "Connections accepted (main reactor).",
+     WC(accepted)},
+    {"sluice_poller_refused_total", "counter", "Connections closed at once for a limit.",
+     WC(refused)},
+    {"sluice_poller_dialed_total", "counter", "Upstream connects started.", WC(dialed)},
+    {"sluice_poller_connect_failures_total", "counter", "Upstream connects failed or timed out.",
+     WC(connect_failures)},
+    {"sluice_poller_retries_total", "counter", "Connects retried on another backend.", WC(retries)},
+    {"sluice_poller_connect_exhausted_total", "counter", "Sessions closed after the retry budget.",
+     WC(connect_exhausted)},
+    {"sluice_poller_idle_timeouts_total", "counter", "Sessions closed for idleness.",
+     WC(idle_timeouts)},
+    {"sluice_poller_resets_total", "counter", "Sessions ended by a reset.", WC(resets)},
+    {"sluice_poller_bytes_in_total", "counter", "Bytes relayed client to backend.", WC(bytes_in)},
+    {"sluice_poller_bytes_out_total", "counter", "Bytes relayed backend to client.", WC(bytes_out)},
+};
+
+static void poller_labels(FILE *f, const struct worker *w)
+{
+    char id[16];
+    snprintf(id, sizeof(id), "%d", poller_id(w->poller));
+    fputc('{', f);
+    label(f, "poller", id, 1);
+    label(f, "role", poller_id(w->poller) == 0 ? "main" : "sub", 0);
+    fputc('}', f);
+}
+
+static void emit_pollers(FILE *f, struct runtime *rt)
+{
+    for (size_t m = 0; m < sizeof(poller_metrics) / sizeof(poller_metrics[0]); m++) {
+        const struct poller_metric *pm = &poller_metrics[m];
+        family(f, pm->name, pm->type, pm->help);
+        for (size_t i = 0; i < rt->nworkers; i++) {
+            const atomic_uint_fast64_t *c =
+                (const atomic_uint_fast64_t *)((const char *)&rt->workers[i].c + pm->off);
+            fputs(pm->name, f);
+            poller_labels(f, &rt->workers[i]);
+            fprintf(f, " %llu\n", (unsigned long long)counter_get(c));
+        }
+    }
+    static const struct {
+        const char *name, *type, *help;
+    } loop[] = {
+        {"sluice_poller_wakeups_total", "counter", "Returns from epoll_wait."},
+        {"sluice_poller_events_total", "counter", "fd callbacks dispatched."},
+        {"sluice_poller_tasks_total", "counter", "Inbox and deferred tasks run."},
+        {"sluice_poller_timers_pending", "gauge", "Timers armed."},
+        {"sluice_poller_blocks_in_use", "gauge", "Linkbuf blocks holding data."},
+        {"sluice_poller_blocks_cached", "gauge", "Linkbuf blocks kept for reuse."},
+        {"sluice_poller_busy_seconds_total", "counter", "Time spent outside epoll_wait."},
+    };
+    for (size_t m = 0; m < sizeof(loop) / sizeof(loop[0]); m++) {
+        family(f, loop[m].name, loop[m].type, loop[m].help);
+        for (size_t i = 0; i < rt->nworkers; i++) {
+            const struct worker *w = &rt->workers[i];
+            const struct poller_counters *pc = poller_counters(w->poller);
+            struct lb_cache *blocks = poller_blocks(w->poller);
+            fputs(loop[m].name, f);
+            poller_labels(f, w);
+            switch (m) {
+            case 0:
+                fprintf(f, " %llu\n", (unsigned long long)GET(pc->wakeups));
+                break;
+            case 1:
+                fprintf(f, " %llu\n", (unsigned long long)GET(pc->events));
+                break;
+            case 2:
+                fprintf(f, " %llu\n", (unsigned long long)GET(pc->tasks));
+                break;
+            case 3:
+                fprintf(f, " %llu\n", (unsigned long long)GET(pc->timers_pending));
+                break;
+            case 4:
+                fprintf(f, " %zu\n", atomic_load_explicit(&blocks->in_use, memory_order_relaxed));
+                break;
+            case 5:
+                fprintf(f, " %zu\n", atomic_load_explicit(&blocks->cached, memory_order_relaxed));
+                break;
+            default:
+                fprintf(f, " %.6f\n", (double)GET(pc->busy_ns) / 1e9);
+                break;
+            }
+        }
+    }
+}
+
+static void emit_listeners(FILE *f, struct runtime *rt)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } ms[] = {
+        {"sluice_listener_active_connections", "gauge", "Sessions open from the listener.",
+         offsetof(struct listener, active_connections)},
+        {"sluice_listener_accepted_total", "counter", "Connections accepted.",
+         offsetof(struct listener, accepted)},
+        {"sluice_listener_refused_total", "counter", "Connections refused for a limit.",
+         offsetof(struct listener, refused)},
+    };
+    for (size_t m = 0; m < sizeof(ms) / sizeof(ms[0]); m++) {
+        family(f, ms[m].name, ms[m].type, ms[m].help);
+        for (size_t i = 0; i < rt->nlisteners; i++) {
+            const struct listener *l = &rt->listeners[i];
+            fprintf(f, "%s{", ms[m].name);
+            label(f, "listener", l->name, 1);
+            fprintf(f, "} %llu\n",
+                    (unsigned long long)counter_get(
+                        (const atomic_uint_fast64_t *)((const char *)l + ms[m].off)));
+        }
+    }
+}
+
+static void emit_backends(FILE *f, struct runtime *rt)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } ms[] = {
+        {"sluice_backend_active_connections", "gauge", "Sessions on the backend.",
+         offsetof(struct backend, active_connections)},
+        {"sluice_backend_connections_total", "counter", "Connections made to the backend.",
+         offsetof(struct backend, total_connections)},
+        {"sluice_backend_connect_failures_total", "counter", "Connects failed or timed out.",
+         offsetof(struct backend, connect_failures)},
+        {"sluice_backend_bytes_in_total", "counter", "Bytes sent to the backend.",
+         offsetof(struct backend, bytes_in)},
+        {"sluice_backend_bytes_out_total", "counter", "Bytes received from the backend.",
+         offsetof(struct backend, bytes_out)},
+        {"sluice_backend_drain_forced_total", "counter",
+         "Sessions closed by a drain deadline or disable with close.",
+         offsetof(struct backend, drain_forced)},
+    };
+    for (size_t m = 0; m < sizeof(ms) / sizeof(ms[0]) + 2; m++) {
+        int weight = m == sizeof(ms) / sizeof(ms[0]), state = m > sizeof(ms) / sizeof(ms[0]);
+        if (weight)
+            family(f, "sluice_backend_weight", "gauge", "Current weight.");
+        else if (state)
+            family(f, "sluice_backend_state", "gauge", "1 for the backend's current state.");
+        else
+            family(f, ms[m].name, ms[m].type, ms[m].help);
+        for (size_t i = 0; i < rt->npools; i++) {
+            struct backend_set *set = pool_current(&rt->pools[i]);
+            for (size_t j = 0; j < set->n; j++) {
+                const struct backend *b = set->b[j];
+                int nstates = state ? BACKEND_DISABLED + 1 : 1;
+                for (int s = 0; s < nstates; s++) {
+                    fputs(weight  ? "sluice_backend_weight"
+                          : state ? "sluice_backend_state"
+                                  : ms[m].name,
+                          f);
+                    fputc('{', f);
+                    label(f, "pool", rt->pools[i].name, 1);
+                    label(f, "backend", b->name, 0);
+                    if (state)
+                        label(f, "state", backend_state_name((enum backend_state)s), 0);
+                    fputc('}', f);
+                    if (weight)
+                        fprintf(f, " %u\n", atomic_load(&b->weight));
+                    else if (state)
+                        fprintf(f, " %d\n", backend_state_now(b) == (enum backend_state)s);
+                    else
+                        fprintf(f, " %llu\n",
+                                (unsigned long long)counter_get(
+                                    (const atomic_uint_fast64_t *)((const char *)b + ms[m].off)));
+                }
+            }
+        }
+    }
+}
+
+char *view_metrics(struct runtime *rt, uint64_t uptime_s)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    family(f, "sluice_uptime_seconds", "gauge", "Seconds since start.");
+    fprintf(f, "sluice_uptime_seconds %llu\n", (unsigned long long)uptime_s);
+    emit_pollers(f, rt);
+    emit_listeners(f, rt);
+    emit_backends(f, rt);
+    fclose(f);
+    return buf;
+}

@@ -1,0 +1,383 @@
+"""Admin API against the real binary with real backends, through a real HTTP
+client (urllib): every endpoint and error status, JSON shapes, token, drain
+under load with zero client errors, drain deadline, add/delete backends, and
+/metrics checked by the Prometheus client library's own parser."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import (SLUICE, ProxyTest, Sluice, connect, free_port, listen_port, recv_all, simple_config,
+                     wait_until)
+
+
+class Api:
+    def __init__(self, config, token=None):
+        self.base = "http://" + config["admin"]["listen"]
+        self.token = token
+
+    def call(self, method, path, body=None, raw=None, token=None, headers=None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        tok = token if token is not None else self.token
+        if tok:
+            req.add_header("Authorization", "Bearer " + tok)
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                text = r.read().decode()
+                status, ctype = r.status, r.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as e:
+            text = e.read().decode()
+            status, ctype = e.code, e.headers.get("Content-Type", "")
+        if "json" in ctype and text:
+            return status, json.loads(text)
+        return status, text
+
+    def get(self, path, **kw):
+        return self.call("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.call("POST", path, body=body if body is not None else None, raw=None if body is not None else b"", **kw)
+
+
+BACKEND_KEYS = {"name": str, "address": str, "weight": int, "state": str,
+                "active_connections": int, "total_connections": int, "connect_failures": int,
+                "bytes_in": int, "bytes_out": int}
+POLLER_KEYS = {"id": int, "role": str, "active_connections": int, "accepted": int, "dialed": int,
+               "connect_failures": int, "bytes_in": int, "bytes_out": int, "wakeups": int,
+               "events": int, "tasks": int, "timers_pending": int, "blocks_in_use": int,
+               "blocks_cached": int, "loop_busy_ratio": float}
+
+
+def shape(test, obj, keys):
+    for k, t in keys.items():
+        test.assertIn(k, obj)
+        if t is float:
+            test.assertIsInstance(obj[k], (int, float), k)
+        else:
+            test.assertIsInstance(obj[k], t, k)
+
+
+def round_trip(port, msg=b"ping"):
+    s = connect(port)
+    try:
+        s.sendall(msg)
+        s.shutdown(socket.SHUT_WR)
+        return recv_all(s)
+    finally:
+        s.close()
+
+
+class Admin(ProxyTest):
+    def start(self, nbackends=2, token=None, **pool):
+        self.bs = [self.backend() for _ in range(nbackends)]
+        cfg = simple_config([b.port for b in self.bs], **pool)
+        if token:
+            cfg["admin"]["token"] = token
+        self.cfg = cfg
+        self.sl = self.sluice(cfg)
+        self.api = Api(cfg, token)
+        self.port = listen_port(cfg)
+        return self.api
+
+    def test_read_endpoints_and_shapes(self):
+        api = self.start()
+        for i in range(4):
+            self.assertEqual(round_trip(self.port, b"x%d" % i), b"x%d" % i)
+        st, stats = api.get("/api/v1/stats")
+        self.assertEqual(st, 200)
+        for k in ("version", "uptime_s", "pollers", "listeners", "pools"):
+            self.assertIn(k, stats)
+        st, pollers = api.get("/api/v1/pollers")
+        self.assertEqual(st, 200)
+        self.assertEqual([p["role"] for p in pollers], ["main", "sub", "sub"])
+        for p in pollers:
+            shape(self, p, POLLER_KEYS)
+        self.assertEqual(pollers[0]["accepted"], 4)
+        self.assertEqual(sum(p["dialed"] for p in pollers), 4)
+        self.assertEqual(sum(p["bytes_in"] for p in pollers), 8)
+        st, pools = api.get("/api/v1/pools")
+        self.assertEqual(st, 200)
+        self.assertEqual(pools[0]["name"], "p")
+        st, pool = api.get("/api/v1/pools/p")
+        self.assertEqual(st, 200)
+        for b in pool["backends"]:
+            shape(self, b, BACKEND_KEYS)
+            self.assertEqual(b["state"], "up")
+            self.assertEqual(b["total_connections"], 2)
+        st, b0 = api.get("/api/v1/pools/p/backends/b0")
+        self.assertEqual((st, b0["name"], b0["bytes_out"]), (200, "b0", 4))
+        st, lst = api.get("/api/v1/pools/p/backends")
+        self.assertEqual([b["name"] for b in lst], ["b0", "b1"])
+        st, ls = api.get("/api/v1/listeners")
+        self.assertEqual((st, ls[0]["name"], ls[0]["accepted"]), (200, "l", 4))
+        self.assertEqual(api.get("/healthz")[0], 200)
+        self.assertEqual(api.get("/readyz")[0], 200)
+
+    def test_errors_are_json_and_change_nothing(self):
+        api = self.start()
+        before = api.get("/api/v1/pools")[1]
+        cases = [
+            ("GET", "/api/v1/nope", None, None, 404),
+            ("GET", "/nope", None, None, 404),
+            ("GET", "/api/v1/pools/zz", None, None, 404),
+            ("GET", "/api/v1/pools/p/backends/zz", None, None, 404),
+            ("POST", "/api/v1/pools/p/backends/b0/explode", None, b"", 404),
+            ("POST", "/api/v1/pools/zz/backends/b0/drain", None, b"", 404),
+            ("PUT", "/api/v1/stats", None, b"{}", 405),
+            ("GET", "/api/v1/pools/p/backends/b0/drain", None, None, 405),
+            ("POST", "/api/v1/pools/p/backends/b0/drain", None, b"{not json", 400),
+            ("POST", "/api/v1/pools/p/backends/b0/drain", None, b"[1]", 400),
+            ("POST", "/api/v1/pools/p/backends/b0/drain", {"deadline_ms": -5}, None, 400),
+            ("POST", "/api/v1/pools/p/backends/b0/drain", {"deadline": 5}, None, 400),
+            ("POST", "/api/v1/pools/p/backends/b0/drain?wait=abc", None, b"", 400),
+            ("POST", "/api/v1/pools/p/backends/b0/disable", {"close": "yes"}, None, 400),
+            ("PATCH", "/api/v1/pools/p/backends/b0", {"weight": 5000}, None, 400),
+            ("PATCH", "/api/v1/pools/p/backends/b0", {}, None, 400),
+            ("POST", "/api/v1/pools/p/backends", {"name": "b0", "address": "127.0.0.1:1"}, None, 409),
+            ("POST", "/api/v1/pools/p/backends", {"name": "bad name", "address": "127.0.0.1:1"}, None, 400),
+            ("POST", "/api/v1/pools/p/backends", {"name": "b9", "address": "nowhere"}, None, 400),
+            ("DELETE", "/api/v1/pools/p/backends/b0", None, None, 409),
+            ("POST", "/api/v1/pools/p/backends/b0/drain", None, b"x" * 20000, 413),
+            ("GET", "/api/v1/pools/..%2F..%2Fetc", None, None, 404),
+            ("GET", "/api/v1/pools/p%00x", None, None, 404),
+        ]
+        for method, path, body, raw, want in cases:
+            st, out = api.call(method, path, body=body, raw=raw)
+            self.assertEqual(st, want, f"{method} {path}: {out}")
+            self.assertIsInstance(out, dict, f"{method} {path}")
+            self.assertEqual(set(out), {"error", "detail"}, f"{method} {path}")
+        self.assertEqual(api.get("/api/v1/pools")[1][0]["backends"][0]["state"], "up")
+        after = api.get("/api/v1/pools")[1]
+        self.assertEqual([(b["name"], b["state"], b["weight"]) for b in before[0]["backends"]],
+                         [(b["name"], b["state"], b["weight"]) for b in after[0]["backends"]])
+        # Disabled then drain: 409 and still disabled. Down cannot be enabled by hand (409 later).
+        self.assertEqual(api.post("/api/v1/pools/p/backends/b1/disable")[0], 200)
+        st, out = api.post("/api/v1/pools/p/backends/b1/drain")
+        self.assertEqual(st, 409)
+        self.assertEqual(api.get("/api/v1/pools/p/backends/b1")[1]["state"], "disabled")
+        # The data path kept serving throughout.
+        self.assertEqual(round_trip(self.port), b"ping")
+
+    def test_token_required_when_configured(self):
+        api = self.start(token="s3cret-token")
+        self.assertEqual(api.get("/api/v1/stats")[0], 200)
+        for tok in ("", "wrong", "s3cret-toke", "s3cret-token-x"):
+            st, out = api.get("/api/v1/stats", token=tok or "\0")
+            self.assertEqual(st, 401, tok)
+            self.assertEqual(out["error"], "unauthorized")
+        req = urllib.request.Request(api.base + "/healthz")
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        self.assertEqual(e.exception.code, 401)
+        st, _ = api.post("/api/v1/pools/p/backends/b0/drain", token="wrong")
+        self.assertEqual(st, 401)
+        self.assertEqual(api.get("/api/v1/pools/p/backends/b0")[1]["state"], "up")
+
+    def test_token_from_environment(self):
+        b = self.backend()
+        cfg = simple_config([b.port])
+        self.sluice(cfg, extra_env={"SLUICE_ADMIN_TOKEN": "envtok"})
+        api = Api(cfg)
+        self.assertEqual(api.get("/api/v1/stats")[0], 401)
+        self.assertEqual(api.get("/api/v1/stats", token="envtok")[0], 200)
+
+    def test_non_loopback_without_token_refuses_to_start(self):
+        b = self.backend()
+        cfg = simple_config([b.port])
+        cfg["admin"]["listen"] = f"0.0.0.0:{free_port()}"
+        import tempfile
+        path = os.path.join(tempfile.mkdtemp(), "c.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        env = dict(os.environ)
+        env.pop("SLUICE_ADMIN_TOKEN", None)
+        p = subprocess.run([SLUICE, "-c", path],
+                           capture_output=True, text=True, timeout=30, env=env)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("refusing to serve 0.0.0.0", p.stderr)
+        self.assertIn("SLUICE_ADMIN_TOKEN", p.stderr)
+
+    def test_drain_under_load_drops_nothing(self):
+        api = self.start(nbackends=2)
+        stop = threading.Event()
+        errors, done = [], [0]
+
+        def client(i):
+            n = 0
+            while not stop.is_set() and n < 5000:
+                msg = b"c%d-%d" % (i, n)
+                try:
+                    if round_trip(self.port, msg) != msg:
+                        errors.append(f"bad echo {msg!r}")
+                except OSError as e:
+                    errors.append(repr(e))
+                n += 1
+                done[0] += 1
+
+        # Long sessions pinned to whatever backend they got: they must live on.
+        longs = [connect(self.port) for _ in range(6)]
+        for i, s in enumerate(longs):
+            s.sendall(b"hold%d" % i)
+            self.assertEqual(s.recv(16), b"hold%d" % i)
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        try:
+            for cycle in range(3):
+                time.sleep(0.3)
+                st, b = api.post("/api/v1/pools/p/backends/b0/drain")
+                self.assertEqual(st, 200)
+                self.assertIn(b["state"], ("draining", "drained"))
+                total_at_drain = api.get("/api/v1/pools/p/backends/b0")[1]["total_connections"]
+                time.sleep(0.4)  # load keeps flowing, all of it to b1
+                b0 = api.get("/api/v1/pools/p/backends/b0")[1]
+                self.assertEqual(b0["total_connections"], total_at_drain)
+                # What b0 itself saw matches: nothing reached it after the drain
+                # beyond connects already under way (its accept thread may lag).
+                wait_until(lambda: self.bs[0].accepted == total_at_drain, timeout=5,
+                           what=f"b0 accepts == {total_at_drain} (now {self.bs[0].accepted})")
+                # Existing long sessions on b0 still work while it drains.
+                for i, s in enumerate(longs):
+                    s.sendall(b"again%d" % i)
+                    self.assertEqual(s.recv(16), b"again%d" % i)
+                if cycle < 2:
+                    self.assertEqual(api.post("/api/v1/pools/p/backends/b0/enable")[0], 200)
+            # Final cycle: close the long sessions; ?wait returns once drained.
+            closer = threading.Timer(0.5, lambda: [s.close() for s in longs])
+            closer.start()
+            t0 = time.monotonic()
+            st, b = api.post("/api/v1/pools/p/backends/b0/drain?wait=20")
+            self.assertEqual(st, 200)
+            self.assertEqual(b["state"], "drained")
+            self.assertEqual(b["active_connections"], 0)
+            self.assertIn("drain_started_at", b)
+            self.assertLess(time.monotonic() - t0, 20)
+            closer.join()
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        self.assertEqual(errors, [])
+        self.assertGreater(done[0], 100)
+        b0 = api.get("/api/v1/pools/p/backends/b0")[1]
+        self.assertEqual(b0["drain_forced"], 0)
+        self.assertEqual(api.post("/api/v1/pools/p/backends/b0/enable")[1]["state"], "up")
+
+    def test_wait_times_out_with_202(self):
+        api = self.start(nbackends=1)
+        s = connect(self.port)
+        s.sendall(b"hi")
+        self.assertEqual(s.recv(2), b"hi")
+        st, b = api.post("/api/v1/pools/p/backends/b0/drain?wait=1")
+        self.assertEqual((st, b["state"], b["active_connections"]), (202, "draining", 1))
+        self.assertEqual(api.get("/readyz")[0], 503)  # no backend up in the pool
+        s.close()
+        wait_until(lambda: api.get("/api/v1/pools/p/backends/b0")[1]["state"] == "drained",
+                   what="drained")
+
+    def test_drain_deadline_force_closes_and_counts(self):
+        api = self.start(nbackends=1)
+        held = []
+        for i in range(3):
+            s = connect(self.port)
+            s.sendall(b"k")
+            self.assertEqual(s.recv(1), b"k")
+            held.append(s)
+        st, b = api.post("/api/v1/pools/p/backends/b0/drain", {"deadline_ms": 300})
+        self.assertEqual(st, 200)
+        self.assertIsNotNone(b["drain_deadline_at"])
+        for s in held:
+            s.settimeout(15)
+            self.assertEqual(recv_all(s), b"")  # closed by the deadline
+            s.close()
+        b = wait_until(lambda: (lambda b: b if b["state"] == "drained" else None)(
+            api.get("/api/v1/pools/p/backends/b0")[1]), what="drained")
+        self.assertEqual(b["drain_forced"], 3)
+
+    def test_disable_with_close(self):
+        api = self.start(nbackends=1)
+        s = connect(self.port)
+        s.sendall(b"k")
+        self.assertEqual(s.recv(1), b"k")
+        st, b = api.post("/api/v1/pools/p/backends/b0/disable")
+        self.assertEqual((st, b["state"]), (200, "disabled"))
+        s.sendall(b"still")  # disable alone keeps sessions
+        self.assertEqual(s.recv(5), b"still")
+        st, b = api.post("/api/v1/pools/p/backends/b0/disable", {"close": True})
+        s.settimeout(15)
+        self.assertEqual(recv_all(s), b"")
+        s.close()
+        # No backend up: new clients are closed, not hung.
+        c = connect(self.port)
+        c.settimeout(15)
+        self.assertEqual(recv_all(c), b"")
+        c.close()
+
+    def test_weight_add_and_delete_backends(self):
+        api = self.start(nbackends=1)
+        extra = self.backend()
+        st, b = api.post("/api/v1/pools/p/backends",
+                         {"name": "new", "address": f"127.0.0.1:{extra.port}", "weight": 3})
+        self.assertEqual((st, b["name"], b["weight"], b["state"]), (201, "new", 3, "up"))
+        for i in range(40):
+            self.assertEqual(round_trip(self.port, b"w%d" % i), b"w%d" % i)
+        self.assertEqual(extra.accepted, 30)  # 3:1 smooth WRR
+        st, b = api.call("PATCH", "/api/v1/pools/p/backends/new", body={"weight": 0})
+        self.assertEqual((st, b["weight"]), (200, 0))
+        for i in range(10):
+            round_trip(self.port)
+        self.assertEqual(extra.accepted, 30)
+        st, _ = api.call("DELETE", "/api/v1/pools/p/backends/new")
+        self.assertEqual(st, 409)  # up, even with weight 0
+        self.assertEqual(api.post("/api/v1/pools/p/backends/new/drain?wait=5")[1]["state"], "drained")
+        st, body = api.call("DELETE", "/api/v1/pools/p/backends/new")
+        self.assertEqual(st, 204)
+        self.assertEqual(api.get("/api/v1/pools/p/backends/new")[0], 404)
+        self.assertEqual([b["name"] for b in api.get("/api/v1/pools/p")[1]["backends"]], ["b0"])
+        self.assertEqual(round_trip(self.port), b"ping")
+
+    @unittest.skipUnless(os.path.exists("/usr/bin/python3"), "Debian python3 missing")
+    def test_metrics_parse_with_prometheus_client(self):
+        api = self.start()
+        for i in range(3):
+            round_trip(self.port)
+        st, text = api.get("/metrics")
+        self.assertEqual(st, 200)
+        parser = ("import sys, json\n"
+                  "from prometheus_client.parser import text_string_to_metric_families\n"
+                  "out = {}\n"
+                  "for fam in text_string_to_metric_families(sys.stdin.read()):\n"
+                  "    for s in fam.samples:\n"
+                  "        out.setdefault(s.name, []).append([s.labels, s.value])\n"
+                  "print(json.dumps(out))\n")
+        p = subprocess.run(["/usr/bin/python3", "-c", parser], input=text, capture_output=True,
+                           text=True, timeout=60)
+        if "No module named 'prometheus_client'" in p.stderr:
+            self.skipTest("python3-prometheus-client not installed")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        m = json.loads(p.stdout)
+        stats = api.get("/api/v1/stats")[1]
+        accepted = {l["poller"]: v for l, v in m["sluice_poller_accepted_total"]}
+        self.assertEqual(accepted["0"], stats["pollers"][0]["accepted"])
+        conns = {l["backend"]: v for l, v in m["sluice_backend_connections_total"]}
+        for b in stats["pools"][0]["backends"]:
+            self.assertEqual(conns[b["name"]], b["total_connections"])
+        states = [(l["backend"], l["state"]) for l, v in m["sluice_backend_state"] if v == 1]
+        self.assertEqual(sorted(states), [("b0", "up"), ("b1", "up")])
+        self.assertIn("sluice_listener_refused_total", m)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
