@@ -21,6 +21,22 @@ enum cfg_poller_balance {
 
 enum cfg_pool_balance {
     CFG_POOL_ROUND_ROBIN, /* smooth weighted round robin */
+    CFG_POOL_LEAST_CONN,  /* fewest active_connections / weight, ties rotate */
+    CFG_POOL_RANDOM,      /* power of two random choices on active / weight */
+    CFG_POOL_SOURCE_HASH, /* Maglev consistent hashing of the client address */
+};
+
+/* Active health checks; enabled when the pool has a "health_check" object. */
+struct cfg_health_check {
+    int enabled;
+    unsigned interval_ms;
+    unsigned timeout_ms;
+    unsigned rise;
+    unsigned fall;
+    char *send; /* owned; NULL: connect only */
+    size_t send_len;
+    char *expect; /* owned; NULL: no reply expected */
+    size_t expect_len;
 };
 
 struct cfg_backend {
@@ -38,7 +54,11 @@ struct cfg_pool {
     unsigned retries;               /* further backends tried after the first */
     unsigned buffer_high_watermark; /* bytes buffered per direction before reading pauses */
     unsigned buffer_low_watermark;  /* bytes under which reading resumes */
-    struct cfg_backend *backends;   /* owned array */
+    unsigned maglev_table_size;     /* source_hash: a prime */
+    unsigned max_fails; /* passive (no active checks): failures in the window → down; 0 off */
+    unsigned fail_window_ms; /* ... and how long it then stays down */
+    struct cfg_health_check health_check;
+    struct cfg_backend *backends; /* owned array */
     size_t nbackends;
 };
 

@@ -29,6 +29,15 @@
 #define DEF_HIGH_WATERMARK     (256u * 1024)
 #define DEF_LOW_WATERMARK      (64u * 1024)
 #define DEF_WEIGHT             1
+#define DEF_MAGLEV_TABLE_SIZE  65537
+#define MAX_MAGLEV_TABLE_SIZE  1048573
+#define DEF_MAX_FAILS          3
+#define DEF_FAIL_WINDOW_MS     10000
+#define DEF_HC_INTERVAL_MS     2000
+#define DEF_HC_TIMEOUT_MS      1000
+#define DEF_HC_RISE            2
+#define DEF_HC_FALL            3
+#define HC_PAYLOAD_MAX         1024
 #define MAX_WEIGHT             1000
 #define MAX_POLLERS            256
 #define MAX_TIMEOUT_MS         (24u * 3600 * 1000)
@@ -244,7 +253,8 @@ static int is_object(struct ctx *c, json_t *v, const char *path)
 }
 
 static const char *const POLLER_BALANCES[] = {"round_robin", "random", "least_loaded", NULL};
-static const char *const POOL_BALANCES[] = {"round_robin", NULL};
+static const char *const POOL_BALANCES[] = {"round_robin", "least_conn", "random", "source_hash",
+                                            NULL};
 
 const char *config_poller_balance_name(enum cfg_poller_balance b)
 {
@@ -267,6 +277,65 @@ static void parse_backend(struct ctx *c, json_t *v, const char *path, struct cfg
     b->weight = get_uint(c, v, path, "weight", DEF_WEIGHT, 0, MAX_WEIGHT);
 }
 
+static int is_prime(unsigned n)
+{
+    if (n < 2)
+        return 0;
+    for (unsigned d = 2; d * d <= n; d++)
+        if (n % d == 0)
+            return 0;
+    return 1;
+}
+
+/* A string that may hold any bytes but NUL-free JSON text ("PING\r\n"). */
+static char *get_payload(struct ctx *c, json_t *obj, const char *path, const char *key, size_t *len)
+{
+    json_t *v = json_object_get(obj, key);
+    *len = 0;
+    if (!v || json_is_null(v))
+        return NULL;
+    char p[CFG_PATH_MAX];
+    join(p, path, key);
+    if (!json_is_string(v) || json_string_length(v) == 0 ||
+        json_string_length(v) > HC_PAYLOAD_MAX) {
+        fail(c, p, "expected null or a string of 1 to %d bytes", HC_PAYLOAD_MAX);
+        return NULL;
+    }
+    *len = json_string_length(v);
+    char *out = malloc(*len + 1);
+    if (out) {
+        memcpy(out, json_string_value(v), *len + 1);
+    }
+    return out;
+}
+
+static void parse_health_check(struct ctx *c, json_t *pool, const char *pool_path,
+                               struct cfg_health_check *hc)
+{
+    static const char *const keys[] = {"interval_ms", "timeout_ms", "rise", "fall",
+                                       "send",        "expect",     NULL};
+    json_t *v = json_object_get(pool, "health_check");
+    char path[CFG_PATH_MAX];
+    join(path, pool_path, "health_check");
+    if (!v || json_is_null(v))
+        return;
+    if (!is_object(c, v, path))
+        return;
+    check_keys(c, v, path, keys);
+    hc->enabled = 1;
+    hc->interval_ms = get_uint(c, v, path, "interval_ms", DEF_HC_INTERVAL_MS, 10, MAX_TIMEOUT_MS);
+    hc->timeout_ms = get_uint(c, v, path, "timeout_ms", DEF_HC_TIMEOUT_MS, 1, MAX_TIMEOUT_MS);
+    hc->rise = get_uint(c, v, path, "rise", DEF_HC_RISE, 1, 100);
+    hc->fall = get_uint(c, v, path, "fall", DEF_HC_FALL, 1, 100);
+    hc->send = get_payload(c, v, path, "send", &hc->send_len);
+    hc->expect = get_payload(c, v, path, "expect", &hc->expect_len);
+    if (hc->timeout_ms > hc->interval_ms) {
+        char p[CFG_PATH_MAX];
+        join(p, path, "timeout_ms");
+        fail(c, p, "expected at most interval_ms (%u), got %u", hc->interval_ms, hc->timeout_ms);
+    }
+}
+
 static void parse_pool(struct ctx *c, json_t *v, const char *path, struct cfg_pool *pl)
 {
     static const char *const keys[] = {"name",
@@ -276,6 +345,10 @@ static void parse_pool(struct ctx *c, json_t *v, const char *path, struct cfg_po
                                        "retries",
                                        "buffer_high_watermark",
                                        "buffer_low_watermark",
+                                       "maglev_table_size",
+                                       "max_fails",
+                                       "fail_window_ms",
+                                       "health_check",
                                        "backends",
                                        NULL};
     if (!is_object(c, v, path))
@@ -301,6 +374,17 @@ static void parse_pool(struct ctx *c, json_t *v, const char *path, struct cfg_po
         fail(c, p, "expected less than buffer_high_watermark (%u), got %u",
              pl->buffer_high_watermark, pl->buffer_low_watermark);
     }
+    pl->maglev_table_size =
+        get_uint(c, v, path, "maglev_table_size", DEF_MAGLEV_TABLE_SIZE, 7, MAX_MAGLEV_TABLE_SIZE);
+    if (!is_prime(pl->maglev_table_size)) {
+        char p[CFG_PATH_MAX];
+        join(p, path, "maglev_table_size");
+        fail(c, p, "expected a prime number (e.g. 65537), got %u", pl->maglev_table_size);
+    }
+    pl->max_fails = get_uint(c, v, path, "max_fails", DEF_MAX_FAILS, 0, 1000);
+    pl->fail_window_ms =
+        get_uint(c, v, path, "fail_window_ms", DEF_FAIL_WINDOW_MS, 1, MAX_TIMEOUT_MS);
+    parse_health_check(c, v, path, &pl->health_check);
     json_t *arr = get_array(c, v, path, "backends");
     if (!arr)
         return;
@@ -515,6 +599,8 @@ void config_free(struct config *cfg)
             free(pl->backends[j].address);
         }
         free(pl->backends);
+        free(pl->health_check.send);
+        free(pl->health_check.expect);
         free(pl->name);
     }
     free(cfg->pools);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pool.h"
 #include "runtime.h"
 #include "session.h"
 #include "sock.h"
@@ -83,7 +84,9 @@ static void on_accept(struct poller *p, struct fdop *op, void *data)
     struct listener *l = data;
     struct worker *w = poller_user(p);
     for (int i = 0; i < ACCEPT_BATCH && l->fd >= 0; i++) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof(peer);
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             int err = errno;
             if (err == EAGAIN || err == EWOULDBLOCK)
@@ -107,7 +110,10 @@ static void on_accept(struct poller *p, struct fdop *op, void *data)
             continue;
         }
         atomic_fetch_add_explicit(&l->active_connections, 1, memory_order_relaxed);
-        if (session_handoff(l->rt, l, fd) < 0) {
+        uint64_t key = l->pool->balance == CFG_POOL_SOURCE_HASH
+                           ? pool_client_key((struct sockaddr *)&peer)
+                           : 0;
+        if (session_handoff(l->rt, l, fd, key) < 0) {
             atomic_fetch_sub_explicit(&l->active_connections, 1, memory_order_relaxed);
             counter_add(&l->refused, 1);
             counter_add(&w->c.refused, 1);

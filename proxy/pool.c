@@ -3,7 +3,10 @@
 #define _GNU_SOURCE
 #include "pool.h"
 
+#include "maglev.h"
+
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,14 +58,16 @@ void backend_set_free(struct backend_set *set)
         return;
     free(set->b);
     free(set->schedule);
+    free(set->maglev);
     free(set);
 }
 
-static struct backend_set *set_build(struct backend **list, size_t n)
+static struct backend_set *set_build(const struct pool *pl, struct backend **list, size_t n)
 {
     struct backend_set *set = calloc(1, sizeof(*set));
     unsigned *weights = calloc(n ? n : 1, sizeof(*weights));
-    if (!set || !weights)
+    const char **names = calloc(n ? n : 1, sizeof(*names));
+    if (!set || !weights || !names)
         goto fail;
     set->b = calloc(n ? n : 1, sizeof(*set->b));
     set->schedule = calloc(POOL_SCHEDULE_MAX, sizeof(*set->schedule));
@@ -72,12 +77,23 @@ static struct backend_set *set_build(struct backend **list, size_t n)
     for (size_t i = 0; i < n; i++) {
         set->b[i] = list[i];
         weights[i] = atomic_load(&list[i]->weight);
+        names[i] = list[i]->name;
     }
     set->schedule_len = pool_smooth_wrr(weights, n, set->schedule, POOL_SCHEDULE_MAX);
+    if (pl->balance == CFG_POOL_SOURCE_HASH) {
+        set->maglev_size = pl->maglev_table_size;
+        set->maglev = malloc(set->maglev_size * sizeof(*set->maglev));
+        if (!set->maglev)
+            goto fail;
+        /* -EINVAL (no weight anywhere) leaves an all-empty table: picks find nothing. */
+        maglev_build(names, weights, n, set->maglev, set->maglev_size);
+    }
     free(weights);
+    free(names);
     return set;
 fail:
     free(weights);
+    free(names);
     backend_set_free(set);
     return NULL;
 }
@@ -92,6 +108,7 @@ int pool_init(struct pool *pl, const struct cfg_pool *cfg)
     pl->retries = cfg->retries;
     pl->buffer_high_watermark = cfg->buffer_high_watermark;
     pl->buffer_low_watermark = cfg->buffer_low_watermark;
+    pl->maglev_table_size = cfg->maglev_table_size ? cfg->maglev_table_size : 65537;
     atomic_init(&pl->cursor, 0);
     struct backend **list = calloc(cfg->nbackends, sizeof(*list));
     int err = -ENOMEM;
@@ -104,7 +121,7 @@ int pool_init(struct pool *pl, const struct cfg_pool *cfg)
         if (!list[made])
             goto out;
     }
-    struct backend_set *set = set_build(list, made);
+    struct backend_set *set = set_build(pl, list, made);
     if (!set)
         goto out;
     atomic_init(&pl->set, set);
@@ -146,30 +163,149 @@ struct backend *pool_find(struct pool *pl, const char *name)
 
 struct backend_set *pool_replace(struct pool *pl, struct backend **list, size_t n)
 {
-    struct backend_set *set = set_build(list, n);
+    struct backend_set *set = set_build(pl, list, n);
     if (!set)
         return NULL;
     return atomic_exchange_explicit(&pl->set, set, memory_order_acq_rel);
 }
 
-struct backend *pool_pick(struct pool *pl, const struct backend *avoid)
+/* Relative load: active / weight, compared by cross-multiplying (no division). */
+static int lighter(struct backend *a, struct backend *b)
 {
-    struct backend_set *set = pool_current(pl);
+    uint64_t la = atomic_load_explicit(&a->active_connections, memory_order_relaxed);
+    uint64_t lb = atomic_load_explicit(&b->active_connections, memory_order_relaxed);
+    uint64_t wa = atomic_load_explicit(&a->weight, memory_order_relaxed);
+    uint64_t wb = atomic_load_explicit(&b->weight, memory_order_relaxed);
+    return la * wb < lb * wa;
+}
+
+static int candidate(const struct backend *b, const struct backend *avoid)
+{
+    return b != avoid && backend_pickable(b);
+}
+
+static struct backend *pick_round_robin(struct pool *pl, struct backend_set *set,
+                                        const struct backend *avoid)
+{
     if (set->schedule_len == 0)
         return NULL;
     unsigned start = atomic_fetch_add_explicit(&pl->cursor, 1, memory_order_relaxed);
-    struct backend *fallback = NULL;
     /* One full turn of the schedule at most: every backend with weight is in it. */
     for (size_t k = 0; k < set->schedule_len; k++) {
         struct backend *b = set->b[set->schedule[(start + k) % set->schedule_len]];
-        if (!backend_pickable(b))
-            continue;
-        if (b == avoid) {
-            fallback = b;
-            continue;
-        }
-        if (backend_acquire(b))
+        if (candidate(b, avoid) && backend_acquire(b))
             return b;
     }
-    return fallback && backend_acquire(fallback) ? fallback : NULL;
+    return NULL;
+}
+
+/* Fewest active/weight; the scan starts at a rotating index and only a
+ * strictly lighter backend replaces the best, so ties rotate. */
+static struct backend *pick_least_conn(struct pool *pl, struct backend_set *set,
+                                       const struct backend *avoid)
+{
+    if (set->n == 0)
+        return NULL;
+    unsigned start = atomic_fetch_add_explicit(&pl->cursor, 1, memory_order_relaxed);
+    for (int attempt = 0; attempt < 4; attempt++) {
+        struct backend *best = NULL;
+        for (size_t k = 0; k < set->n; k++) {
+            struct backend *b = set->b[(start + k) % set->n];
+            if (candidate(b, avoid) && (!best || lighter(b, best)))
+                best = b;
+        }
+        if (!best)
+            return NULL;
+        if (backend_acquire(best))
+            return best;
+        /* Its state changed under us: look again. */
+    }
+    return NULL;
+}
+
+static uint64_t thread_random(void)
+{
+    static _Thread_local uint64_t x;
+    if (x == 0)
+        x = (uint64_t)(uintptr_t)&x * 0x9e3779b97f4a7c15ull | 1;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    return x * 2685821657736338717ull;
+}
+
+/* Power of two random choices: the lighter of two random candidates. */
+static struct backend *pick_random(struct pool *pl, struct backend_set *set,
+                                   const struct backend *avoid)
+{
+    enum { DRAWS = 8 };
+    struct backend *two[2] = {NULL, NULL};
+    int have = 0;
+    for (int d = 0; d < DRAWS * 2 && have < 2 && set->n; d++) {
+        struct backend *b = set->b[(thread_random() >> 33) % set->n];
+        if (candidate(b, avoid) && (have == 0 || b != two[0]))
+            two[have++] = b;
+    }
+    if (have == 0)
+        return pick_least_conn(pl, set, avoid); /* few up: a full scan finds them */
+    struct backend *b = have == 2 && lighter(two[1], two[0]) ? two[1] : two[0];
+    if (backend_acquire(b))
+        return b;
+    return pick_least_conn(pl, set, avoid);
+}
+
+/* Maglev: the key's slot; if that backend cannot take it, a few deterministic
+ * re-hashes, then a scan. Keys of backends that are up never move. */
+static struct backend *pick_source_hash(struct pool *pl, struct backend_set *set,
+                                        const struct backend *avoid, uint64_t key)
+{
+    enum { REHASHES = 8 };
+    if (!set->maglev)
+        return NULL;
+    uint64_t k = key;
+    for (int i = 0; i <= REHASHES; i++) {
+        uint32_t idx = set->maglev[k % set->maglev_size];
+        if (idx != MAGLEV_EMPTY) {
+            struct backend *b = set->b[idx];
+            if (candidate(b, avoid) && backend_acquire(b))
+                return b;
+        }
+        k = maglev_hash(&k, sizeof(k), (uint64_t)i + 1);
+    }
+    return pick_least_conn(pl, set, avoid);
+}
+
+struct backend *pool_pick(struct pool *pl, const struct backend *avoid, uint64_t client_key)
+{
+    struct backend_set *set = pool_current(pl);
+    struct backend *b;
+    switch (pl->balance) {
+    case CFG_POOL_LEAST_CONN:
+        b = pick_least_conn(pl, set, avoid);
+        break;
+    case CFG_POOL_RANDOM:
+        b = pick_random(pl, set, avoid);
+        break;
+    case CFG_POOL_SOURCE_HASH:
+        b = pick_source_hash(pl, set, avoid, client_key);
+        break;
+    case CFG_POOL_ROUND_ROBIN:
+    default:
+        b = pick_round_robin(pl, set, avoid);
+        break;
+    }
+    /* Retrying and nothing else is up: the one that just failed, once more. */
+    if (!b && avoid && backend_pickable(avoid) && backend_acquire((struct backend *)avoid))
+        b = (struct backend *)avoid;
+    return b;
+}
+
+uint64_t pool_client_key(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        return maglev_hash(&s6->sin6_addr, sizeof(s6->sin6_addr), 0);
+    }
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+    return maglev_hash(&s4->sin_addr, sizeof(s4->sin_addr), 0);
 }

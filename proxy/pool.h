@@ -9,6 +9,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "backend.h"
 #include "config/config.h"
@@ -16,8 +17,10 @@
 struct backend_set {
     size_t n;
     struct backend **b; /* owned array of borrowed backends (the pool owns them) */
-    uint32_t *schedule; /* owned: indices into b, smooth WRR order */
+    uint32_t *schedule; /* owned: indices into b, smooth WRR order (round_robin) */
     size_t schedule_len;
+    uint32_t *maglev; /* owned: Maglev lookup table (source_hash), else NULL */
+    uint32_t maglev_size;
 };
 
 struct pool {
@@ -28,6 +31,7 @@ struct pool {
     unsigned retries;
     unsigned buffer_high_watermark;
     unsigned buffer_low_watermark;
+    unsigned maglev_table_size;
     _Atomic(struct backend_set *) set; /* owned; current snapshot */
     atomic_uint cursor;
 };
@@ -35,11 +39,16 @@ struct pool {
 int pool_init(struct pool *pl, const struct cfg_pool *cfg);
 void pool_fini(struct pool *pl); /* frees the set and every backend in it */
 
-/* Any thread. The next backend in rotation that is up and has weight, other
+/* Any thread. A backend that is up and has weight, chosen by the pool's
+ * balance (client_key: the hashed client address, used by source_hash), other
  * than `avoid` when another choice exists (retries); NULL when none is up.
  * The caller holds one active_connections slot on the returned backend and
  * gives it back with backend_release(). */
-struct backend *pool_pick(struct pool *pl, const struct backend *avoid);
+struct backend *pool_pick(struct pool *pl, const struct backend *avoid, uint64_t client_key);
+
+/* The key source_hash hashes: the client's IP address (not its port), so one
+ * client host keeps landing on one backend. */
+uint64_t pool_client_key(const struct sockaddr *sa);
 
 /* Admin thread (serialised by the caller). Lookups in the current set. */
 struct backend_set *pool_current(struct pool *pl);

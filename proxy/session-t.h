@@ -47,6 +47,7 @@ struct session {
     struct side side[2];
     struct timer timer; /* connect timeout, then idle timeout */
     uint64_t last_active_ms;
+    uint64_t client_key; /* hashed client address, for source_hash */
     uint8_t state;
     uint8_t attempts; /* connects started */
 };

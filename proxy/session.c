@@ -78,7 +78,7 @@ static void adopt(struct poller *p, struct poller_task *t, void *arg)
     session_dial(s, NULL);
 }
 
-int session_handoff(struct runtime *rt, struct listener *l, int fd)
+int session_handoff(struct runtime *rt, struct listener *l, int fd, uint64_t client_key)
 {
     struct session *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -87,6 +87,7 @@ int session_handoff(struct runtime *rt, struct listener *l, int fd)
     }
     s->listener = l;
     s->pool = l->pool;
+    s->client_key = client_key;
     s->state = SESSION_NEW;
     fdop_init(&s->side[SIDE_CLIENT].op, fd, &session_io_ops, s);
     fdop_init(&s->side[SIDE_UPSTREAM].op, -1, &session_io_ops, s);

@@ -2,6 +2,8 @@
  * linkbuf per direction, living on one sub-reactor for its whole life. */
 #pragma once
 
+#include <stdint.h>
+
 struct backend;
 struct runtime;
 struct listener;
@@ -10,7 +12,7 @@ struct worker;
 /* Main reactor: wraps an accepted client fd into a session and posts it to the
  * sub-reactor the poll manager picks. Takes ownership of fd: on failure
  * (-errno) the fd is already closed. */
-int session_handoff(struct runtime *rt, struct listener *l, int fd);
+int session_handoff(struct runtime *rt, struct listener *l, int fd, uint64_t client_key);
 
 /* Owner thread, or any thread once the worker's poller has stopped: closes
  * every session of the worker (FIN to both sides). Frees run as deferred tasks. */

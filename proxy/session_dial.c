@@ -30,7 +30,7 @@ void session_dial(struct session *s, struct backend *avoid)
     struct poller *p = w->poller;
     struct side *up = &s->side[SIDE_UPSTREAM];
     for (;;) {
-        struct backend *b = pool_pick(s->pool, avoid);
+        struct backend *b = pool_pick(s->pool, avoid, s->client_key);
         if (!b) {
             give_up(s);
             return;

@@ -52,7 +52,7 @@ START_TEST(shares_follow_weights)
     int hits[4] = {0};
     struct backend_set *set = pool_current(&pl);
     for (int i = 0; i < 60000; i++) {
-        struct backend *b = pool_pick(&pl, NULL);
+        struct backend *b = pool_pick(&pl, NULL, 0);
         for (int k = 0; k < 4; k++)
             hits[k] += set->b[k] == b;
         backend_release(b);
@@ -75,15 +75,15 @@ START_TEST(skips_backends_not_up)
     atomic_store(&B(pl, 1)->state, BACKEND_DOWN);
     atomic_store(&B(pl, 2)->state, BACKEND_DRAINING);
     for (int i = 0; i < 100; i++) {
-        struct backend *b = pool_pick(&pl, NULL);
+        struct backend *b = pool_pick(&pl, NULL, 0);
         ck_assert_ptr_eq(b, B(pl, 0));
         backend_release(b);
     }
     atomic_store(&B(pl, 0)->state, BACKEND_DISABLED);
-    ck_assert_ptr_null(pool_pick(&pl, NULL));
+    ck_assert_ptr_null(pool_pick(&pl, NULL, 0));
     atomic_store(&B(pl, 2)->state, BACKEND_UP);
     atomic_store(&B(pl, 2)->weight, 0);
-    ck_assert_ptr_null(pool_pick(&pl, NULL));
+    ck_assert_ptr_null(pool_pick(&pl, NULL, 0));
     for (int i = 0; i < 3; i++)
         ck_assert_uint_eq(atomic_load(&B(pl, i)->active_connections), 0);
     pool_fini(&pl);
@@ -96,13 +96,13 @@ START_TEST(retry_avoids_the_failed_backend)
     struct pool pl;
     make_pool(&pl, w, 2);
     for (int i = 0; i < 10; i++) {
-        struct backend *b = pool_pick(&pl, B(pl, 0));
+        struct backend *b = pool_pick(&pl, B(pl, 0), 0);
         ck_assert_ptr_eq(b, B(pl, 1));
         backend_release(b);
     }
     atomic_store(&B(pl, 1)->state, BACKEND_DOWN);
     /* The only one left: tried again rather than failing the client. */
-    struct backend *b = pool_pick(&pl, B(pl, 0));
+    struct backend *b = pool_pick(&pl, B(pl, 0), 0);
     ck_assert_ptr_eq(b, B(pl, 0));
     backend_release(b);
     pool_fini(&pl);
@@ -114,11 +114,11 @@ START_TEST(pick_holds_a_slot_and_drain_reads_drained_when_released)
     const unsigned w[] = {1};
     struct pool pl;
     make_pool(&pl, w, 1);
-    struct backend *b = pool_pick(&pl, NULL);
+    struct backend *b = pool_pick(&pl, NULL, 0);
     ck_assert_uint_eq(atomic_load(&b->active_connections), 1);
     ck_assert_int_eq(backend_drain(b, 0), BACKEND_CHANGED);
     ck_assert_int_eq(backend_state_now(b), BACKEND_DRAINING);
-    ck_assert_ptr_null(pool_pick(&pl, NULL)); /* never picked once draining */
+    ck_assert_ptr_null(pool_pick(&pl, NULL, 0)); /* never picked once draining */
     ck_assert_uint_eq(atomic_load(&b->active_connections), 1);
     backend_release(b);
     ck_assert_int_eq(backend_state_now(b), BACKEND_DRAINED);
@@ -152,7 +152,7 @@ START_TEST(replace_installs_a_new_set_and_schedule)
     ck_assert_uint_eq(pool_current(&pl)->schedule_len, 4);
     int hits1 = 0;
     for (int i = 0; i < 400; i++) {
-        struct backend *b = pool_pick(&pl, NULL);
+        struct backend *b = pool_pick(&pl, NULL, 0);
         hits1 += b == b1;
         backend_release(b);
     }
