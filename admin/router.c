@@ -14,6 +14,7 @@
 
 #include "config/config_addr.h"
 #include "proxy/backend.h"
+#include "proxy/health.h"
 #include "proxy/pool.h"
 #include "proxy/runtime.h"
 #include "views.h"
@@ -323,6 +324,10 @@ static void add_backend(struct admin_ctx *a, const struct admin_request *rq,
             } else {
                 memcpy(list, set->b, set->n * sizeof(*list));
                 list[set->n] = b;
+                /* The checker starts before the swap; the swap's quiesce
+                 * proves it is attached before the backend can be deleted. */
+                if (pl->health_check.enabled)
+                    health_check_start_on(pl, b, runtime_checker_poller(a->rt));
                 if (swap_set(a, pl, list, set->n + 1, NULL, rs) == 0)
                     reply_json(rs, 201, view_backend(b));
                 else
@@ -356,6 +361,8 @@ static void delete_backend(struct admin_ctx *a, struct admin_response *rs, struc
     for (size_t i = 0; i < set->n; i++)
         if (set->b[i] != b)
             list[n++] = set->b[i];
+    /* Queued before the swap's quiesce: the checker is gone once it returns. */
+    health_check_stop_on(b);
     if (swap_set(a, pl, list, n, b, rs) == 0) {
         rs->status = 204;
         rs->body = NULL;

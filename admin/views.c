@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "proxy/backend.h"
+#include "proxy/health.h"
 #include "proxy/listener.h"
 #include "proxy/pool.h"
 #include "proxy/runtime.h"
@@ -81,6 +82,19 @@ static json_t *rfc3339(int64_t unix_ms)
     return json_string(out);
 }
 
+static json_t *view_health(const struct backend *b)
+{
+    uint64_t total = GET(b->checks_total);
+    return json_pack("{s:s, s:b, s:s, s:f, s:i, s:i, s:o, s:o}", "status",
+                     atomic_load(&b->healthy) ? "passing" : "failing", "active_checks",
+                     b->hc != NULL, "last_check",
+                     health_result_name((enum health_result)atomic_load(&b->last_check_result)),
+                     "last_check_latency_ms", total ? GET(b->last_check_latency_us) / 1000.0 : 0.0,
+                     "consecutive_failures", (json_int_t)atomic_load(&b->consecutive_failures),
+                     "consecutive_successes", (json_int_t)atomic_load(&b->consecutive_successes),
+                     "checks_total", u64(total), "checks_failed", u64(GET(b->checks_failed)));
+}
+
 json_t *view_backend(const struct backend *b)
 {
     enum backend_state st = backend_state_now(b);
@@ -91,6 +105,7 @@ json_t *view_backend(const struct backend *b)
                   "total_connections", u64(GET(b->total_connections)), "connect_failures",
                   u64(GET(b->connect_failures)), "bytes_in", u64(GET(b->bytes_in)), "bytes_out",
                   u64(GET(b->bytes_out)), "drain_forced", u64(GET(b->drain_forced)));
+    json_object_set_new(o, "health", view_health(b));
     if (st == BACKEND_DRAINING || st == BACKEND_DRAINED) {
         json_object_set_new(o, "drain_started_at", rfc3339(b->drain_started_unix_ms));
         json_object_set_new(o, "drain_deadline_at", rfc3339(b->drain_deadline_unix_ms));
@@ -295,6 +310,10 @@ static void emit_backends(FILE *f, struct runtime *rt)
         {"sluice_backend_drain_forced_total", "counter",
          "Sessions closed by a drain deadline or disable with close.",
          offsetof(struct backend, drain_forced)},
+        {"sluice_backend_checks_total", "counter", "Active health checks finished.",
+         offsetof(struct backend, checks_total)},
+        {"sluice_backend_checks_failed_total", "counter", "Active health checks that failed.",
+         offsetof(struct backend, checks_failed)},
     };
     for (size_t m = 0; m < sizeof(ms) / sizeof(ms[0]) + 2; m++) {
         int weight = m == sizeof(ms) / sizeof(ms[0]), state = m > sizeof(ms) / sizeof(ms[0]);
@@ -334,6 +353,30 @@ static void emit_backends(FILE *f, struct runtime *rt)
     }
 }
 
+static void emit_health(FILE *f, struct runtime *rt)
+{
+    family(f, "sluice_backend_healthy", "gauge", "1 while the backend's health checks pass.");
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            family(f, "sluice_backend_check_latency_seconds", "gauge",
+                   "Duration of the last finished health check.");
+        for (size_t i = 0; i < rt->npools; i++) {
+            struct backend_set *set = pool_current(&rt->pools[i]);
+            for (size_t j = 0; j < set->n; j++) {
+                const struct backend *b = set->b[j];
+                fputs(pass ? "sluice_backend_check_latency_seconds{" : "sluice_backend_healthy{",
+                      f);
+                label(f, "pool", rt->pools[i].name, 1);
+                label(f, "backend", b->name, 0);
+                if (pass)
+                    fprintf(f, "} %.6f\n", GET(b->last_check_latency_us) / 1e6);
+                else
+                    fprintf(f, "} %d\n", atomic_load(&b->healthy));
+            }
+        }
+    }
+}
+
 char *view_metrics(struct runtime *rt, uint64_t uptime_s)
 {
     char *buf = NULL;
@@ -346,6 +389,7 @@ char *view_metrics(struct runtime *rt, uint64_t uptime_s)
     emit_pollers(f, rt);
     emit_listeners(f, rt);
     emit_backends(f, rt);
+    emit_health(f, rt);
     fclose(f);
     return buf;
 }

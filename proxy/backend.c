@@ -42,6 +42,7 @@ struct backend *backend_new(const char *name, const char *address, const struct 
     b->addr = *addr;
     atomic_init(&b->weight, weight);
     atomic_init(&b->state, BACKEND_UP);
+    atomic_init(&b->healthy, 1);
     return b;
 }
 
@@ -101,7 +102,8 @@ enum backend_change backend_enable(struct backend *b)
         return BACKEND_REFUSED; /* health checks bring a down backend back */
     atomic_store(&b->close_at_ms, 0);
     b->drain_started_unix_ms = b->drain_deadline_unix_ms = 0;
-    atomic_store(&b->state, BACKEND_UP);
+    /* Back to what its health says: an operator state never hides a failing check. */
+    atomic_store(&b->state, atomic_load(&b->healthy) ? BACKEND_UP : BACKEND_DOWN);
     return BACKEND_CHANGED;
 }
 

@@ -18,6 +18,8 @@ enum backend_state {
     BACKEND_DISABLED, /* maintenance: not picked, not checked */
 };
 
+struct health_check;
+
 struct backend {
     char *name;    /* owned */
     char *address; /* owned: as configured */
@@ -37,6 +39,19 @@ struct backend {
     atomic_uint_fast64_t bytes_in;
     atomic_uint_fast64_t bytes_out;
     atomic_uint_fast64_t drain_forced; /* sessions closed by a deadline or disable+close */
+    /* Health (proxy/health.c): written by its checker's poller and by any
+     * sub-reactor reporting a connect result. */
+    atomic_int healthy; /* 1 passing, 0 failing; starts passing */
+    atomic_uint consecutive_failures;
+    atomic_uint consecutive_successes;
+    atomic_uint_fast64_t checks_total;
+    atomic_uint_fast64_t checks_failed;
+    atomic_uint_fast64_t last_check_latency_us;
+    atomic_int last_check_result;       /* enum health_result */
+    atomic_uint_fast64_t down_until_ms; /* passive down (max_fails): when it comes back */
+    atomic_uint_fast64_t window_start_ms;
+    atomic_uint window_fails;
+    struct health_check *hc; /* owned: the active checker, NULL without one */
 };
 
 /* Results of the operator's state changes. */

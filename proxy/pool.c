@@ -12,6 +12,16 @@
 
 #define POOL_SCHEDULE_MAX 65536
 
+static char *memdup(const char *src, size_t len)
+{
+    char *p = malloc(len + 1);
+    if (p) {
+        memcpy(p, src, len);
+        p[len] = '\0';
+    }
+    return p;
+}
+
 static unsigned gcd(unsigned a, unsigned b)
 {
     while (b) {
@@ -101,7 +111,6 @@ fail:
 int pool_init(struct pool *pl, const struct cfg_pool *cfg)
 {
     memset(pl, 0, sizeof(*pl));
-    pl->name = strdup(cfg->name);
     pl->balance = cfg->balance;
     pl->connect_timeout_ms = cfg->connect_timeout_ms;
     pl->idle_timeout_ms = cfg->idle_timeout_ms;
@@ -109,40 +118,56 @@ int pool_init(struct pool *pl, const struct cfg_pool *cfg)
     pl->buffer_high_watermark = cfg->buffer_high_watermark;
     pl->buffer_low_watermark = cfg->buffer_low_watermark;
     pl->maglev_table_size = cfg->maglev_table_size ? cfg->maglev_table_size : 65537;
+    pl->max_fails = cfg->max_fails;
+    pl->fail_window_ms = cfg->fail_window_ms;
+    pl->health_check = cfg->health_check;
+    pl->health_check.send = NULL;
+    pl->health_check.expect = NULL;
     atomic_init(&pl->cursor, 0);
-    struct backend **list = calloc(cfg->nbackends, sizeof(*list));
+    atomic_init(&pl->set, NULL);
+
     int err = -ENOMEM;
-    if (!pl->name || !list)
-        goto out;
     size_t made = 0;
+    struct backend **list = calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof(*list));
+    pl->name = strdup(cfg->name);
+    if (!list || !pl->name)
+        goto fail;
+    if (cfg->health_check.send &&
+        !(pl->health_check.send = memdup(cfg->health_check.send, cfg->health_check.send_len)))
+        goto fail;
+    if (cfg->health_check.expect &&
+        !(pl->health_check.expect = memdup(cfg->health_check.expect, cfg->health_check.expect_len)))
+        goto fail;
     for (; made < cfg->nbackends; made++) {
         const struct cfg_backend *cb = &cfg->backends[made];
-        list[made] = backend_new(cb->name, cb->address, &cb->addr, cb->weight);
-        if (!list[made])
-            goto out;
+        if (!(list[made] = backend_new(cb->name, cb->address, &cb->addr, cb->weight)))
+            goto fail;
     }
     struct backend_set *set = set_build(pl, list, made);
     if (!set)
-        goto out;
-    atomic_init(&pl->set, set);
-    err = 0;
-out:
-    if (err) {
-        for (size_t i = 0; list && i < cfg->nbackends; i++)
-            backend_free(list[i]);
-        free(pl->name);
-        pl->name = NULL;
-    }
+        goto fail;
+    atomic_store(&pl->set, set);
     free(list);
+    return 0;
+fail:
+    for (size_t i = 0; i < made; i++)
+        backend_free(list[i]);
+    free(list);
+    free(pl->health_check.send);
+    free(pl->health_check.expect);
+    free(pl->name);
+    memset(pl, 0, sizeof(*pl));
     return err;
 }
 
 void pool_fini(struct pool *pl)
 {
-    struct backend_set *set = atomic_load(&pl->set);
+    struct backend_set *set = atomic_load(&pl->set); /* NULL if pool_init failed */
     for (size_t i = 0; set && i < set->n; i++)
         backend_free(set->b[i]);
     backend_set_free(set);
+    free(pl->health_check.send);
+    free(pl->health_check.expect);
     free(pl->name);
     memset(pl, 0, sizeof(*pl));
 }

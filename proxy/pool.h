@@ -32,7 +32,10 @@ struct pool {
     unsigned buffer_high_watermark;
     unsigned buffer_low_watermark;
     unsigned maglev_table_size;
-    _Atomic(struct backend_set *) set; /* owned; current snapshot */
+    unsigned max_fails;
+    unsigned fail_window_ms;
+    struct cfg_health_check health_check; /* send/expect owned (copies) */
+    _Atomic(struct backend_set *) set;    /* owned; current snapshot */
     atomic_uint cursor;
 };
 

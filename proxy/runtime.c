@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "health.h"
 #include "log.h"
 #include "session.h"
 
@@ -83,6 +84,7 @@ static void housekeeping(void *loop, struct timer *t, void *data)
         struct backend_set *set = pool_current(&w->rt->pools[i]);
         for (size_t j = 0; j < set->n; j++) {
             struct backend *b = set->b[j];
+            health_tick(&w->rt->pools[i], b, now);
             uint64_t at = atomic_load_explicit(&b->close_at_ms, memory_order_relaxed);
             int st = atomic_load_explicit(&b->state, memory_order_relaxed);
             if (!at || now < at || (st != BACKEND_DRAINING && st != BACKEND_DISABLED) ||
@@ -110,6 +112,16 @@ int runtime_start(struct runtime *rt)
         struct worker *w = &rt->workers[i];
         timer_init(&w->housekeeping, housekeeping, w);
         poller_timer_start(w->poller, &w->housekeeping, HOUSEKEEPING_MS);
+    }
+    /* Active checkers spread over the sub-reactors, one backend each. */
+    for (size_t i = 0; i < rt->npools; i++) {
+        struct pool *pl = &rt->pools[i];
+        struct backend_set *set = pool_current(pl);
+        for (size_t j = 0; pl->health_check.enabled && j < set->n; j++) {
+            int err = health_check_attach(pl, set->b[j], runtime_checker_poller(rt));
+            if (err)
+                return err;
+        }
     }
     return pollmgr_start(rt->pm);
 }
@@ -196,6 +208,11 @@ int runtime_quiesce(struct runtime *rt, unsigned timeout_ms)
     return err;
 }
 
+struct poller *runtime_checker_poller(struct runtime *rt)
+{
+    return pollmgr_pick(rt->pm);
+}
+
 struct pool *runtime_find_pool(struct runtime *rt, const char *name)
 {
     for (size_t i = 0; i < rt->npools; i++)
@@ -225,6 +242,11 @@ void runtime_destroy(struct runtime *rt)
         }
         for (size_t i = 0; i < rt->nlisteners; i++)
             listener_close(&rt->listeners[i], pollmgr_main(rt->pm));
+        for (size_t i = 0; i < rt->npools; i++) {
+            struct backend_set *set = pool_current(&rt->pools[i]);
+            for (size_t j = 0; j < set->n; j++)
+                health_check_detach(set->b[j]);
+        }
     }
     for (size_t i = 0; i < rt->nlisteners; i++)
         listener_fini(&rt->listeners[i]);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "health.h"
 #include "pool.h"
 #include "runtime.h"
 #include "session-t.h"
@@ -22,6 +23,7 @@ static void note_failure(struct session *s, struct backend *b)
 {
     atomic_fetch_add_explicit(&b->connect_failures, 1, memory_order_relaxed);
     counter_add(&s->w->c.connect_failures, 1);
+    health_record(s->pool, b, 0, 0); /* passive: counts toward fall / max_fails */
 }
 
 void session_dial(struct session *s, struct backend *avoid)
@@ -96,6 +98,7 @@ void session_dial_check(struct session *s)
         return;
     }
     s->state = SESSION_RELAYING;
+    health_record(s->pool, s->backend, 1, 0);
     poller_timer_stop(p, &s->timer);
     s->last_active_ms = poller_now_ms(p);
     if (s->pool->idle_timeout_ms)

@@ -1,0 +1,310 @@
+/* proxy/health.c — active checks and passive accounting (proxy/health.h). */
+#define _GNU_SOURCE
+#include "health.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "log.h"
+#include "pool.h"
+#include "reactor/poller.h"
+#include "sock.h"
+
+#define JITTER_PERCENT 10
+
+enum hc_phase { HC_IDLE, HC_CONNECTING, HC_SENDING, HC_READING };
+
+struct health_check {
+    struct backend *b; /* not owned */
+    struct pool *pl;   /* not owned */
+    struct poller *p;  /* not owned: the poller it runs on */
+    struct fdop op;
+    struct timer timer;
+    struct poller_task task; /* start or stop hand-off */
+    uint8_t phase;
+    size_t sent, got;
+    uint64_t started_ns;
+    char reply[]; /* expect_len bytes */
+};
+
+const char *health_result_name(enum health_result r)
+{
+    static const char *const names[] = {"none",   "ok",       "refused", "timeout",
+                                        "closed", "mismatch", "error"};
+    return (unsigned)r < sizeof(names) / sizeof(names[0]) ? names[r] : "unknown";
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void go_down(struct pool *pl, struct backend *b, const char *why)
+{
+    int up = BACKEND_UP;
+    atomic_store(&b->healthy, 0);
+    if (atomic_compare_exchange_strong(&b->state, &up, BACKEND_DOWN))
+        log_warn("pool %s backend %s is down: %s", pl->name, b->name, why);
+}
+
+static void go_up(struct pool *pl, struct backend *b, const char *why)
+{
+    int down = BACKEND_DOWN;
+    atomic_store(&b->healthy, 1);
+    if (atomic_compare_exchange_strong(&b->state, &down, BACKEND_UP))
+        log_info("pool %s backend %s is up: %s", pl->name, b->name, why);
+}
+
+void health_record(struct pool *pl, struct backend *b, int ok, int active)
+{
+    if (ok) {
+        /* Cheap on the data path: only write when there is something to reset. */
+        if (atomic_load_explicit(&b->consecutive_failures, memory_order_relaxed))
+            atomic_store_explicit(&b->consecutive_failures, 0, memory_order_relaxed);
+        if (!active)
+            return;
+        unsigned s = atomic_fetch_add(&b->consecutive_successes, 1) + 1;
+        if (!atomic_load(&b->healthy) && s >= pl->health_check.rise)
+            go_up(pl, b, "health checks pass");
+        return;
+    }
+    atomic_store_explicit(&b->consecutive_successes, 0, memory_order_relaxed);
+    unsigned f = atomic_fetch_add(&b->consecutive_failures, 1) + 1;
+    if (pl->health_check.enabled) {
+        if (atomic_load(&b->healthy) && f >= pl->health_check.fall)
+            go_down(pl, b, active ? "health checks fail" : "connects fail");
+        return;
+    }
+    if (!pl->max_fails)
+        return;
+    /* Passive only: max_fails within fail_window_ms. */
+    uint64_t now = poller_clock_ms();
+    uint64_t start = atomic_load(&b->window_start_ms);
+    if (now - start > pl->fail_window_ms) {
+        atomic_store(&b->window_start_ms, now);
+        atomic_store(&b->window_fails, 0);
+    }
+    if (atomic_fetch_add(&b->window_fails, 1) + 1 >= pl->max_fails &&
+        atomic_load(&b->state) == BACKEND_UP) {
+        atomic_store(&b->down_until_ms, now + pl->fail_window_ms);
+        go_down(pl, b, "connect failures reached max_fails");
+    }
+}
+
+void health_tick(struct pool *pl, struct backend *b, uint64_t now_ms)
+{
+    uint64_t until = atomic_load_explicit(&b->down_until_ms, memory_order_relaxed);
+    if (!until || now_ms < until)
+        return;
+    uint64_t expect = until;
+    if (atomic_compare_exchange_strong(&b->down_until_ms, &expect, 0)) {
+        atomic_store(&b->window_fails, 0);
+        atomic_store(&b->consecutive_failures, 0);
+        go_up(pl, b, "fail_window_ms passed");
+    }
+}
+
+/* --- the active checker ---------------------------------------------------- */
+
+static void on_io(struct poller *p, struct fdop *op, void *data);
+static const struct fdop_ops hc_ops = {.on_read = on_io, .on_write = on_io};
+
+static uint64_t jittered(const struct health_check *hc)
+{
+    uint64_t base = hc->pl->health_check.interval_ms;
+    uint64_t span = base * JITTER_PERCENT / 100;
+    uint64_t r = (mono_ns() ^ (uintptr_t)hc) * 0x9e3779b97f4a7c15ull >> 33;
+    return base - span + (span ? r % (2 * span + 1) : 0);
+}
+
+static void finish(struct health_check *hc, enum health_result r)
+{
+    struct backend *b = hc->b;
+    if (hc->op.fd >= 0)
+        close(poller_unregister(hc->p, &hc->op));
+    atomic_store(&b->last_check_latency_us, (mono_ns() - hc->started_ns) / 1000u);
+    atomic_store(&b->last_check_result, r);
+    atomic_fetch_add(&b->checks_total, 1);
+    if (r != HEALTH_OK)
+        atomic_fetch_add(&b->checks_failed, 1);
+    hc->phase = HC_IDLE;
+    poller_timer_start(hc->p, &hc->timer, jittered(hc));
+    health_record(hc->pl, b, r == HEALTH_OK, 1);
+}
+
+static void probe(struct health_check *hc)
+{
+    struct backend *b = hc->b;
+    hc->started_ns = mono_ns();
+    hc->sent = hc->got = 0;
+    if (atomic_load(&b->state) == BACKEND_DISABLED) {
+        poller_timer_start(hc->p, &hc->timer, jittered(hc)); /* maintenance: not checked */
+        return;
+    }
+    int fd;
+    int err = sock_dial((const struct sockaddr *)&b->addr.ss, b->addr.len, &fd);
+    if (err) {
+        finish(hc, err == -ECONNREFUSED ? HEALTH_REFUSED : HEALTH_ERROR);
+        return;
+    }
+    fdop_init(&hc->op, fd, &hc_ops, hc);
+    if (poller_register(hc->p, &hc->op, POLL_READ | POLL_WRITE | POLL_EDGE) < 0) {
+        close(fd);
+        hc->op.fd = -1;
+        finish(hc, HEALTH_ERROR);
+        return;
+    }
+    hc->phase = HC_CONNECTING;
+    poller_timer_start(hc->p, &hc->timer, hc->pl->health_check.timeout_ms);
+}
+
+static void on_timer(void *loop, struct timer *t, void *data)
+{
+    struct health_check *hc = data;
+    if (hc->phase == HC_IDLE)
+        probe(hc);
+    else
+        finish(hc, HEALTH_TIMEOUT);
+}
+
+static void advance(struct health_check *hc)
+{
+    const struct cfg_health_check *cfg = &hc->pl->health_check;
+    if (hc->phase == HC_CONNECTING) {
+        int r = sock_connected(hc->op.fd);
+        if (r == 0)
+            return;
+        if (r < 0) {
+            finish(hc, HEALTH_REFUSED);
+            return;
+        }
+        hc->phase = cfg->send ? HC_SENDING : HC_READING;
+    }
+    if (hc->phase == HC_SENDING) {
+        while (hc->sent < cfg->send_len) {
+            ssize_t n =
+                send(hc->op.fd, cfg->send + hc->sent, cfg->send_len - hc->sent, MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && errno == EAGAIN)
+                return;
+            if (n <= 0) {
+                finish(hc, HEALTH_CLOSED);
+                return;
+            }
+            hc->sent += (size_t)n;
+        }
+        hc->phase = HC_READING;
+    }
+    if (!cfg->expect) {
+        finish(hc, HEALTH_OK);
+        return;
+    }
+    while (hc->got < cfg->expect_len) {
+        ssize_t n = recv(hc->op.fd, hc->reply + hc->got, cfg->expect_len - hc->got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            finish(hc, HEALTH_CLOSED);
+            return;
+        }
+        if (memcmp(hc->reply + hc->got, cfg->expect + hc->got, (size_t)n) != 0) {
+            finish(hc, HEALTH_MISMATCH);
+            return;
+        }
+        hc->got += (size_t)n;
+    }
+    finish(hc, HEALTH_OK);
+}
+
+static void on_io(struct poller *p, struct fdop *op, void *data)
+{
+    struct health_check *hc = data;
+    if (hc->phase != HC_IDLE)
+        advance(hc);
+}
+
+int health_check_attach(struct pool *pl, struct backend *b, struct poller *p)
+{
+    struct health_check *hc = calloc(1, sizeof(*hc) + pl->health_check.expect_len);
+    if (!hc)
+        return -ENOMEM;
+    hc->b = b;
+    hc->pl = pl;
+    hc->p = p;
+    hc->phase = HC_IDLE;
+    fdop_init(&hc->op, -1, &hc_ops, hc);
+    timer_init(&hc->timer, on_timer, hc);
+    b->hc = hc;
+    /* Spread the first checks over one interval instead of all at start. */
+    uint64_t first = (mono_ns() ^ (uintptr_t)hc) % (pl->health_check.interval_ms + 1);
+    return poller_timer_start(p, &hc->timer, first);
+}
+
+struct start_req {
+    struct poller_task task;
+    struct pool *pl;
+    struct backend *b;
+};
+
+static void start_task(struct poller *p, struct poller_task *t, void *arg)
+{
+    struct start_req *rq = arg;
+    health_check_attach(rq->pl, rq->b, p);
+    free(rq);
+}
+
+int health_check_start_on(struct pool *pl, struct backend *b, struct poller *p)
+{
+    struct start_req *rq = malloc(sizeof(*rq));
+    if (!rq)
+        return -ENOMEM;
+    rq->pl = pl;
+    rq->b = b;
+    poller_task_init(&rq->task, start_task, rq);
+    int err = poller_post(p, &rq->task);
+    if (err)
+        free(rq);
+    return err;
+}
+
+void health_check_detach(struct backend *b)
+{
+    struct health_check *hc = b->hc;
+    if (!hc)
+        return;
+    if (hc->op.fd >= 0)
+        close(poller_unregister(hc->p, &hc->op));
+    poller_timer_stop(hc->p, &hc->timer);
+    b->hc = NULL;
+    free(hc);
+}
+
+static void stop_task(struct poller *p, struct poller_task *t, void *arg)
+{
+    health_check_detach(arg);
+    free(t);
+}
+
+int health_check_stop_on(struct backend *b)
+{
+    if (!b->hc)
+        return 0;
+    struct poller_task *t = malloc(sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    poller_task_init(t, stop_task, b);
+    int err = poller_post(b->hc->p, t);
+    if (err)
+        free(t);
+    return err;
+}

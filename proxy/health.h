@@ -1,0 +1,44 @@
+/* proxy/health.h — backend health: active checks (a TCP connect, optionally a
+ * payload sent and a reply prefix expected) run from a sub-reactor, never a
+ * thread per check; passive accounting of real sessions' connect results.
+ * `fall` consecutive failures take an up backend down, `rise` consecutive
+ * successes bring a down one back; operator states (draining, disabled) are
+ * never overridden. Without active checks, `max_fails` connect failures within
+ * `fail_window_ms` take a backend down for `fail_window_ms` (nginx's rule). */
+#pragma once
+
+#include <stdint.h>
+
+struct backend;
+struct pool;
+struct poller;
+struct health_check;
+
+enum health_result {
+    HEALTH_NONE, /* no check has finished yet */
+    HEALTH_OK,
+    HEALTH_REFUSED,  /* connect failed */
+    HEALTH_TIMEOUT,  /* no connect or no full reply within timeout_ms */
+    HEALTH_CLOSED,   /* the backend closed before the full expected reply */
+    HEALTH_MISMATCH, /* the reply did not start with `expect` */
+    HEALTH_ERROR,    /* a local error (socket, memory) */
+};
+
+const char *health_result_name(enum health_result r);
+
+/* Any thread: a finished check or a session's connect result. active: from an
+ * active check (counts toward rise); passive results only count toward fall. */
+void health_record(struct pool *pl, struct backend *b, int ok, int active);
+/* Sub-reactors' housekeeping: brings passive-down backends back when due. */
+void health_tick(struct pool *pl, struct backend *b, uint64_t now_ms);
+
+/* Creates the active checker of b on poller p and arms its first check at a
+ * random point within one interval. Call before the poller runs, or on its
+ * thread (health_check_start_on posts it there). */
+int health_check_attach(struct pool *pl, struct backend *b, struct poller *p);
+int health_check_start_on(struct pool *pl, struct backend *b, struct poller *p);
+/* Owner thread, or any thread once the poller stopped: stops and frees b's checker. */
+void health_check_detach(struct backend *b);
+/* Any thread: asks b's poller to detach its checker (runtime_quiesce() after
+ * this returns proves it ran). */
+int health_check_stop_on(struct backend *b);
