@@ -41,7 +41,7 @@ struct cfg_health_check {
 
 struct cfg_backend {
     char *name;    /* owned */
-    char *address; /* owned: as written */
+    char *address; /* owned: as written; a host name is resolved once, at load */
     struct cfg_sockaddr addr;
     unsigned weight;
 };

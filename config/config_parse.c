@@ -273,7 +273,7 @@ static void parse_backend(struct ctx *c, json_t *v, const char *path, struct cfg
     check_keys(c, v, path, keys);
     b->name = get_name(c, v, path);
     b->address = get_string(c, v, path, "address", 1, NULL);
-    get_addr(c, path, "address", b->address, 0, &b->addr);
+    get_addr(c, path, "address", b->address, 1, &b->addr);
     b->weight = get_uint(c, v, path, "weight", DEF_WEIGHT, 0, MAX_WEIGHT);
 }
 

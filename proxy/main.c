@@ -15,15 +15,23 @@
 #include "config/config.h"
 #include "log.h"
 #include "runtime.h"
+#include "selfcheck.h"
 
-#define DEFAULT_CONFIG   "sluice.json"
-#define SHUTDOWN_POLL_MS 20
+#define DEFAULT_CONFIG         "sluice.json"
+#define SHUTDOWN_POLL_MS       20
+#define HEALTHCHECK_TIMEOUT_MS 3000
+
+static void on_signal(int sig)
+{
+    (void)sig;
+}
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: sluice [-c FILE] [--check]\n"
                "  -c, --config FILE  the JSON config (default: ./" DEFAULT_CONFIG ")\n"
                "  -t, --check        validate the config, print \"ok\" or every error, exit 0/1\n"
+               "      --healthcheck  ask the running sluice's admin /healthz, exit 0 if 200\n"
                "  -v, --version      print the version\n"
                "  -h, --help         this text\n"
                "Signals: SIGTERM/SIGINT stop accepting and let sessions finish within\n"
@@ -57,13 +65,12 @@ static int drain_sessions(struct runtime *rt, const sigset_t *sigs, unsigned gra
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"check", no_argument, NULL, 't'},
-                                         {"version", no_argument, NULL, 'v'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 't'},
+        {"healthcheck", no_argument, NULL, 'H'},  {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     const char *path = NULL;
-    int check = 0, c;
+    int check = 0, healthcheck = 0, c;
     while ((c = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -71,6 +78,9 @@ int main(int argc, char **argv)
             break;
         case 't':
             check = 1;
+            break;
+        case 'H':
+            healthcheck = 1;
             break;
         case 'v':
             printf("sluice %s\n", SLUICE_VERSION);
@@ -110,9 +120,20 @@ int main(int argc, char **argv)
         config_free(cfg);
         return 0;
     }
+    if (healthcheck) {
+        int r = selfcheck_run(&cfg->admin, admin_token_from(&cfg->admin), HEALTHCHECK_TIMEOUT_MS);
+        config_free(cfg);
+        return r;
+    }
 
     /* Writes to a vanished peer must fail with EPIPE, not kill the process. */
     signal(SIGPIPE, SIG_IGN);
+    /* Handlers that never run (the signals stay blocked and are taken with
+     * sigwaitinfo) but make the signals count as handled: as PID 1 in a
+     * container, a signal with the default action would be dropped. */
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGHUP, on_signal);
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh — README command 2: install what is missing, then build and
-# run every test: unit suites and integration tests in the release build, the
-# same again under ASan+UBSan, and the formatting check. Exits non-zero on
-# the first failing step.
+# run every test: the formatting check, unit suites and integration tests in
+# the release build, the same again under ASan+UBSan, then the container image
+# built and run with podman. Exits non-zero on the first failing step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -17,5 +17,8 @@ ctest --preset release -j 2
 echo "== ASan+UBSan build + tests"
 bash scripts/build.sh asan
 ctest --preset asan -j 2
+
+echo "== container image (podman; skipped without it unless CI=true)"
+python3 tests/container/test_container.py
 
 echo "all tests passed"

@@ -49,7 +49,7 @@ class Cli(unittest.TestCase):
 
     def test_check_reports_each_error_with_file_and_path(self):
         bad = json.loads(json.dumps(GOOD))
-        bad["pools"][0]["backends"][0]["address"] = "127.0.0.1"
+        bad["pools"][0]["backends"][0]["address"] = "127.0.0.1"  # no port
         bad["pools"][0]["retires"] = 3
         bad["listeners"][0]["pool"] = "nope"
         path = write(self.tmp, "bad.json", json.dumps(bad))
