@@ -83,6 +83,9 @@ struct config {
     unsigned pollers; /* 0: one per CPU */
     enum cfg_poller_balance poller_balance;
     unsigned shutdown_grace_ms;
+    unsigned long long buffer_memory_limit; /* bytes of relay buffers at most, all sessions */
+    char *user;                             /* owned; NULL: keep the starting user */
+    char *group;                            /* owned; NULL: the user's primary group */
     struct cfg_admin admin;
     struct cfg_listener *listeners; /* owned array */
     size_t nlisteners;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config_addr.h"
 
@@ -18,29 +19,31 @@
 #define CFG_NAME_MAX   64
 #define CFG_MAX_ERRORS 50
 
-#define DEF_POLLERS            0
-#define DEF_SHUTDOWN_GRACE_MS  10000
-#define DEF_ADMIN_LISTEN       "127.0.0.1:9090"
-#define DEF_MAX_CONNECTIONS    10000
-#define DEF_BACKLOG            1024
-#define DEF_CONNECT_TIMEOUT_MS 2000
-#define DEF_IDLE_TIMEOUT_MS    600000
-#define DEF_RETRIES            2
-#define DEF_HIGH_WATERMARK     (256u * 1024)
-#define DEF_LOW_WATERMARK      (64u * 1024)
-#define DEF_WEIGHT             1
-#define DEF_MAGLEV_TABLE_SIZE  65537
-#define MAX_MAGLEV_TABLE_SIZE  1048573
-#define DEF_MAX_FAILS          3
-#define DEF_FAIL_WINDOW_MS     10000
-#define DEF_HC_INTERVAL_MS     2000
-#define DEF_HC_TIMEOUT_MS      1000
-#define DEF_HC_RISE            2
-#define DEF_HC_FALL            3
-#define HC_PAYLOAD_MAX         1024
-#define MAX_WEIGHT             1000
-#define MAX_POLLERS            256
-#define MAX_TIMEOUT_MS         (24u * 3600 * 1000)
+#define DEF_POLLERS                0
+#define DEF_SHUTDOWN_GRACE_MS      10000
+#define DEF_ADMIN_LISTEN           "127.0.0.1:9090"
+#define DEF_MAX_CONNECTIONS        10000
+#define DEF_BACKLOG                1024
+#define DEF_CONNECT_TIMEOUT_MS     2000
+#define DEF_IDLE_TIMEOUT_MS        600000
+#define DEF_RETRIES                2
+#define DEF_HIGH_WATERMARK         (256u * 1024)
+#define DEF_LOW_WATERMARK          (64u * 1024)
+#define DEF_WEIGHT                 1
+#define DEF_MAGLEV_TABLE_SIZE      65537
+#define MAX_MAGLEV_TABLE_SIZE      1048573
+#define DEF_MAX_FAILS              3
+#define DEF_FAIL_WINDOW_MS         10000
+#define DEF_HC_INTERVAL_MS         2000
+#define DEF_HC_TIMEOUT_MS          1000
+#define DEF_HC_RISE                2
+#define DEF_HC_FALL                3
+#define HC_PAYLOAD_MAX             1024
+#define MIN_BUFFER_MEMORY          (1024u * 1024)
+#define DEF_MIN_BUFFER_MEMORY_AUTO (64ull * 1024 * 1024)
+#define MAX_WEIGHT                 1000
+#define MAX_POLLERS                256
+#define MAX_TIMEOUT_MS             (24u * 3600 * 1000)
 
 struct ctx {
     const char *file;
@@ -442,10 +445,29 @@ static void parse_admin(struct ctx *c, json_t *root, struct cfg_admin *a)
     json_decref(empty);
 }
 
+/* An eighth of the machine's memory, at least 64 MiB: one greedy flow or a
+ * crowd of slow readers cannot make the kernel OOM-kill the proxy. */
+static unsigned long long default_buffer_memory_limit(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    unsigned long long ram =
+        pages > 0 && size > 0 ? (unsigned long long)pages * (unsigned long long)size : 0;
+    unsigned long long lim = ram / 8;
+    return lim < DEF_MIN_BUFFER_MEMORY_AUTO ? DEF_MIN_BUFFER_MEMORY_AUTO : lim;
+}
+
 static void parse_root(struct ctx *c, json_t *root, struct config *cfg)
 {
-    static const char *const keys[] = {
-        "pollers", "poller_balance", "shutdown_grace_ms", "admin", "listeners", "pools", NULL};
+    static const char *const keys[] = {"pollers",
+                                       "poller_balance",
+                                       "shutdown_grace_ms",
+                                       "buffer_memory_limit",
+                                       "user",
+                                       "group",
+                                       "admin",
+                                       "listeners",
+                                       "pools",
+                                       NULL};
     if (!is_object(c, root, "(top level)"))
         return;
     check_keys(c, root, "", keys);
@@ -454,6 +476,20 @@ static void parse_root(struct ctx *c, json_t *root, struct config *cfg)
         (enum cfg_poller_balance)get_enum(c, root, "", "poller_balance", POLLER_BALANCES, 0);
     cfg->shutdown_grace_ms =
         get_uint(c, root, "", "shutdown_grace_ms", DEF_SHUTDOWN_GRACE_MS, 0, MAX_TIMEOUT_MS);
+    cfg->buffer_memory_limit = default_buffer_memory_limit();
+    json_t *bml = json_object_get(root, "buffer_memory_limit");
+    if (bml) {
+        if (!json_is_integer(bml) || json_integer_value(bml) < (json_int_t)MIN_BUFFER_MEMORY) {
+            fail(c, "buffer_memory_limit", "expected an integer of at least %u bytes",
+                 MIN_BUFFER_MEMORY);
+        } else {
+            cfg->buffer_memory_limit = (unsigned long long)json_integer_value(bml);
+        }
+    }
+    cfg->user = get_string(c, root, "", "user", 0, NULL);
+    cfg->group = get_string(c, root, "", "group", 0, NULL);
+    if (cfg->group && !cfg->user)
+        fail(c, "group", "set only together with \"user\"");
     parse_admin(c, root, &cfg->admin);
 
     json_t *pools = get_array(c, root, "", "pools");
@@ -606,6 +642,8 @@ void config_free(struct config *cfg)
     free(cfg->pools);
     free(cfg->admin.listen);
     free(cfg->admin.token);
+    free(cfg->user);
+    free(cfg->group);
     free(cfg->path);
     free(cfg);
 }

@@ -14,6 +14,7 @@
 #include "admin/admin.h"
 #include "config/config.h"
 #include "log.h"
+#include "privs.h"
 #include "runtime.h"
 #include "selfcheck.h"
 
@@ -141,6 +142,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+    unsigned long nofile = privs_raise_nofile();
     unsigned grace_ms = cfg->shutdown_grace_ms;
     struct runtime *rt = NULL;
     int err = runtime_create(cfg, &rt);
@@ -154,14 +156,19 @@ int main(int argc, char **argv)
         runtime_destroy(rt);
         return 1;
     }
-    if ((err = runtime_start(rt))) {
+    /* Every socket is bound: root is no longer needed. privs_drop logs why it failed. */
+    if ((err = privs_drop(rt->cfg->user, rt->cfg->group)) == 0 && (err = runtime_start(rt)))
         log_error("cannot start the pollers: %s", strerror(-err));
+    if (err) {
         admin_stop(admin);
         runtime_destroy(rt);
         return 1;
     }
-    log_info("sluice %s started: %u sub-reactors (%s), config %s", SLUICE_VERSION,
-             pollmgr_count(rt->pm), config_poller_balance_name(rt->cfg->poller_balance), path);
+    log_info("sluice %s started: %u sub-reactors (%s), open files limit %lu, buffer memory "
+             "limit %llu MiB, config %s",
+             SLUICE_VERSION, pollmgr_count(rt->pm),
+             config_poller_balance_name(rt->cfg->poller_balance), nofile,
+             rt->cfg->buffer_memory_limit >> 20, path);
     for (size_t i = 0; i < rt->nlisteners; i++) {
         const struct listener *l = &rt->listeners[i];
         log_info("listener %s on %s -> pool %s (%zu backends)", l->name, l->listen, l->pool->name,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "health.h"
 #include "log.h"
@@ -14,6 +15,7 @@
 
 #define STOP_LISTENING_WAIT_MS 5000
 #define HOUSEKEEPING_MS        100 /* how late a drain deadline may be enforced */
+#define MIN_BLOCKS_PER_POLLER  16
 
 static enum pollmgr_balance poller_balance(enum cfg_poller_balance b)
 {
@@ -36,7 +38,14 @@ int runtime_create(struct config *cfg, struct runtime **out)
         return -ENOMEM;
     }
     rt->cfg = cfg;
-    int err = pollmgr_create(cfg->pollers, poller_balance(cfg->poller_balance), NULL, &rt->pm);
+    /* The buffer memory budget is split evenly: each sub-reactor caps its own
+     * block cache, so no shared counter is touched on the data path. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned nsub = cfg->pollers ? cfg->pollers : (cpus > 0 ? (unsigned)cpus : 1);
+    size_t per_poller = (size_t)(cfg->buffer_memory_limit / nsub / LINKBUF_BLOCK_SIZE);
+    struct poller_opts opts = {
+        .block_limit = per_poller < MIN_BLOCKS_PER_POLLER ? MIN_BLOCKS_PER_POLLER : per_poller};
+    int err = pollmgr_create(nsub, poller_balance(cfg->poller_balance), &opts, &rt->pm);
     if (err)
         goto fail;
     rt->nworkers = pollmgr_count(rt->pm) + 1;

@@ -29,6 +29,7 @@ struct worker_counters {
     atomic_uint_fast64_t resets;             /* sessions ended by a reset (either side) */
     atomic_uint_fast64_t bytes_in;           /* client → backend */
     atomic_uint_fast64_t bytes_out;          /* backend → client */
+    atomic_uint_fast64_t memory_starved;     /* reads put off: buffer_memory_limit reached */
 };
 
 struct worker {
@@ -36,6 +37,8 @@ struct worker {
     struct runtime *rt;        /* not owned */
     struct session *sessions;  /* owned: intrusive list of live sessions */
     struct timer housekeeping; /* sub-reactors: enforces backends' close deadlines */
+    struct session *starved;   /* not owned: sessions waiting for buffer memory */
+    struct timer starve_retry;
     struct worker_counters c;
 };
 

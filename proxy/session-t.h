@@ -38,18 +38,20 @@ struct side {
 };
 
 struct session {
-    struct poller_task task;     /* the hand-off, later the deferred free */
-    struct worker *w;            /* not owned; NULL until adopted */
-    struct listener *listener;   /* not owned */
-    struct pool *pool;           /* not owned */
-    struct backend *backend;     /* not owned; holds an active_connections slot when set */
-    struct session *prev, *next; /* worker's list */
+    struct poller_task task;      /* the hand-off, later the deferred free */
+    struct worker *w;             /* not owned; NULL until adopted */
+    struct listener *listener;    /* not owned */
+    struct pool *pool;            /* not owned */
+    struct backend *backend;      /* not owned; holds an active_connections slot when set */
+    struct session *prev, *next;  /* worker's list */
+    struct session *starved_next; /* worker's starved list, while `starved` */
     struct side side[2];
     struct timer timer; /* connect timeout, then idle timeout */
     uint64_t last_active_ms;
     uint64_t client_key; /* hashed client address, for source_hash */
     uint8_t state;
     uint8_t attempts; /* connects started */
+    uint8_t starved;  /* waiting for buffer memory (buffer_memory_limit) */
 };
 
 extern const struct fdop_ops session_io_ops;

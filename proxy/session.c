@@ -19,6 +19,7 @@
 
 #define PUMP_BUDGET_BYTES (1024u * 1024) /* per direction per wake-up: fairness */
 #define SPAN_MAX_BLOCKS   16
+#define STARVE_RETRY_MS   10 /* how soon a session short of buffer memory reads again */
 
 static void on_read(struct poller *p, struct fdop *op, void *data);
 static void on_write(struct poller *p, struct fdop *op, void *data);
@@ -100,6 +101,47 @@ int session_handoff(struct runtime *rt, struct listener *l, int fd, uint64_t cli
     return err;
 }
 
+static void on_starve_retry(void *loop, struct timer *t, void *data)
+{
+    struct worker *w = data;
+    struct session *list = w->starved;
+    w->starved = NULL;
+    while (list) {
+        struct session *s = list;
+        list = s->starved_next;
+        s->starved = 0;
+        s->starved_next = NULL;
+        session_pump(s); /* may starve again: it re-queues itself */
+    }
+}
+
+/* Out of buffer memory on this poller: stop reading (the readiness stays
+ * cached) and try again shortly, when writes may have freed blocks. */
+static void starve(struct session *s)
+{
+    struct worker *w = s->w;
+    counter_add(&w->c.memory_starved, 1);
+    if (s->starved)
+        return;
+    s->starved = 1;
+    s->starved_next = w->starved;
+    w->starved = s;
+    if (!timer_armed(&w->starve_retry)) {
+        timer_init(&w->starve_retry, on_starve_retry, w);
+        poller_timer_start(w->poller, &w->starve_retry, STARVE_RETRY_MS);
+    }
+}
+
+static void unstarve(struct session *s)
+{
+    struct session **pp = &s->w->starved;
+    while (*pp && *pp != s)
+        pp = &(*pp)->starved_next;
+    if (*pp)
+        *pp = s->starved_next;
+    s->starved = 0;
+}
+
 void session_close(struct session *s, unsigned reset_sides)
 {
     if (s->state == SESSION_CLOSED)
@@ -117,6 +159,8 @@ void session_close(struct session *s, unsigned reset_sides)
         linkbuf_clear(&sd->in);
     }
     poller_timer_stop(p, &s->timer);
+    if (s->starved)
+        unstarve(s);
     if (s->backend) {
         backend_release(s->backend);
         s->backend = NULL;
@@ -218,6 +262,10 @@ static int pump_dir(struct session *s, int d, int *bad)
         ssize_t n = linkbuf_readv_from(buf, src->op.fd, want);
         if (n == -EAGAIN) {
             src->flags &= (uint8_t)~SIDE_RD_READY;
+            break;
+        }
+        if (n == -ENOMEM) {
+            starve(s);
             break;
         }
         if (n == 0) {

@@ -2,6 +2,7 @@
 #include "linkbuf.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -16,8 +17,14 @@ void lb_cache_init(struct lb_cache *c, size_t cap_blocks)
 {
     c->free = NULL;
     c->cap = cap_blocks;
+    c->limit = SIZE_MAX;
     atomic_init(&c->in_use, 0);
     atomic_init(&c->cached, 0);
+}
+
+void lb_cache_set_limit(struct lb_cache *c, size_t limit_blocks)
+{
+    c->limit = limit_blocks;
 }
 
 void lb_cache_drain(struct lb_cache *c)
@@ -32,6 +39,8 @@ void lb_cache_drain(struct lb_cache *c)
 
 static struct lb_block *block_get(struct lb_cache *c)
 {
+    if (atomic_load_explicit(&c->in_use, memory_order_relaxed) >= c->limit)
+        return NULL;
     struct lb_block *b = c->free;
     if (b) {
         c->free = b->next;

@@ -29,11 +29,15 @@ struct lb_block {
 struct lb_cache {
     struct lb_block *free; /* owned */
     size_t cap;            /* blocks kept at most; beyond it blocks go back to malloc */
+    size_t limit;          /* blocks in use at most (a memory budget); SIZE_MAX: none */
     atomic_size_t in_use;
     atomic_size_t cached;
 };
 
 void lb_cache_init(struct lb_cache *c, size_t cap_blocks);
+/* Caps the blocks in use; a reserve that would pass it books less, or fails
+ * with -ENOMEM when it can book nothing: the caller then stops reading. */
+void lb_cache_set_limit(struct lb_cache *c, size_t limit_blocks);
 void lb_cache_drain(struct lb_cache *c); /* frees every cached block */
 
 struct linkbuf {
@@ -62,8 +66,9 @@ static inline int linkbuf_below_low(const struct linkbuf *lb)
 }
 
 /* Write side. Books at least `want` bytes of free space (fewer if max_iov
- * blocks do not hold it) and describes it in iov; returns the iov count, or
- * -ENOMEM. The booking stays valid until the next commit. */
+ * blocks or the cache's limit do not allow it) and describes it in iov;
+ * returns the iov count, or -ENOMEM when nothing could be booked. The booking
+ * stays valid until the next commit. */
 int linkbuf_reserve(struct linkbuf *lb, size_t want, struct iovec *iov, int max_iov);
 /* Makes n booked bytes readable (n may be 0). An empty buffer gives its blocks back. */
 void linkbuf_commit(struct linkbuf *lb, size_t n);

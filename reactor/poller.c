@@ -62,6 +62,8 @@ int poller_create(int id, const struct poller_opts *opts, struct poller **out)
     timer_heap_init(&p->timers);
     lb_cache_init(&p->blocks, opts && opts->block_cache_cap ? opts->block_cache_cap
                                                             : POLLER_DEFAULT_BLOCK_CACHE);
+    if (opts && opts->block_limit)
+        lb_cache_set_limit(&p->blocks, opts->block_limit);
     p->born_ns = clock_ns();
     p->now_ms = p->born_ns / 1000000u;
     *out = p;

@@ -35,6 +35,7 @@ struct poller_counters {
 struct poller_opts {
     unsigned inbox_cap;     /* tasks waiting at most (default 65536) */
     size_t block_cache_cap; /* linkbuf blocks kept cached (default 1024) */
+    size_t block_limit;     /* linkbuf blocks in use at most (default: no limit) */
 };
 
 int poller_create(int id, const struct poller_opts *opts, struct poller **out);
