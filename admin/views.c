@@ -31,7 +31,7 @@ json_t *view_poller(const struct worker *w)
     int id = poller_id(w->poller);
     return json_pack(
         "{s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-        " s:o, s:o, s:o, s:o, s:f}",
+        " s:o, s:o, s:o, s:o, s:o, s:f}",
         "id", id, "role", id == 0 ? "main" : "sub", "active_connections",
         u64(GET(w->c.active_connections)), "total_connections", u64(GET(w->c.total_connections)),
         "accepted", u64(GET(w->c.accepted)), "refused", u64(GET(w->c.refused)), "dialed",
@@ -40,8 +40,8 @@ json_t *view_poller(const struct worker *w)
         "idle_timeouts", u64(GET(w->c.idle_timeouts)), "resets", u64(GET(w->c.resets)), "bytes_in",
         u64(GET(w->c.bytes_in)), "bytes_out", u64(GET(w->c.bytes_out)), "wakeups",
         u64(GET(pc->wakeups)), "events", u64(GET(pc->events)), "tasks", u64(GET(pc->tasks)),
-        "timers_pending", u64(GET(pc->timers_pending)), "memory_starved",
-        u64(GET(w->c.memory_starved)), "blocks_limit",
+        "timers_pending", u64(GET(pc->timers_pending)), "local_errors", u64(GET(w->c.local_errors)),
+        "memory_starved", u64(GET(w->c.memory_starved)), "blocks_limit",
         u64(blocks->limit == SIZE_MAX ? 0 : blocks->limit), "blocks_in_use",
         u64(atomic_load_explicit(&blocks->in_use, memory_order_relaxed)), "blocks_cached",
         u64(atomic_load_explicit(&blocks->cached, memory_order_relaxed)), "loop_busy_ratio", busy);

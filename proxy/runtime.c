@@ -30,6 +30,8 @@ static enum pollmgr_balance poller_balance(enum cfg_poller_balance b)
     }
 }
 
+static void housekeeping(void *loop, struct timer *t, void *data);
+
 int runtime_create(struct config *cfg, struct runtime **out)
 {
     struct runtime *rt = calloc(1, sizeof(*rt));
@@ -59,6 +61,9 @@ int runtime_create(struct config *cfg, struct runtime **out)
         struct worker *w = &rt->workers[i];
         w->poller = i == 0 ? pollmgr_main(rt->pm) : pollmgr_sub(rt->pm, (unsigned)i - 1);
         w->rt = rt;
+        /* A zeroed timer would read as armed (heap slot 0): initialise them now. */
+        timer_init(&w->housekeeping, housekeeping, w);
+        timer_init(&w->starve_retry, session_starve_retry, w);
         poller_set_user(w->poller, w);
     }
     for (size_t i = 0; i < cfg->npools; i++, rt->npools++)
@@ -119,7 +124,6 @@ int runtime_start(struct runtime *rt)
     }
     for (size_t i = 1; i < rt->nworkers; i++) {
         struct worker *w = &rt->workers[i];
-        timer_init(&w->housekeeping, housekeeping, w);
         poller_timer_start(w->poller, &w->housekeeping, HOUSEKEEPING_MS);
     }
     /* Active checkers spread over the sub-reactors, one backend each. */

@@ -30,6 +30,7 @@ struct worker_counters {
     atomic_uint_fast64_t bytes_in;           /* client → backend */
     atomic_uint_fast64_t bytes_out;          /* backend → client */
     atomic_uint_fast64_t memory_starved;     /* reads put off: buffer_memory_limit reached */
+    atomic_uint_fast64_t local_errors;       /* dials that failed here (EMFILE...), not upstream */
 };
 
 struct worker {
@@ -38,6 +39,7 @@ struct worker {
     struct session *sessions;  /* owned: intrusive list of live sessions */
     struct timer housekeeping; /* sub-reactors: enforces backends' close deadlines */
     struct session *starved;   /* not owned: sessions waiting for buffer memory */
+    struct session *retrying;  /* not owned: the starved batch being retried now */
     struct timer starve_retry;
     struct worker_counters c;
 };

@@ -101,17 +101,19 @@ int session_handoff(struct runtime *rt, struct listener *l, int fd, uint64_t cli
     return err;
 }
 
-static void on_starve_retry(void *loop, struct timer *t, void *data)
+void session_starve_retry(void *loop, struct timer *t, void *data)
 {
     struct worker *w = data;
-    struct session *list = w->starved;
+    /* The batch lives in the worker, not on this stack, so a session closed
+     * while another one is pumped can unlink itself from it (unstarve). */
+    w->retrying = w->starved;
     w->starved = NULL;
-    while (list) {
-        struct session *s = list;
-        list = s->starved_next;
+    struct session *s;
+    while ((s = w->retrying)) {
+        w->retrying = s->starved_next;
         s->starved = 0;
         s->starved_next = NULL;
-        session_pump(s); /* may starve again: it re-queues itself */
+        session_pump(s); /* may starve again: it re-queues itself on w->starved */
     }
 }
 
@@ -126,19 +128,24 @@ static void starve(struct session *s)
     s->starved = 1;
     s->starved_next = w->starved;
     w->starved = s;
-    if (!timer_armed(&w->starve_retry)) {
-        timer_init(&w->starve_retry, on_starve_retry, w);
+    if (!timer_armed(&w->starve_retry))
         poller_timer_start(w->poller, &w->starve_retry, STARVE_RETRY_MS);
-    }
+}
+
+static int unlink_from(struct session **pp, struct session *s)
+{
+    while (*pp && *pp != s)
+        pp = &(*pp)->starved_next;
+    if (!*pp)
+        return 0;
+    *pp = s->starved_next;
+    return 1;
 }
 
 static void unstarve(struct session *s)
 {
-    struct session **pp = &s->w->starved;
-    while (*pp && *pp != s)
-        pp = &(*pp)->starved_next;
-    if (*pp)
-        *pp = s->starved_next;
+    if (!unlink_from(&s->w->starved, s))
+        unlink_from(&s->w->retrying, s);
     s->starved = 0;
 }
 
@@ -231,7 +238,10 @@ static int pump_dir(struct session *s, int d, int *bad)
     struct linkbuf *buf = &src->in;
     size_t budget = PUMP_BUDGET_BYTES;
     for (;;) {
-        if (linkbuf_len(buf) && (dst->flags & SIDE_WR_READY)) {
+        /* Write until the buffer is empty or the socket says EAGAIN: with
+         * edge-triggered fds, stopping earlier (one writev covers at most
+         * LINKBUF_MAX_IOV blocks) would leave bytes that no event comes back for. */
+        while (linkbuf_len(buf) && (dst->flags & SIDE_WR_READY)) {
             ssize_t n = linkbuf_writev_to(buf, dst->op.fd);
             if (n == -EAGAIN) {
                 dst->flags &= (uint8_t)~SIDE_WR_READY;
@@ -256,6 +266,12 @@ static int pump_dir(struct session *s, int d, int *bad)
         }
         if (budget == 0) {
             poller_rerun(p, &src->op, POLL_EV_IN);
+            break;
+        }
+        if (s->w->starved && linkbuf_len(buf)) {
+            /* Others wait for buffer memory: one that already holds some
+             * queues behind them instead of taking every freed block. */
+            starve(s);
             break;
         }
         size_t want = read_want(src);

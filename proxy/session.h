@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+struct timer;
+
 struct backend;
 struct runtime;
 struct listener;
@@ -21,3 +23,7 @@ void session_close_all(struct worker *w);
 /* Owner thread: closes the worker's sessions on backend b (FIN to both sides);
  * returns how many. Drain deadlines and disable-with-close use it. */
 unsigned session_close_on_backend(struct worker *w, const struct backend *b);
+
+/* The worker's timer callback that retries sessions which ran out of buffer
+ * memory (buffer_memory_limit); runtime.c arms nothing, session.c does. */
+void session_starve_retry(void *loop, struct timer *t, void *data);

@@ -19,6 +19,14 @@ static void give_up(struct session *s)
     session_close(s, 0);
 }
 
+/* Failures of this host, not of the backend: no other backend would do
+ * better, and the backend's health must not pay for them. */
+static int local_error(int err)
+{
+    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM ||
+           err == -EADDRNOTAVAIL;
+}
+
 static void note_failure(struct session *s, struct backend *b)
 {
     atomic_fetch_add_explicit(&b->connect_failures, 1, memory_order_relaxed);
@@ -57,6 +65,11 @@ void session_dial(struct session *s, struct backend *avoid)
             return;
         }
         backend_release(b);
+        if (local_error(err)) {
+            counter_add(&w->c.local_errors, 1);
+            give_up(s);
+            return;
+        }
         note_failure(s, b);
         if (s->attempts > s->pool->retries) {
             give_up(s);

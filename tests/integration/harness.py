@@ -149,7 +149,7 @@ def echo_handler(conn, backend):
 class Sluice:
     """The real binary with a config written to a temp file."""
 
-    def __init__(self, config, extra_env=None, check_clean_exit=True):
+    def __init__(self, config, extra_env=None, check_clean_exit=True, preexec_fn=None):
         self.dir = tempfile.mkdtemp(prefix="sluice-test-")
         self.path = os.path.join(self.dir, "sluice.json")
         with open(self.path, "w") as f:
@@ -163,7 +163,7 @@ class Sluice:
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=67")
         env.update(extra_env or {})
         self.proc = subprocess.Popen([SLUICE, "-c", self.path], stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=env)
+                                     stderr=subprocess.STDOUT, env=env, preexec_fn=preexec_fn)
         # Listeners are bound before the "started" line: no probe connection
         # (it would reach a backend and skew what the test counts).
         wait_until(self._started, what="sluice to start")
@@ -247,6 +247,11 @@ class ProxyTest(unittest.TestCase):
         if errors:
             raise AssertionError("\n".join(errors))
 
+    def async_backend(self, mode="echo", **kw):
+        b = AsyncServer(mode, **kw)
+        self._backends.append(b)
+        return b
+
     def backend(self, handler=echo_handler, **kw):
         b = Backend(handler, **kw)
         self._backends.append(b)
@@ -256,3 +261,134 @@ class ProxyTest(unittest.TestCase):
         s = Sluice(config, **kw)
         self._sluices.append(s)
         return s
+
+
+class AsyncServer:
+    """A single-threaded selectors server for tests with many connections
+    (threads per connection would not scale to thousands).
+    mode "echo": echoes; "tag": sends `tag` (one byte) on accept, then echoes;
+    "firehose": sends `total` bytes of payload(seed=conn index) then closes;
+    "silent": accepts and never answers."""
+
+    def __init__(self, mode="echo", tag=b"A", total=0):
+        import selectors
+        self.mode, self.tag, self.total = mode, tag, total
+        self.sel = selectors.DefaultSelector()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4096)
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.sel.register(self.sock, selectors.EVENT_READ, None)
+        self.accepted = 0
+        self.conns = {}
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        import selectors
+        while not self.stopping:
+            for key, ev in self.sel.select(0.05):
+                if key.data is None:
+                    self._accept()
+                    continue
+                conn, st = key.fileobj, key.data
+                try:
+                    if ev & selectors.EVENT_READ:
+                        data = conn.recv(1 << 16)
+                        if not data:
+                            st["eof"] = True
+                        elif self.mode in ("echo", "tag"):
+                            st["out"] += data
+                    if st["out"] or (self.mode == "firehose" and st["left"]):
+                        self._flush(conn, st)
+                    self._update(conn, st)
+                except OSError:
+                    self._drop(conn)
+
+    def _accept(self):
+        import selectors
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, OSError):
+                return
+            conn.setblocking(False)
+            st = {"out": bytearray(), "eof": False, "left": self.total, "off": 0,
+                  "data": payload(self.accepted, self.total) if self.mode == "firehose" else b""}
+            if self.mode == "tag":
+                st["out"] += self.tag
+            self.accepted += 1
+            self.conns[conn] = st
+            self.sel.register(conn, selectors.EVENT_READ | selectors.EVENT_WRITE, st)
+
+    def _flush(self, conn, st):
+        if self.mode == "firehose" and st["left"] and not st["out"]:
+            chunk = st["data"][st["off"]:st["off"] + (1 << 18)]
+            st["out"] += chunk
+            st["off"] += len(chunk)
+            st["left"] -= len(chunk)
+        try:
+            n = conn.send(st["out"])
+            del st["out"][:n]
+        except BlockingIOError:
+            pass
+
+    def _update(self, conn, st):
+        import selectors
+        if st["eof"] and not st["out"]:
+            self._drop(conn)
+            return
+        if self.mode == "firehose" and not st["left"] and not st["out"]:
+            conn.shutdown(socket.SHUT_WR)
+            st["left"] = 0
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if st["out"] or st["left"] else 0)
+        self.sel.modify(conn, want, st)
+
+    def _drop(self, conn):
+        try:
+            self.sel.unregister(conn)
+        except (KeyError, ValueError):
+            pass
+        self.conns.pop(conn, None)
+        conn.close()
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        for c in list(self.conns):
+            c.close()
+        self.sock.close()
+
+
+def raise_nofile():
+    """Tests with thousands of sockets need more than the usual 1024."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def echo_process_main(tag):
+    """`python3 harness.py echo TAG`: a separate echo process (for SIGKILL
+    tests); prints its port, then sends TAG on each accept and echoes."""
+    srv = AsyncServer("tag", tag.encode())
+    print(srv.port, flush=True)
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) == 3 and sys.argv[1] == "echo":
+        echo_process_main(sys.argv[2])

@@ -179,6 +179,29 @@ class Relay(ProxyTest):
         for c in clients:
             c.close()
 
+    def test_late_reader_with_a_large_watermark_gets_every_byte(self):
+        # Regression: with more buffered than one writev covers (16 blocks),
+        # the pump used to stop writing while the socket was still writable,
+        # and no edge-triggered event ever came back for the rest.
+        total = 8 * MIB
+
+        def firehose(conn, backend):
+            conn.sendall(payload(5, total))
+            conn.shutdown(socket.SHUT_WR)
+            conn.recv(1)
+
+        b = self.backend(firehose)
+        cfg = simple_config([b.port], buffer_high_watermark=4 * MIB,
+                            buffer_low_watermark=1 * MIB)
+        self.sluice(cfg)
+        s = connect(listen_port(cfg), timeout=30)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        time.sleep(0.5)  # let sluice buffer far more than 16 blocks
+        got = recv_all(s)
+        s.close()
+        self.assertEqual(len(got), total)
+        self.assertEqual(sha(got), sha(payload(5, total)))
+
     def test_no_fd_leak_after_thousands_of_sessions(self):
         b = self.backend()
         cfg = simple_config([b.port])
