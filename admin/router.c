@@ -27,6 +27,7 @@
 #define QUIESCE_TIMEOUT_MS 5000
 #define NAME_MAX_LEN       64
 #define WEIGHT_MAX         1000
+#define BACKENDS_MAX       1024 /* per pool: each set swap copies the list */
 
 static uint64_t mono_ms(void)
 {
@@ -52,8 +53,12 @@ static void reply_json(struct admin_response *rs, int status, json_t *body)
 {
     rs->status = status;
     rs->content_type = "application/json";
-    rs->body = json_dumps(body, JSON_COMPACT);
+    rs->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
+    if (!rs->body) {
+        rs->status = 500;
+        rs->body = strdup("{\"error\":\"internal error\",\"detail\":\"cannot build the reply\"}");
+    }
 }
 
 __attribute__((format(printf, 4, 5))) static void fail(struct admin_response *rs, int status,
@@ -64,6 +69,11 @@ __attribute__((format(printf, 4, 5))) static void fail(struct admin_response *rs
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
+    /* Details may echo what the client sent (a name in the path): keep them
+     * printable ASCII, so the reply is valid JSON and a log-safe line. */
+    for (char *c = detail; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+            *c = '?';
     reply_json(rs, status, json_pack("{s:s, s:s}", "error", error, "detail", detail));
 }
 
@@ -314,6 +324,9 @@ static void add_backend(struct admin_ctx *a, const struct admin_request *rq,
     } else if (int_key(o, "weight", 0, WEIGHT_MAX, &w, rs) >= 0) {
         if (pool_find(pl, name)) {
             fail(rs, 409, "conflict", "pool %s already has a backend named %s", pl->name, name);
+        } else if (pool_current(pl)->n >= BACKENDS_MAX) {
+            fail(rs, 409, "conflict", "pool %s already has %d backends, the most it may hold",
+                 pl->name, BACKENDS_MAX);
         } else {
             struct backend_set *set = pool_current(pl);
             struct backend **list = calloc(set->n + 1, sizeof(*list));

@@ -12,6 +12,13 @@
 
 #define ADDR_HOST_MAX 256
 
+static int resolve_names = 1;
+
+void config_addr_resolve_names(int on)
+{
+    resolve_names = on;
+}
+
 static int parse_port(const char *s, unsigned *port)
 {
     if (!*s || strlen(s) > 5)
@@ -80,7 +87,7 @@ int config_addr_parse(const char *text, int allow_hostname, struct cfg_sockaddr 
     if (!allow_hostname)
         goto bad;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(host, NULL, &hints, &res);
+    int rc = resolve_names ? getaddrinfo(host, NULL, &hints, &res) : EAI_NONAME;
     if (rc != 0 || !res) {
         snprintf(why, whylen, "cannot resolve host \"%s\": %s", host, gai_strerror(rc));
         return -1;

@@ -11,3 +11,8 @@ int config_addr_parse(const char *text, int allow_hostname, struct cfg_sockaddr 
                       size_t whylen);
 /* "1.2.3.4:80" / "[::1]:80" into buf; returns buf. */
 char *config_addr_format(const struct cfg_sockaddr *a, char *buf, size_t len);
+
+/* Host names are resolved by default; fuzzers turn it off (no DNS, no
+ * network, deterministic): a name then fails like an unknown host. Not
+ * thread-safe: set once at start. */
+void config_addr_resolve_names(int on);

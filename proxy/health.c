@@ -25,11 +25,9 @@ struct health_check {
     struct poller *p;  /* not owned: the poller it runs on */
     struct fdop op;
     struct timer timer;
-    struct poller_task task; /* start or stop hand-off */
     uint8_t phase;
-    size_t sent, got;
+    size_t sent, got; /* bytes of send written, of expect matched */
     uint64_t started_ns;
-    char reply[]; /* expect_len bytes */
 };
 
 const char *health_result_name(enum health_result r)
@@ -37,6 +35,17 @@ const char *health_result_name(enum health_result r)
     static const char *const names[] = {"none",   "ok",       "refused", "timeout",
                                         "closed", "mismatch", "error"};
     return (unsigned)r < sizeof(names) / sizeof(names[0]) ? names[r] : "unknown";
+}
+
+int health_expect_feed(const char *expect, size_t expect_len, size_t *got, const char *data,
+                       size_t n)
+{
+    size_t left = expect_len - *got;
+    size_t k = n < left ? n : left;
+    if (memcmp(expect + *got, data, k) != 0)
+        return -1;
+    *got += k;
+    return *got == expect_len;
 }
 
 static uint64_t mono_ns(void)
@@ -207,8 +216,9 @@ static void advance(struct health_check *hc)
         finish(hc, HEALTH_OK);
         return;
     }
-    while (hc->got < cfg->expect_len) {
-        ssize_t n = recv(hc->op.fd, hc->reply + hc->got, cfg->expect_len - hc->got, 0);
+    for (;;) {
+        char buf[256];
+        ssize_t n = recv(hc->op.fd, buf, sizeof(buf), 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
@@ -217,13 +227,12 @@ static void advance(struct health_check *hc)
             finish(hc, HEALTH_CLOSED);
             return;
         }
-        if (memcmp(hc->reply + hc->got, cfg->expect + hc->got, (size_t)n) != 0) {
-            finish(hc, HEALTH_MISMATCH);
+        int r = health_expect_feed(cfg->expect, cfg->expect_len, &hc->got, buf, (size_t)n);
+        if (r != 0) {
+            finish(hc, r > 0 ? HEALTH_OK : HEALTH_MISMATCH);
             return;
         }
-        hc->got += (size_t)n;
     }
-    finish(hc, HEALTH_OK);
 }
 
 static void on_io(struct poller *p, struct fdop *op, void *data)
@@ -235,7 +244,7 @@ static void on_io(struct poller *p, struct fdop *op, void *data)
 
 int health_check_attach(struct pool *pl, struct backend *b, struct poller *p)
 {
-    struct health_check *hc = calloc(1, sizeof(*hc) + pl->health_check.expect_len);
+    struct health_check *hc = calloc(1, sizeof(*hc));
     if (!hc)
         return -ENOMEM;
     hc->b = b;

@@ -7,6 +7,7 @@
  * `fail_window_ms` take a backend down for `fail_window_ms` (nginx's rule). */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct backend;
@@ -25,6 +26,12 @@ enum health_result {
 };
 
 const char *health_result_name(enum health_result r);
+
+/* The `expect` check as a pure function: feeds n reply bytes after *got
+ * already matched. Returns 1 once all of expect matched (bytes past it are
+ * ignored), 0 when more bytes are needed, -1 on a mismatch. Fuzzed. */
+int health_expect_feed(const char *expect, size_t expect_len, size_t *got, const char *data,
+                       size_t n);
 
 /* Any thread: a finished check or a session's connect result. active: from an
  * active check (counts toward rise); passive results only count toward fall. */

@@ -145,7 +145,7 @@ int main(int argc, char **argv)
     unsigned long nofile = privs_raise_nofile();
     unsigned grace_ms = cfg->shutdown_grace_ms;
     struct runtime *rt = NULL;
-    int err = runtime_create(cfg, &rt);
+    int err = runtime_create(cfg, 0, &rt);
     if (err) {
         log_error("cannot start: %s", strerror(-err));
         return 1;

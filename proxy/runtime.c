@@ -32,7 +32,7 @@ static enum pollmgr_balance poller_balance(enum cfg_poller_balance b)
 
 static void housekeeping(void *loop, struct timer *t, void *data);
 
-int runtime_create(struct config *cfg, struct runtime **out)
+int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
 {
     struct runtime *rt = calloc(1, sizeof(*rt));
     if (!rt) {
@@ -75,6 +75,8 @@ int runtime_create(struct config *cfg, struct runtime **out)
         if ((err = listener_init(l, cl, &rt->pools[cl->pool_index], rt)))
             goto fail;
         rt->nlisteners++;
+        if (flags & RUNTIME_NO_LISTEN)
+            continue;
         if ((err = listener_open(l))) {
             log_error("listener %s: cannot listen on %s: %s", l->name, l->listen, strerror(-err));
             goto fail;
@@ -118,7 +120,7 @@ int runtime_start(struct runtime *rt)
      * starting their threads publishes it. */
     struct poller *main = pollmgr_main(rt->pm);
     for (size_t i = 0; i < rt->nlisteners; i++) {
-        int err = listener_start(&rt->listeners[i], main);
+        int err = rt->listeners[i].fd >= 0 ? listener_start(&rt->listeners[i], main) : 0;
         if (err)
             return err;
     }

@@ -70,9 +70,13 @@ static inline uint64_t counter_get(const atomic_uint_fast64_t *c)
     return atomic_load_explicit(c, memory_order_relaxed);
 }
 
-/* Takes ownership of cfg. Binds every listener (errors are logged with the
- * listener's name and address). Returns 0 or -errno. */
-int runtime_create(struct config *cfg, struct runtime **out);
+enum {
+    RUNTIME_NO_LISTEN = 1u << 0, /* bind no listener (fuzzers, tools): pools and pollers only */
+};
+
+/* Takes ownership of cfg. Binds every listener unless RUNTIME_NO_LISTEN
+ * (errors are logged with the listener's name and address). Returns 0 or -errno. */
+int runtime_create(struct config *cfg, unsigned flags, struct runtime **out);
 int runtime_start(struct runtime *rt);
 /* Closes every listener on the main reactor; returns once they are closed. */
 void runtime_stop_listening(struct runtime *rt);

@@ -330,6 +330,7 @@ void session_pump(struct session *s)
         session_close(s, 0);
 }
 
+/* cppcheck-suppress constParameter ; the signature is fdop_cb's */
 static void on_read(struct poller *p, struct fdop *op, void *data)
 {
     struct session *s = data;
@@ -342,6 +343,7 @@ static void on_read(struct poller *p, struct fdop *op, void *data)
     session_pump(s);
 }
 
+/* cppcheck-suppress constParameter ; the signature is fdop_cb's */
 static void on_write(struct poller *p, struct fdop *op, void *data)
 {
     struct session *s = data;

@@ -5,7 +5,8 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev check
-          python3 python3-prometheus-client redis-server redis-tools curl clang-format)
+          python3 python3-prometheus-client redis-server redis-tools curl clang-format
+          clang-14 libfuzzer-14-dev valgrind cppcheck)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
