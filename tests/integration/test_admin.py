@@ -167,6 +167,11 @@ class Admin(ProxyTest):
         st, out = api.post("/api/v1/pools/p/backends/b1/drain")
         self.assertEqual(st, 409)
         self.assertEqual(api.get("/api/v1/pools/p/backends/b1")[1]["state"], "disabled")
+        # Huge headers: libmicrohttpd refuses them itself (431, its own body),
+        # before any handler runs; nothing changes.
+        st, _ = api.call("GET", "/api/v1/stats", headers={"X-Huge": "a" * 100000})
+        self.assertTrue(400 <= st < 500, st)
+        self.assertEqual(api.get("/api/v1/pools")[1][0]["backends"][1]["state"], "disabled")
         # The data path kept serving throughout.
         self.assertEqual(round_trip(self.port), b"ping")
 
