@@ -184,8 +184,8 @@ int admin_start(struct runtime *rt, const struct cfg_admin *cfg, struct admin **
         (unsigned)ADMIN_CONNECTION_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)ADMIN_PER_IP_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_MEMORY_LIMIT,
-        MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_NOTIFY_COMPLETED,
-        completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     if (!a->daemon) {
         log_error("admin: cannot listen on %s (address in use, or not available)", cfg->listen);
         admin_ctx_fini(&a->ctx);

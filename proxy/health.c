@@ -137,7 +137,7 @@ static void finish(struct health_check *hc, enum health_result r)
 {
     struct backend *b = hc->b;
     if (hc->op.fd >= 0)
-        close(poller_unregister(hc->p, &hc->op));
+        close(poller_forget(hc->p, &hc->op));
     atomic_store(&b->last_check_latency_us, (mono_ns() - hc->started_ns) / 1000u);
     atomic_store(&b->last_check_result, r);
     atomic_fetch_add(&b->checks_total, 1);
@@ -292,7 +292,7 @@ void health_check_detach(struct backend *b)
     if (!hc)
         return;
     if (hc->op.fd >= 0)
-        close(poller_unregister(hc->p, &hc->op));
+        close(poller_forget(hc->p, &hc->op));
     poller_timer_stop(hc->p, &hc->timer);
     b->hc = NULL;
     free(hc);

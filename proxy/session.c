@@ -161,7 +161,7 @@ void session_close(struct session *s, unsigned reset_sides)
         if (sd->op.fd >= 0) {
             if (reset_sides & (1u << i))
                 sock_set_reset_on_close(sd->op.fd);
-            close(poller_unregister(p, &sd->op));
+            close(poller_forget(p, &sd->op));
         }
         linkbuf_clear(&sd->in);
     }
@@ -292,10 +292,19 @@ static int pump_dir(struct session *s, int d, int *bad)
             *bad = d;
             return (int)n;
         }
-        if ((size_t)n == want && src->span < SPAN_MAX_BLOCKS)
-            src->span *= 2;
-        else if ((size_t)n < want / 2 && src->span > 1)
-            src->span /= 2;
+        if ((size_t)n == want) {
+            if (src->span < SPAN_MAX_BLOCKS)
+                src->span *= 2;
+        } else {
+            /* A short read emptied the socket: skip the read that would only
+             * say EAGAIN; edge-triggered epoll reports the next arrival. Not
+             * when a FIN or RST came with this edge: no new edge would come
+             * for it, so read on until 0 or the error. */
+            if (!(src->flags & SIDE_HUP))
+                src->flags &= (uint8_t)~SIDE_RD_READY;
+            if ((size_t)n < want / 2 && src->span > 1)
+                src->span /= 2;
+        }
         budget -= (size_t)n < budget ? (size_t)n : budget;
         s->last_active_ms = poller_now_ms(p);
     }
@@ -340,6 +349,8 @@ static void on_read(struct poller *p, struct fdop *op, void *data)
         return;
     }
     s->side[i].flags |= SIDE_RD_READY;
+    if (op->revents & (POLL_EV_RDHUP | POLL_EV_HUP))
+        s->side[i].flags |= SIDE_HUP;
     session_pump(s);
 }
 

@@ -86,7 +86,7 @@ void session_dial_failed(struct session *s, int err)
     struct side *up = &s->side[SIDE_UPSTREAM];
     struct backend *b = s->backend;
     poller_timer_stop(p, &s->timer);
-    close(poller_unregister(p, &up->op));
+    close(poller_forget(p, &up->op));
     up->flags = 0;
     backend_release(b);
     s->backend = NULL;
@@ -103,7 +103,12 @@ void session_dial_check(struct session *s)
 {
     struct poller *p = s->w->poller;
     struct side *up = &s->side[SIDE_UPSTREAM];
-    int r = sock_connected(up->op.fd);
+    /* SO_ERROR alone tells after the first dial; after a re-dial a stale
+     * event of the previous fd may arrive in the same batch, so then also ask
+     * whether the new one is really connected. */
+    int r = s->attempts > 1 ? sock_connected(up->op.fd) : sock_error(up->op.fd);
+    if (r == 0 && s->attempts == 1)
+        r = 1;
     if (r == 0)
         return; /* a stale event, or still in progress */
     if (r < 0) {

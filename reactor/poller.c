@@ -114,17 +114,28 @@ static void rq_remove(struct poller *p, struct fdop *op)
     op->pending = 0;
 }
 
-int poller_unregister(struct poller *p, struct fdop *op)
+static int forget(struct poller *p, struct fdop *op, int del)
 {
     int fd = op->fd;
     if (fd < 0)
         return -1;
     if (op->pending)
         rq_remove(p, op);
-    poll_backend_del(p->pb, fd); /* failure only means it was never added */
+    if (del)
+        poll_backend_del(p->pb, fd); /* failure only means it was never added */
     op->fd = -1;
     bump(&p->c.registrations, -1);
     return fd;
+}
+
+int poller_unregister(struct poller *p, struct fdop *op)
+{
+    return forget(p, op, 1);
+}
+
+int poller_forget(struct poller *p, struct fdop *op)
+{
+    return forget(p, op, 0);
 }
 
 void poller_rerun(struct poller *p, struct fdop *op, uint32_t events)
@@ -178,6 +189,7 @@ static void dispatch(struct poller *p, struct fdop *op, uint32_t ev)
 {
     const struct fdop_ops *ops = op->ops;
     bump(&p->c.events, 1);
+    op->revents = (uint8_t)ev;
     if ((ev & POLL_EV_HUP) && ops->on_hup) {
         ops->on_hup(p, op, op->data);
         return;

@@ -47,6 +47,9 @@ int poller_modify(struct poller *p, struct fdop *op, uint32_t interest);
 /* Removes op from the backend and the re-run queue and sets op->fd to -1; the
  * caller still owns and closes the fd it passes back. Returns that fd. */
 int poller_unregister(struct poller *p, struct fdop *op);
+/* poller_unregister for an fd the caller closes right away and never
+ * duplicated: closing it removes it from epoll, so no epoll_ctl is made. */
+int poller_forget(struct poller *p, struct fdop *op);
 void poller_rerun(struct poller *p, struct fdop *op, uint32_t events);
 
 /* Owner thread: arm/disarm a timer relative to the loop's clock. */

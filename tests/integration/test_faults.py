@@ -50,7 +50,7 @@ class Faults(ProxyTest):
         cfg = simple_config([port_a, port_b], retries=2, max_fails=1, fail_window_ms=60000)
         self.sluice(cfg)
         lp = listen_port(cfg)
-        total, chunk = 2 * MIB, 32 * 1024
+        total, chunk = 2 * MIB, 16 * 1024  # 128 chunks, 25 ms apart: >3 s per session
         killed = threading.Event()
         killed_at = [0.0]
         results = {}
@@ -77,7 +77,7 @@ class Faults(ProxyTest):
             try:
                 for off in range(0, total, chunk):
                     s.sendall(data[off:off + chunk])
-                    time.sleep(0.01)  # ~3 MiB/s per session: still streaming at the kill
+                    time.sleep(0.025)  # slow enough to be mid-stream at the kill
                 s.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
@@ -89,7 +89,7 @@ class Faults(ProxyTest):
         for t in threads:
             t.start()
         wait_until(lambda: len(results) == 100, what="100 sessions streaming")
-        time.sleep(0.3)
+        time.sleep(0.2)
         pa.send_signal(signal.SIGKILL)
         pa.wait(10)
         killed_at[0] = time.monotonic()

@@ -1,0 +1,348 @@
+#!/usr/bin/env python3
+"""tests/bench/bench.py — sluice vs HAProxy (and nginx stream) vs a direct
+connection, measured side by side in one run so the ratios hold on a noisy
+shared machine. Never a pass/fail test: it prints a table and saves JSON.
+
+  python3 tests/bench/bench.py                 # full: 1 and 2 pollers, 2 rounds
+  python3 tests/bench/bench.py --quick         # 1 poller, 2 rounds, shorter runs
+  python3 tests/bench/bench.py --out FILE.json --pollers 1 --rounds 3 --nginx
+
+Every server is started here on loopback and stopped by PID; every run is
+bounded in time. Peers are interleaved (A B C, C B A, ...) and medians kept.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "sluice"))
+IDLE_CONNS = 5000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def cpu_s(pids):
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except FileNotFoundError:
+            pass
+    return total
+
+
+class Backends:
+    """redis-server, iperf3 -s and sockperf server, once for the whole run."""
+
+    def __init__(self, tmp):
+        self.redis, self.iperf, self.sockperf = free_port(), free_port(), free_port()
+        self.procs = [
+            subprocess.Popen(["redis-server", "--port", str(self.redis), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no", "--dir", tmp],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            subprocess.Popen(["iperf3", "-s", "-p", str(self.iperf), "-B", "127.0.0.1"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            subprocess.Popen(["sockperf", "server", "--tcp", "-i", "127.0.0.1", "-p",
+                              str(self.sockperf)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        ]
+        for p in (self.redis, self.iperf, self.sockperf):
+            wait_port(p)
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+class Peer:
+    """A way to reach the backends: direct, or through one proxy."""
+
+    name = "?"
+    pids = ()
+
+    def __init__(self, be, pollers, tmp):
+        self.be, self.pollers, self.tmp = be, pollers, tmp
+        self.ports = {"redis": be.redis, "iperf": be.iperf, "sockperf": be.sockperf}
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+
+class Direct(Peer):
+    name = "direct"
+
+
+class Proxy(Peer):
+    def start(self):
+        self.front = {k: free_port() for k in self.ports}
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, cwd=self.tmp)
+        for p in self.front.values():
+            wait_port(p)
+        self.ports = self.front
+        self.pids = (self.proc.pid,)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.ports = {"redis": self.be.redis, "iperf": self.be.iperf,
+                      "sockperf": self.be.sockperf}
+
+
+class Sluice(Proxy):
+    name = "sluice"
+
+    def command(self):
+        back = {"redis": self.be.redis, "iperf": self.be.iperf, "sockperf": self.be.sockperf}
+        cfg = {"pollers": self.pollers, "shutdown_grace_ms": 0,
+               "admin": {"listen": f"127.0.0.1:{free_port()}"},
+               "listeners": [{"name": k, "listen": f"127.0.0.1:{self.front[k]}", "pool": k,
+                              "max_connections": 100000} for k in back],
+               "pools": [{"name": k, "backends": [{"name": k, "address": f"127.0.0.1:{p}"}]}
+                         for k, p in back.items()]}
+        path = os.path.join(self.tmp, "sluice.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        return [SLUICE, "-c", path]
+
+
+class HAProxy(Proxy):
+    name = "haproxy"
+
+    def command(self):
+        back = {"redis": self.be.redis, "iperf": self.be.iperf, "sockperf": self.be.sockperf}
+        lines = ["global", f"  nbthread {self.pollers}", "  maxconn 9000",
+                 "defaults", "  mode tcp", "  timeout connect 5s", "  timeout client 600s",
+                 "  timeout server 600s", "  maxconn 9000"]
+        for k, p in back.items():
+            lines += [f"listen {k}", f"  bind 127.0.0.1:{self.front[k]}", "  balance roundrobin",
+                      f"  server {k} 127.0.0.1:{p}"]
+        path = os.path.join(self.tmp, "haproxy.cfg")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return ["haproxy", "-f", path, "-db"]
+
+
+class Nginx(Proxy):
+    name = "nginx"
+
+    def command(self):
+        back = {"redis": self.be.redis, "iperf": self.be.iperf, "sockperf": self.be.sockperf}
+        servers = "\n".join(
+            f"  server {{ listen 127.0.0.1:{self.front[k]}; proxy_pass 127.0.0.1:{p}; }}"
+            for k, p in back.items())
+        conf = (f"load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n"
+                f"worker_processes {self.pollers};\ndaemon off;\npid {self.tmp}/nginx.pid;\n"
+                f"error_log /dev/null;\nevents {{ worker_connections 20000; }}\n"
+                f"stream {{\n{servers}\n}}\n")
+        path = os.path.join(self.tmp, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        return ["nginx", "-c", path, "-p", self.tmp]
+
+    def start(self):
+        super().start()
+        time.sleep(0.3)  # workers forked
+        kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+                              text=True).stdout.split()
+        self.pids = (self.proc.pid, *map(int, kids))
+
+
+def redis_bench(port, extra, n, timeout=120):
+    out = subprocess.run(["redis-benchmark", "-p", str(port), "-q", "-n", str(n), *extra],
+                         capture_output=True, text=True, timeout=timeout).stdout
+    rates = [float(m) for m in re.findall(r"([\d.]+) requests per second", out.replace("\r", "\n"))]
+    return statistics.mean(rates) if rates else 0.0
+
+
+def iperf(port, secs, streams, reverse):
+    args = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(secs), "-J",
+            "-P", str(streams)]
+    if reverse:
+        args.append("-R")
+    p = subprocess.run(args, capture_output=True, text=True, timeout=secs + 30)
+    data = json.loads(p.stdout)
+    end = data["end"]
+    bps = end["sum_received"]["bits_per_second"]
+    return bps / 1e9, end["sum_received"]["bytes"]
+
+
+def sockperf(port, secs):
+    p = subprocess.run(["sockperf", "ping-pong", "--tcp", "-i", "127.0.0.1", "-p", str(port),
+                        "-t", str(secs), "--msg-size", "64"],
+                       capture_output=True, text=True, timeout=secs + 30)
+    res = {}
+    for key, label in (("p50", "50.000"), ("p99", "99.000"), ("p999", "99.900")):
+        m = re.search(rf"percentile {re.escape(label)} =\s+([\d.]+)", p.stdout)
+        res[key] = float(m.group(1)) if m else float("nan")
+    return res
+
+
+def idle_memory(peer):
+    if not peer.pids:
+        return None
+    before = rss_kib(peer.pids)
+    conns = []
+    try:
+        for _ in range(IDLE_CONNS):
+            s = socket.create_connection(("127.0.0.1", peer.ports["redis"]), timeout=10)
+            conns.append(s)
+        # Make sure every session is established through to the backend.
+        for s in conns[:50]:
+            s.sendall(b"PING\r\n")
+            s.recv(16)
+        time.sleep(1.0)
+        after = rss_kib(peer.pids)
+    finally:
+        for s in conns:
+            s.close()
+    return (after - before) / IDLE_CONNS
+
+
+def run_peer(peer, quick):
+    secs = 2 if quick else 4
+    n = 100000 if quick else 200000
+    r = {}
+    c0 = cpu_s(peer.pids)
+    r["get_50"] = redis_bench(peer.ports["redis"], ["-t", "get", "-c", "50"], n)
+    r["set_50"] = redis_bench(peer.ports["redis"], ["-t", "set", "-c", "50"], n)
+    r["get_pipe16"] = redis_bench(peer.ports["redis"], ["-t", "get", "-c", "50", "-P", "16"], n * 4)
+    r["get_500"] = redis_bench(peer.ports["redis"], ["-t", "get", "-c", "500"], n)
+    rpc_requests = n * 3 + n * 4
+    r["cpu_s_per_100k_req"] = (cpu_s(peer.pids) - c0) / rpc_requests * 1e5 if peer.pids else None
+    r["churn_k0"] = redis_bench(peer.ports["redis"], ["-t", "ping_inline", "-c", "50", "-k", "0"],
+                                n // 4)
+    c0 = cpu_s(peer.pids)
+    r["bulk_1"], b1 = iperf(peer.ports["iperf"], secs, 1, False)
+    r["bulk_1_rev"], b2 = iperf(peer.ports["iperf"], secs, 1, True)
+    r["bulk_4"], b3 = iperf(peer.ports["iperf"], secs, 4, False)
+    gb = (b1 + b2 + b3) / 1e9
+    r["cpu_s_per_gb"] = (cpu_s(peer.pids) - c0) / gb if peer.pids and gb else None
+    lat = sockperf(peer.ports["sockperf"], secs)
+    r.update({f"rtt_{k}_us": v for k, v in lat.items()})
+    r["rss_kib_per_idle_conn"] = idle_memory(peer)
+    return r
+
+
+HIGHER_BETTER = {"get_50", "set_50", "get_pipe16", "get_500", "churn_k0", "bulk_1",
+                 "bulk_1_rev", "bulk_4"}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--pollers", type=int, nargs="*", default=None)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--nginx", action="store_true", help="add nginx stream as a peer")
+    ap.add_argument("--out", default=os.path.join(ROOT, "tests", "bench", "results.json"))
+    args = ap.parse_args()
+    for tool in ("redis-server", "redis-benchmark", "iperf3", "sockperf", "haproxy"):
+        if not shutil.which(tool):
+            sys.exit(f"missing {tool}: run scripts/bench.sh, which installs it")
+    pollers = args.pollers or ([1] if args.quick else [1, 2])
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    tmp = tempfile.mkdtemp(prefix="sluice-bench-")
+    be = Backends(tmp)
+    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                          f"{platform.release()}", "runs": {}}
+    try:
+        for np in pollers:
+            kinds = [Direct, HAProxy, Sluice] + ([Nginx] if args.nginx else [])
+            samples = {k.name: [] for k in kinds}
+            for rnd in range(args.rounds):
+                order = kinds if rnd % 2 == 0 else list(reversed(kinds))
+                for kind in order:
+                    peer = kind(be, np, tmp)
+                    peer.start()
+                    try:
+                        samples[kind.name].append(run_peer(peer, args.quick))
+                    finally:
+                        peer.stop()
+                    print(f"pollers={np} round={rnd} {kind.name}: done", file=sys.stderr)
+            med = {}
+            for name, runs in samples.items():
+                med[name] = {k: (statistics.median([r[k] for r in runs])
+                                 if runs[0][k] is not None else None) for k in runs[0]}
+            results["runs"][str(np)] = {"median": med, "samples": samples}
+            print_table(np, med)
+    finally:
+        be.stop()
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"\nsaved {args.out}")
+
+
+def print_table(np, med):
+    s, h, d = med["sluice"], med["haproxy"], med["direct"]
+    print(f"\n## {np} poller(s) / HAProxy nbthread {np}: medians\n")
+    peers = [k for k in med if k not in ("direct",)]
+    head = "| metric | direct | " + " | ".join(peers) + " | sluice/haproxy | sluice/direct |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for k in s:
+        def fmt(v):
+            return "—" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
+        rh = (s[k] / h[k]) if s[k] is not None and h[k] else None
+        rd = (s[k] / d[k]) if s[k] is not None and d.get(k) else None
+        cells = " | ".join(fmt(med[p][k]) for p in peers)
+        print(f"| {k} | {fmt(d[k])} | {cells} | {fmt(rh)} | {fmt(rd)} |")
+
+
+if __name__ == "__main__":
+    main()
