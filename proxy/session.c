@@ -242,7 +242,7 @@ static int pump_dir(struct session *s, int d, int *bad)
          * edge-triggered fds, stopping earlier (one writev covers at most
          * LINKBUF_MAX_IOV blocks) would leave bytes that no event comes back for. */
         while (linkbuf_len(buf) && (dst->flags & SIDE_WR_READY)) {
-            ssize_t n = linkbuf_writev_to(buf, dst->op.fd);
+            ssize_t n = linkbuf_send_to(buf, dst->op.fd);
             if (n == -EAGAIN) {
                 dst->flags &= (uint8_t)~SIDE_WR_READY;
             } else if (n < 0) {
@@ -275,7 +275,7 @@ static int pump_dir(struct session *s, int d, int *bad)
             break;
         }
         size_t want = read_want(src);
-        ssize_t n = linkbuf_readv_from(buf, src->op.fd, want);
+        ssize_t n = linkbuf_recv_from(buf, src->op.fd, want);
         if (n == -EAGAIN) {
             src->flags &= (uint8_t)~SIDE_RD_READY;
             break;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static void count(atomic_size_t *c, ssize_t delta)
@@ -189,34 +190,56 @@ void linkbuf_release(struct linkbuf *lb)
     }
 }
 
-ssize_t linkbuf_readv_from(struct linkbuf *lb, int fd, size_t want)
+static ssize_t fill(struct linkbuf *lb, int fd, size_t want, int sock)
 {
     struct iovec iov[LINKBUF_MAX_IOV];
     int n = linkbuf_reserve(lb, want, iov, LINKBUF_MAX_IOV);
     if (n < 0)
         return n;
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t r;
     do {
-        r = readv(fd, iov, n);
+        r = sock ? recvmsg(fd, &mh, 0) : readv(fd, iov, n);
     } while (r < 0 && errno == EINTR);
     int err = r < 0 ? -errno : 0;
     linkbuf_commit(lb, r > 0 ? (size_t)r : 0);
     return r < 0 ? err : r;
 }
 
-ssize_t linkbuf_writev_to(struct linkbuf *lb, int fd)
+static ssize_t drain(struct linkbuf *lb, int fd, int sock)
 {
     struct iovec iov[LINKBUF_MAX_IOV];
     int n = linkbuf_peek(lb, iov, LINKBUF_MAX_IOV, NULL);
     if (n == 0)
         return 0;
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t w;
     do {
-        w = writev(fd, iov, n);
+        w = sock ? sendmsg(fd, &mh, MSG_NOSIGNAL) : writev(fd, iov, n);
     } while (w < 0 && errno == EINTR);
     if (w < 0)
         return -errno;
     linkbuf_skip(lb, (size_t)w);
     linkbuf_release(lb);
     return w;
+}
+
+ssize_t linkbuf_readv_from(struct linkbuf *lb, int fd, size_t want)
+{
+    return fill(lb, fd, want, 0);
+}
+
+ssize_t linkbuf_writev_to(struct linkbuf *lb, int fd)
+{
+    return drain(lb, fd, 0);
+}
+
+ssize_t linkbuf_recv_from(struct linkbuf *lb, int fd, size_t want)
+{
+    return fill(lb, fd, want, 1);
+}
+
+ssize_t linkbuf_send_to(struct linkbuf *lb, int fd)
+{
+    return drain(lb, fd, 1);
 }

@@ -83,3 +83,7 @@ void linkbuf_release(struct linkbuf *lb);        /* returns fully consumed block
 ssize_t linkbuf_readv_from(struct linkbuf *lb, int fd, size_t want);
 /* writev from the head, then skip + release: bytes written or -errno. */
 ssize_t linkbuf_writev_to(struct linkbuf *lb, int fd);
+/* The same for sockets, through recvmsg/sendmsg: no VFS layer on the way,
+ * and MSG_NOSIGNAL, so a vanished peer is EPIPE, never SIGPIPE. */
+ssize_t linkbuf_recv_from(struct linkbuf *lb, int fd, size_t want);
+ssize_t linkbuf_send_to(struct linkbuf *lb, int fd);

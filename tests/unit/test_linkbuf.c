@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "check_main.h"
@@ -244,6 +245,54 @@ START_TEST(readv_writev_through_a_pipe)
 }
 END_TEST
 
+START_TEST(recv_send_through_a_socketpair)
+{
+    int a[2], b[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a), 0);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
+    struct lb_cache cache;
+    lb_cache_init(&cache, 16);
+    struct linkbuf lb;
+    linkbuf_init(&lb, &cache, 0, 1 << 20);
+    enum { TOTAL = 2 << 20 };
+    unsigned char *src = malloc(TOTAL), *dst = malloc(TOTAL);
+    for (size_t i = 0; i < TOTAL; i++)
+        src[i] = (unsigned char)next_rand();
+    size_t sent = 0, got = 0;
+    for (int round = 0; round < 1000000 && got < TOTAL; round++) {
+        if (sent < TOTAL) {
+            ssize_t w = write(a[1], src + sent, TOTAL - sent);
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        ssize_t r = linkbuf_recv_from(&lb, a[0], 1 + next_rand() % (4 * LINKBUF_BLOCK_DATA));
+        ck_assert(r > 0 || r == -EAGAIN);
+        ssize_t w = linkbuf_send_to(&lb, b[1]);
+        ck_assert(w >= 0 || w == -EAGAIN);
+        ssize_t g = read(b[0], dst + got, TOTAL - got);
+        if (g > 0)
+            got += (size_t)g;
+    }
+    ck_assert_uint_eq(got, TOTAL);
+    ck_assert_int_eq(memcmp(src, dst, TOTAL), 0);
+    /* A vanished peer is EPIPE, not SIGPIPE (the test would die). */
+    close(b[0]);
+    ck_assert_int_eq(linkbuf_recv_from(&lb, a[0], 10), -EAGAIN);
+    close(a[1]);
+    ck_assert_int_eq(linkbuf_recv_from(&lb, a[0], 10), 0);
+    struct iovec iov[1];
+    linkbuf_reserve(&lb, 1, iov, 1);
+    linkbuf_commit(&lb, 1);
+    ck_assert_int_eq(linkbuf_send_to(&lb, b[1]), -EPIPE);
+    linkbuf_clear(&lb);
+    close(a[0]);
+    close(b[1]);
+    lb_cache_drain(&cache);
+    free(src);
+    free(dst);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("linkbuf");
@@ -255,6 +304,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, cache_reuses_blocks_and_frees_beyond_cap);
     tcase_add_test(tc, watermarks);
     tcase_add_test(tc, readv_writev_through_a_pipe);
+    tcase_add_test(tc, recv_send_through_a_socketpair);
     suite_add_tcase(s, tc);
     return s;
 }
