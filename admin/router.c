@@ -15,6 +15,7 @@
 #include "config/config_addr.h"
 #include "proxy/backend.h"
 #include "proxy/health.h"
+#include "proxy/listener.h"
 #include "proxy/pool.h"
 #include "proxy/runtime.h"
 #include "views.h"
@@ -510,7 +511,7 @@ static void route_api(struct admin_ctx *a, const struct admin_request *rq,
 static void readyz(struct runtime *rt, struct admin_response *rs)
 {
     for (size_t i = 0; i < rt->nlisteners; i++)
-        if (rt->listeners[i].fd < 0) {
+        if (!listener_bound(&rt->listeners[i])) {
             fail(rs, 503, "not ready", "listener %s is not bound", rt->listeners[i].name);
             return;
         }

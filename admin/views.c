@@ -58,9 +58,10 @@ json_t *view_pollers(struct runtime *rt)
 json_t *view_listener(const struct listener *l)
 {
     return json_pack("{s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:i}", "name", l->name, "listen",
-                     l->listen, "pool", l->pool->name, "bound", l->fd >= 0, "active_connections",
-                     u64(GET(l->active_connections)), "accepted", u64(GET(l->accepted)), "refused",
-                     u64(GET(l->refused)), "max_connections", (json_int_t)l->max_connections);
+                     l->listen, "pool", l->pool->name, "bound", listener_bound(l),
+                     "active_connections", u64(GET(l->active_connections)), "accepted",
+                     u64(GET(l->accepted)), "refused", u64(GET(l->refused)), "max_connections",
+                     (json_int_t)l->max_connections);
 }
 
 json_t *view_listeners(struct runtime *rt)
@@ -287,8 +288,9 @@ static void emit_listeners(FILE *f, struct runtime *rt)
             fprintf(f, "%s{", ms[m].name);
             label(f, "listener", l->name, 1);
             fprintf(f, "} %llu\n",
-                    (unsigned long long)counter_get(
-                        (const atomic_uint_fast64_t *)((const char *)l + ms[m].off)));
+                    (unsigned long long)atomic_load_explicit(
+                        (const atomic_uint_fast64_t *)((const char *)l + ms[m].off),
+                        memory_order_relaxed));
         }
     }
 }

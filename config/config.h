@@ -19,6 +19,11 @@ enum cfg_poller_balance {
     CFG_POLLERS_LEAST_LOADED,
 };
 
+enum cfg_accept {
+    CFG_ACCEPT_MAIN,      /* the main reactor accepts and hands off */
+    CFG_ACCEPT_REUSEPORT, /* every sub-reactor accepts on its own SO_REUSEPORT socket */
+};
+
 enum cfg_pool_balance {
     CFG_POOL_ROUND_ROBIN, /* smooth weighted round robin */
     CFG_POOL_LEAST_CONN,  /* fewest active_connections / weight, ties rotate */
@@ -82,6 +87,7 @@ struct config {
     char *path;       /* owned: the file it came from */
     unsigned pollers; /* 0: one per CPU */
     enum cfg_poller_balance poller_balance;
+    enum cfg_accept accept;
     unsigned shutdown_grace_ms;
     unsigned long long buffer_memory_limit; /* bytes of relay buffers at most, all sessions */
     char *user;                             /* owned; NULL: keep the starting user */

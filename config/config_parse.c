@@ -458,22 +458,18 @@ static unsigned long long default_buffer_memory_limit(void)
 
 static void parse_root(struct ctx *c, json_t *root, struct config *cfg)
 {
-    static const char *const keys[] = {"pollers",
-                                       "poller_balance",
-                                       "shutdown_grace_ms",
-                                       "buffer_memory_limit",
-                                       "user",
-                                       "group",
-                                       "admin",
-                                       "listeners",
-                                       "pools",
-                                       NULL};
+    static const char *const keys[] = {
+        "pollers", "poller_balance", "accept", "shutdown_grace_ms", "buffer_memory_limit",
+        "user",    "group",          "admin",  "listeners",         "pools",
+        NULL};
     if (!is_object(c, root, "(top level)"))
         return;
     check_keys(c, root, "", keys);
     cfg->pollers = get_uint(c, root, "", "pollers", DEF_POLLERS, 0, MAX_POLLERS);
     cfg->poller_balance =
         (enum cfg_poller_balance)get_enum(c, root, "", "poller_balance", POLLER_BALANCES, 0);
+    static const char *const ACCEPTS[] = {"main", "reuseport", NULL};
+    cfg->accept = (enum cfg_accept)get_enum(c, root, "", "accept", ACCEPTS, 0);
     cfg->shutdown_grace_ms =
         get_uint(c, root, "", "shutdown_grace_ms", DEF_SHUTDOWN_GRACE_MS, 0, MAX_TIMEOUT_MS);
     cfg->buffer_memory_limit = default_buffer_memory_limit();

@@ -22,12 +22,14 @@ static void on_pause_over(void *loop, struct timer *t, void *data);
 static const struct fdop_ops listener_ops = {.on_read = on_accept};
 
 int listener_init(struct listener *l, const struct cfg_listener *cfg, struct pool *pool,
-                  struct runtime *rt)
+                  struct runtime *rt, int reuseport)
 {
     memset(l, 0, sizeof(*l));
     l->name = strdup(cfg->name);
     l->listen = strdup(cfg->listen);
-    if (!l->name || !l->listen) {
+    l->nsocks = reuseport ? rt->nworkers - 1 : 1;
+    l->socks = calloc(l->nsocks, sizeof(*l->socks));
+    if (!l->name || !l->listen || !l->socks) {
         listener_fini(l);
         return -ENOMEM;
     }
@@ -36,57 +38,80 @@ int listener_init(struct listener *l, const struct cfg_listener *cfg, struct poo
     l->rt = rt;
     l->max_connections = cfg->max_connections;
     l->backlog = cfg->backlog;
-    l->fd = -1;
-    fdop_init(&l->op, -1, &listener_ops, l);
-    timer_init(&l->pause, on_pause_over, l);
+    l->reuseport = reuseport;
+    for (size_t i = 0; i < l->nsocks; i++) {
+        struct listen_sock *ls = &l->socks[i];
+        ls->l = l;
+        ls->p = rt->workers[reuseport ? i + 1 : 0].poller;
+        ls->fd = -1;
+        fdop_init(&ls->op, -1, &listener_ops, ls);
+        timer_init(&ls->pause, on_pause_over, ls);
+    }
     return 0;
 }
 
 int listener_open(struct listener *l)
 {
-    int fd = sock_listen((const struct sockaddr *)&l->addr.ss, l->addr.len, (int)l->backlog);
-    if (fd < 0)
-        return fd;
-    l->fd = fd;
+    for (size_t i = 0; i < l->nsocks; i++) {
+        int fd = sock_listen((const struct sockaddr *)&l->addr.ss, l->addr.len, (int)l->backlog,
+                             l->reuseport);
+        if (fd < 0)
+            return fd;
+        l->socks[i].fd = fd;
+    }
     return 0;
+}
+
+int listener_bound(const struct listener *l)
+{
+    for (size_t i = 0; i < l->nsocks; i++)
+        if (l->socks[i].fd < 0)
+            return 0;
+    return l->nsocks > 0;
 }
 
 static void on_pause_over(void *loop, struct timer *t, void *data)
 {
-    struct listener *l = data;
-    if (l->fd >= 0)
-        poller_modify(loop, &l->op, POLL_READ);
+    struct listen_sock *ls = data;
+    if (ls->fd >= 0)
+        poller_modify(loop, &ls->op, POLL_READ);
 }
 
-int listener_start(struct listener *l, struct poller *main)
+int listener_start(struct listener *l)
 {
-    l->op.fd = l->fd;
-    int err = poller_register(main, &l->op, POLL_READ);
-    if (err)
-        l->op.fd = -1;
-    return err;
+    for (size_t i = 0; i < l->nsocks; i++) {
+        struct listen_sock *ls = &l->socks[i];
+        ls->op.fd = ls->fd;
+        int err = poller_register(ls->p, &ls->op, POLL_READ);
+        if (err) {
+            ls->op.fd = -1;
+            return err;
+        }
+    }
+    return 0;
 }
 
-static void pause_accepting(struct poller *p, struct listener *l, int err)
+static void pause_accepting(struct poller *p, struct listen_sock *ls, int err)
 {
     /* Level-triggered: the pending connection would wake us at once, so stop
      * watching the socket for a moment instead of spinning. */
-    if (timer_armed(&l->pause))
+    if (timer_armed(&ls->pause))
         return;
-    log_warn("listener %s: accept: %s; pausing accepts for %d ms", l->name, strerror(-err),
+    log_warn("listener %s: accept: %s; pausing accepts for %d ms", ls->l->name, strerror(-err),
              ACCEPT_PAUSE_MS);
-    poller_modify(p, &l->op, 0);
-    poller_timer_start(p, &l->pause, ACCEPT_PAUSE_MS);
+    poller_modify(p, &ls->op, 0);
+    poller_timer_start(p, &ls->pause, ACCEPT_PAUSE_MS);
 }
 
 static void on_accept(struct poller *p, struct fdop *op, void *data)
 {
-    struct listener *l = data;
+    struct listen_sock *ls = data;
+    struct listener *l = ls->l;
     struct worker *w = poller_user(p);
-    for (int i = 0; i < ACCEPT_BATCH && l->fd >= 0; i++) {
+    for (int i = 0; i < ACCEPT_BATCH && ls->fd >= 0; i++) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof(peer);
-        int fd = accept4(l->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(ls->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             int err = errno;
             if (err == EAGAIN || err == EWOULDBLOCK)
@@ -94,18 +119,18 @@ static void on_accept(struct poller *p, struct fdop *op, void *data)
             if (err == EINTR || err == ECONNABORTED || err == EPROTO)
                 continue;
             if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-                pause_accepting(p, l, -err);
+                pause_accepting(p, ls, -err);
                 return;
             }
             log_error("listener %s: accept: %s", l->name, strerror(err));
             return;
         }
-        counter_add(&l->accepted, 1);
+        atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
         counter_add(&w->c.accepted, 1);
         uint64_t active = atomic_load_explicit(&l->active_connections, memory_order_relaxed);
         if (l->max_connections && active >= l->max_connections) {
             close(fd);
-            counter_add(&l->refused, 1);
+            atomic_fetch_add_explicit(&l->refused, 1, memory_order_relaxed);
             counter_add(&w->c.refused, 1);
             continue;
         }
@@ -113,31 +138,38 @@ static void on_accept(struct poller *p, struct fdop *op, void *data)
         uint64_t key = l->pool->balance == CFG_POOL_SOURCE_HASH
                            ? pool_client_key((struct sockaddr *)&peer)
                            : 0;
-        if (session_handoff(l->rt, l, fd, key) < 0) {
+        int err =
+            l->reuseport ? session_start_here(w, l, fd, key) : session_handoff(l->rt, l, fd, key);
+        if (err < 0) {
             atomic_fetch_sub_explicit(&l->active_connections, 1, memory_order_relaxed);
-            counter_add(&l->refused, 1);
+            atomic_fetch_add_explicit(&l->refused, 1, memory_order_relaxed);
             counter_add(&w->c.refused, 1);
         }
     }
 }
 
-void listener_close(struct listener *l, struct poller *main)
+void listener_close_on(struct listener *l, struct poller *p)
 {
-    if (l->fd < 0)
-        return;
-    poller_timer_stop(main, &l->pause);
-    if (l->op.fd >= 0)
-        poller_unregister(main, &l->op);
-    close(l->fd);
-    l->fd = -1;
+    for (size_t i = 0; i < l->nsocks; i++) {
+        struct listen_sock *ls = &l->socks[i];
+        if (ls->p != p || ls->fd < 0)
+            continue;
+        poller_timer_stop(p, &ls->pause);
+        if (ls->op.fd >= 0)
+            poller_unregister(p, &ls->op);
+        close(ls->fd);
+        ls->fd = -1;
+    }
 }
 
 void listener_fini(struct listener *l)
 {
-    if (l->fd >= 0) /* never started, or its poller is gone */
-        close(l->fd);
+    for (size_t i = 0; l->socks && i < l->nsocks; i++)
+        if (l->socks[i].fd >= 0) /* never started, or its poller is gone */
+            close(l->socks[i].fd);
+    free(l->socks);
     free(l->name);
     free(l->listen);
+    l->socks = NULL;
     l->name = l->listen = NULL;
-    l->fd = -1;
 }

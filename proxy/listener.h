@@ -1,7 +1,10 @@
-/* proxy/listener.h — a listening socket on the main reactor: bounded accept
+/* proxy/listener.h — a listening address and its sockets: bounded accept
  * batches, the per-listener connection limit, a pause on fd exhaustion
- * (EMFILE/ENFILE) instead of a busy loop, and the hand-off of each accepted
- * fd to a sub-reactor's session. */
+ * (EMFILE/ENFILE) instead of a busy loop, and where new sessions go.
+ * accept "main" (default): one socket on the main reactor, each accepted fd
+ * handed to a sub-reactor picked by the poll manager. accept "reuseport":
+ * one SO_REUSEPORT socket per sub-reactor, the kernel spreads connections and
+ * each sub-reactor accepts its own: no cross-thread hand-off per connection. */
 #pragma once
 
 #include <stdatomic.h>
@@ -11,6 +14,15 @@
 
 struct pool;
 struct runtime;
+struct listener;
+
+struct listen_sock {
+    struct listener *l; /* not owned: its listener */
+    struct poller *p;   /* not owned: the poller that accepts on it */
+    int fd;             /* -1 when closed */
+    struct fdop op;
+    struct timer pause;
+};
 
 struct listener {
     char *name;   /* owned */
@@ -20,22 +32,24 @@ struct listener {
     struct runtime *rt;       /* not owned */
     unsigned max_connections; /* 0: unlimited */
     unsigned backlog;
-    int fd; /* -1 when closed */
-    struct fdop op;
-    struct timer pause;
-    /* Sessions from this listener still open; incremented by the main reactor,
+    int reuseport;
+    struct listen_sock *socks; /* owned: 1, or one per sub-reactor with reuseport */
+    size_t nsocks;
+    /* Sessions from this listener still open; incremented where accepted,
      * decremented by the sub-reactor that ends the session (atomic RMW). */
     atomic_uint_fast64_t active_connections;
-    atomic_uint_fast64_t accepted; /* main reactor only */
-    atomic_uint_fast64_t refused;  /* main reactor only */
+    atomic_uint_fast64_t accepted; /* atomic RMW: several accepting threads with reuseport */
+    atomic_uint_fast64_t refused;
 };
 
 int listener_init(struct listener *l, const struct cfg_listener *cfg, struct pool *pool,
-                  struct runtime *rt);
-/* Binds and listens; -errno on failure (the caller logs it). */
+                  struct runtime *rt, int reuseport);
+/* Binds and listens (every socket); -errno on failure (the caller logs it). */
 int listener_open(struct listener *l);
-/* Main reactor thread: starts accepting. */
-int listener_start(struct listener *l, struct poller *main);
-/* Main reactor thread (or after it stopped): stops accepting and closes the socket. */
-void listener_close(struct listener *l, struct poller *main);
+int listener_bound(const struct listener *l);
+/* Registers each socket on its poller: the main reactor, or sub-reactor i
+ * for socket i. Before the pollers run. */
+int listener_start(struct listener *l);
+/* On the thread that owns p (or after it stopped): closes l's sockets there. */
+void listener_close_on(struct listener *l, struct poller *p);
 void listener_fini(struct listener *l);

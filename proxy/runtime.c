@@ -72,7 +72,8 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *cl = &cfg->listeners[i];
         struct listener *l = &rt->listeners[i];
-        if ((err = listener_init(l, cl, &rt->pools[cl->pool_index], rt)))
+        if ((err = listener_init(l, cl, &rt->pools[cl->pool_index], rt,
+                                 cfg->accept == CFG_ACCEPT_REUSEPORT)))
             goto fail;
         rt->nlisteners++;
         if (flags & RUNTIME_NO_LISTEN)
@@ -118,9 +119,8 @@ int runtime_start(struct runtime *rt)
 {
     /* The pollers do not run yet: registering from this thread is safe, and
      * starting their threads publishes it. */
-    struct poller *main = pollmgr_main(rt->pm);
     for (size_t i = 0; i < rt->nlisteners; i++) {
-        int err = rt->listeners[i].fd >= 0 ? listener_start(&rt->listeners[i], main) : 0;
+        int err = listener_bound(&rt->listeners[i]) ? listener_start(&rt->listeners[i]) : 0;
         if (err)
             return err;
     }
@@ -142,35 +142,49 @@ int runtime_start(struct runtime *rt)
 }
 
 struct stop_listening {
-    struct poller_task task;
     struct runtime *rt;
-    atomic_int done;
+    atomic_int pending;
+    struct poller_task tasks[]; /* one per poller */
 };
 
 static void close_listeners(struct poller *p, struct poller_task *t, void *arg)
 {
     struct stop_listening *sl = arg;
     for (size_t i = 0; i < sl->rt->nlisteners; i++)
-        listener_close(&sl->rt->listeners[i], p);
-    atomic_store_explicit(&sl->done, 1, memory_order_release);
+        listener_close_on(&sl->rt->listeners[i], p);
+    atomic_fetch_sub_explicit(&sl->pending, 1, memory_order_release);
 }
 
 void runtime_stop_listening(struct runtime *rt)
 {
-    struct stop_listening sl = {.rt = rt};
-    atomic_init(&sl.done, 0);
-    poller_task_init(&sl.task, close_listeners, &sl);
-    if (poller_post(pollmgr_main(rt->pm), &sl.task) < 0)
+    /* Every poller closes the listening sockets it owns (the main reactor's,
+     * or each sub-reactor's own with reuseport). */
+    struct stop_listening *sl = calloc(1, sizeof(*sl) + rt->nworkers * sizeof(sl->tasks[0]));
+    if (!sl) {
+        pollmgr_stop(rt->pm);
         return;
+    }
+    sl->rt = rt;
+    atomic_init(&sl->pending, 0);
+    for (size_t i = 0; i < rt->nworkers; i++) {
+        poller_task_init(&sl->tasks[i], close_listeners, sl);
+        atomic_fetch_add(&sl->pending, 1);
+        if (poller_post(rt->workers[i].poller, &sl->tasks[i]) < 0)
+            atomic_fetch_sub(&sl->pending, 1);
+    }
     for (int waited = 0; waited < STOP_LISTENING_WAIT_MS; waited++) {
-        if (atomic_load_explicit(&sl.done, memory_order_acquire))
+        if (atomic_load_explicit(&sl->pending, memory_order_acquire) == 0) {
+            free(sl);
             return;
+        }
         struct timespec ts = {0, 1000000L};
         nanosleep(&ts, NULL);
     }
-    /* The main reactor is stuck: stopping it (runtime_destroy) closes the sockets. */
-    log_warn("main reactor did not close its listeners within %d ms", STOP_LISTENING_WAIT_MS);
+    /* A poller is stuck: stopping them all (joined, so their tasks have run)
+     * lets runtime_destroy close the sockets. */
+    log_warn("the pollers did not close their listeners within %d ms", STOP_LISTENING_WAIT_MS);
     pollmgr_stop(rt->pm);
+    free(sl);
 }
 
 struct quiesce {
@@ -256,7 +270,8 @@ void runtime_destroy(struct runtime *rt)
             poller_run_once(rt->workers[i].poller, 0);
         }
         for (size_t i = 0; i < rt->nlisteners; i++)
-            listener_close(&rt->listeners[i], pollmgr_main(rt->pm));
+            for (size_t w = 0; w < rt->nworkers; w++)
+                listener_close_on(&rt->listeners[i], rt->workers[w].poller);
         for (size_t i = 0; i < rt->npools; i++) {
             struct backend_set *set = pool_current(&rt->pools[i]);
             for (size_t j = 0; j < set->n; j++)

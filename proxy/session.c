@@ -79,13 +79,11 @@ static void adopt(struct poller *p, struct poller_task *t, void *arg)
     session_dial(s, NULL);
 }
 
-int session_handoff(struct runtime *rt, struct listener *l, int fd, uint64_t client_key)
+static struct session *session_new(struct listener *l, int fd, uint64_t client_key)
 {
     struct session *s = calloc(1, sizeof(*s));
-    if (!s) {
-        close(fd);
-        return -ENOMEM;
-    }
+    if (!s)
+        return NULL;
     s->listener = l;
     s->pool = l->pool;
     s->client_key = client_key;
@@ -93,6 +91,27 @@ int session_handoff(struct runtime *rt, struct listener *l, int fd, uint64_t cli
     fdop_init(&s->side[SIDE_CLIENT].op, fd, &session_io_ops, s);
     fdop_init(&s->side[SIDE_UPSTREAM].op, -1, &session_io_ops, s);
     poller_task_init(&s->task, adopt, s);
+    return s;
+}
+
+int session_start_here(struct worker *w, struct listener *l, int fd, uint64_t client_key)
+{
+    struct session *s = session_new(l, fd, client_key);
+    if (!s) {
+        close(fd);
+        return -ENOMEM;
+    }
+    adopt(w->poller, &s->task, s);
+    return 0;
+}
+
+int session_handoff(struct runtime *rt, struct listener *l, int fd, uint64_t client_key)
+{
+    struct session *s = session_new(l, fd, client_key);
+    if (!s) {
+        close(fd);
+        return -ENOMEM;
+    }
     int err = poller_post(pollmgr_pick(rt->pm), &s->task);
     if (err) {
         close(fd);
@@ -274,8 +293,8 @@ static int pump_dir(struct session *s, int d, int *bad)
             starve(s);
             break;
         }
-        size_t want = read_want(src);
-        ssize_t n = linkbuf_recv_from(buf, src->op.fd, want);
+        size_t want = read_want(src), booked = 0;
+        ssize_t n = linkbuf_recv_from(buf, src->op.fd, want, &booked);
         if (n == -EAGAIN) {
             src->flags &= (uint8_t)~SIDE_RD_READY;
             break;
@@ -292,8 +311,8 @@ static int pump_dir(struct session *s, int d, int *bad)
             *bad = d;
             return (int)n;
         }
-        if ((size_t)n == want) {
-            if (src->span < SPAN_MAX_BLOCKS)
+        if ((size_t)n == booked) {
+            if ((size_t)n >= want && src->span < SPAN_MAX_BLOCKS)
                 src->span *= 2;
         } else {
             /* A short read emptied the socket: skip the read that would only

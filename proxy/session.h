@@ -16,6 +16,10 @@ struct worker;
  * (-errno) the fd is already closed. */
 int session_handoff(struct runtime *rt, struct listener *l, int fd, uint64_t client_key);
 
+/* A sub-reactor that accepted fd itself (accept "reuseport"): the session
+ * starts on this poller at once. Takes ownership of fd as session_handoff. */
+int session_start_here(struct worker *w, struct listener *l, int fd, uint64_t client_key);
+
 /* Owner thread, or any thread once the worker's poller has stopped: closes
  * every session of the worker (FIN to both sides). Frees run as deferred tasks. */
 void session_close_all(struct worker *w);

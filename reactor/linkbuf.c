@@ -190,12 +190,17 @@ void linkbuf_release(struct linkbuf *lb)
     }
 }
 
-static ssize_t fill(struct linkbuf *lb, int fd, size_t want, int sock)
+static ssize_t fill(struct linkbuf *lb, int fd, size_t want, size_t *booked, int sock)
 {
     struct iovec iov[LINKBUF_MAX_IOV];
     int n = linkbuf_reserve(lb, want, iov, LINKBUF_MAX_IOV);
     if (n < 0)
         return n;
+    if (booked) {
+        *booked = 0;
+        for (int i = 0; i < n; i++)
+            *booked += iov[i].iov_len;
+    }
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t r;
     do {
@@ -224,9 +229,9 @@ static ssize_t drain(struct linkbuf *lb, int fd, int sock)
     return w;
 }
 
-ssize_t linkbuf_readv_from(struct linkbuf *lb, int fd, size_t want)
+ssize_t linkbuf_readv_from(struct linkbuf *lb, int fd, size_t want, size_t *booked)
 {
-    return fill(lb, fd, want, 0);
+    return fill(lb, fd, want, booked, 0);
 }
 
 ssize_t linkbuf_writev_to(struct linkbuf *lb, int fd)
@@ -234,9 +239,9 @@ ssize_t linkbuf_writev_to(struct linkbuf *lb, int fd)
     return drain(lb, fd, 0);
 }
 
-ssize_t linkbuf_recv_from(struct linkbuf *lb, int fd, size_t want)
+ssize_t linkbuf_recv_from(struct linkbuf *lb, int fd, size_t want, size_t *booked)
 {
-    return fill(lb, fd, want, 1);
+    return fill(lb, fd, want, booked, 1);
 }
 
 ssize_t linkbuf_send_to(struct linkbuf *lb, int fd)

@@ -79,11 +79,13 @@ int linkbuf_peek(const struct linkbuf *lb, struct iovec *iov, int max_iov, size_
 void linkbuf_skip(struct linkbuf *lb, size_t n); /* n <= linkbuf_len() */
 void linkbuf_release(struct linkbuf *lb);        /* returns fully consumed blocks */
 
-/* readv into booked space: bytes read, 0 on EOF, or -errno (-EAGAIN). */
-ssize_t linkbuf_readv_from(struct linkbuf *lb, int fd, size_t want);
+/* readv into booked space: bytes read, 0 on EOF, or -errno (-EAGAIN).
+ * *booked (may be NULL) receives the space offered to the read: fewer bytes
+ * than that means the fd had no more at that moment. */
+ssize_t linkbuf_readv_from(struct linkbuf *lb, int fd, size_t want, size_t *booked);
 /* writev from the head, then skip + release: bytes written or -errno. */
 ssize_t linkbuf_writev_to(struct linkbuf *lb, int fd);
 /* The same for sockets, through recvmsg/sendmsg: no VFS layer on the way,
  * and MSG_NOSIGNAL, so a vanished peer is EPIPE, never SIGPIPE. */
-ssize_t linkbuf_recv_from(struct linkbuf *lb, int fd, size_t want);
+ssize_t linkbuf_recv_from(struct linkbuf *lb, int fd, size_t want, size_t *booked);
 ssize_t linkbuf_send_to(struct linkbuf *lb, int fd);

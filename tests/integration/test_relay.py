@@ -202,6 +202,32 @@ class Relay(ProxyTest):
         self.assertEqual(len(got), total)
         self.assertEqual(sha(got), sha(payload(5, total)))
 
+    def test_reuseport_accept_on_every_sub_reactor(self):
+        b = self.backend()
+        cfg = simple_config([b.port], pollers=2)
+        cfg["accept"] = "reuseport"
+        sl = self.sluice(cfg)
+        before = sl.fd_count()
+        for i in range(200):
+            s = connect(listen_port(cfg))
+            s.sendall(b"r%d" % i)
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(recv_all(s), b"r%d" % i)
+            s.close()
+        from test_admin import Api
+        pollers = Api(cfg).get("/api/v1/pollers")[1]
+        self.assertEqual(pollers[0]["accepted"], 0)  # the main reactor accepts nothing
+        self.assertEqual(sum(p["accepted"] for p in pollers), 200)
+        for p in pollers[1:]:
+            self.assertGreater(p["accepted"], 20)  # the kernel spreads them
+            self.assertEqual(p["accepted"], p["total_connections"])  # and they stay there
+        wait_until(lambda: sl.fd_count() == before, what="fds back")
+        sl.signal(__import__("signal").SIGTERM)
+        sl.proc.wait(15)
+        self.assertEqual(sl.proc.returncode, 0)
+        with self.assertRaises(OSError):
+            connect(listen_port(cfg), timeout=2).recv(1)
+
     def test_no_fd_leak_after_thousands_of_sessions(self):
         b = self.backend()
         cfg = simple_config([b.port])

@@ -223,7 +223,8 @@ START_TEST(readv_writev_through_a_pipe)
             if (w > 0)
                 sent += (size_t)w;
         }
-        ssize_t r = linkbuf_readv_from(&lb, in[0], 1 + next_rand() % (4 * LINKBUF_BLOCK_DATA));
+        ssize_t r =
+            linkbuf_readv_from(&lb, in[0], 1 + next_rand() % (4 * LINKBUF_BLOCK_DATA), NULL);
         ck_assert(r > 0 || r == -EAGAIN);
         ssize_t w = linkbuf_writev_to(&lb, out[1]);
         ck_assert(w >= 0 || w == -EAGAIN);
@@ -234,7 +235,7 @@ START_TEST(readv_writev_through_a_pipe)
     ck_assert_uint_eq(got, TOTAL);
     ck_assert_int_eq(memcmp(src, dst, TOTAL), 0);
     close(in[1]);
-    ck_assert_int_eq(linkbuf_readv_from(&lb, in[0], 100), 0); /* EOF */
+    ck_assert_int_eq(linkbuf_readv_from(&lb, in[0], 100, NULL), 0); /* EOF */
     ck_assert_ptr_null(lb.head);
     close(in[0]);
     close(out[0]);
@@ -265,7 +266,7 @@ START_TEST(recv_send_through_a_socketpair)
             if (w > 0)
                 sent += (size_t)w;
         }
-        ssize_t r = linkbuf_recv_from(&lb, a[0], 1 + next_rand() % (4 * LINKBUF_BLOCK_DATA));
+        ssize_t r = linkbuf_recv_from(&lb, a[0], 1 + next_rand() % (4 * LINKBUF_BLOCK_DATA), NULL);
         ck_assert(r > 0 || r == -EAGAIN);
         ssize_t w = linkbuf_send_to(&lb, b[1]);
         ck_assert(w >= 0 || w == -EAGAIN);
@@ -277,9 +278,9 @@ START_TEST(recv_send_through_a_socketpair)
     ck_assert_int_eq(memcmp(src, dst, TOTAL), 0);
     /* A vanished peer is EPIPE, not SIGPIPE (the test would die). */
     close(b[0]);
-    ck_assert_int_eq(linkbuf_recv_from(&lb, a[0], 10), -EAGAIN);
+    ck_assert_int_eq(linkbuf_recv_from(&lb, a[0], 10, NULL), -EAGAIN);
     close(a[1]);
-    ck_assert_int_eq(linkbuf_recv_from(&lb, a[0], 10), 0);
+    ck_assert_int_eq(linkbuf_recv_from(&lb, a[0], 10, NULL), 0);
     struct iovec iov[1];
     linkbuf_reserve(&lb, 1, iov, 1);
     linkbuf_commit(&lb, 1);
