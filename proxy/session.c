@@ -68,7 +68,7 @@ static void adopt(struct poller *p, struct poller_task *t, void *arg)
     w->sessions = s;
     counter_add(&w->c.active_connections, 1);
     counter_add(&w->c.total_connections, 1);
-    sock_set_nodelay(s->side[SIDE_CLIENT].op.fd);
+    /* TCP_NODELAY came with the fd: accepted sockets inherit the listener's. */
     if (poller_register(p, &s->side[SIDE_CLIENT].op, POLL_READ | POLL_WRITE | POLL_EDGE) < 0) {
         /* Not registered: close it here, session_close only closes registered fds. */
         close(s->side[SIDE_CLIENT].op.fd);
@@ -327,19 +327,13 @@ static int pump_dir(struct session *s, int d, int *bad)
         budget -= (size_t)n < budget ? (size_t)n : budget;
         s->last_active_ms = poller_now_ms(p);
     }
-    /* Half-close: forward the EOF once everything before it is delivered. */
-    if ((src->flags & SIDE_EOF) && linkbuf_len(buf) == 0 && !(dst->flags & SIDE_SHUT) &&
-        s->state == SESSION_RELAYING) {
-        shutdown(dst->op.fd, SHUT_WR);
-        dst->flags |= SIDE_SHUT;
-    }
     return 0;
 }
 
-static int direction_done(const struct session *s, int d)
+/* Everything side d sent, up to its EOF, has been delivered to the other side. */
+static int drained(const struct session *s, int d)
 {
-    return (s->side[d].flags & SIDE_EOF) && linkbuf_len(&s->side[d].in) == 0 &&
-           (s->side[!d].flags & SIDE_SHUT);
+    return (s->side[d].flags & SIDE_EOF) && linkbuf_len(&s->side[d].in) == 0;
 }
 
 void session_pump(struct session *s)
@@ -354,8 +348,21 @@ void session_pump(struct session *s)
             return;
         }
     }
-    if (direction_done(s, SIDE_CLIENT) && direction_done(s, SIDE_UPSTREAM))
+    if (s->state != SESSION_RELAYING)
+        return;
+    /* Both directions ended: close (a FIN each way); no shutdown first. */
+    if (drained(s, SIDE_CLIENT) && drained(s, SIDE_UPSTREAM)) {
         session_close(s, 0);
+        return;
+    }
+    /* Half-close: forward an EOF once everything before it is delivered. */
+    for (int d = 0; d < 2; d++) {
+        struct side *dst = &s->side[!d];
+        if (drained(s, d) && !(dst->flags & SIDE_SHUT)) {
+            shutdown(dst->op.fd, SHUT_WR);
+            dst->flags |= SIDE_SHUT;
+        }
+    }
 }
 
 /* cppcheck-suppress constParameter ; the signature is fdop_cb's */

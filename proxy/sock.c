@@ -17,6 +17,9 @@ int sock_listen(const struct sockaddr *addr, socklen_t len, int backlog, int reu
         goto fail;
     if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
         goto fail;
+    /* Accepted sockets inherit it: one setsockopt per listener, not per session. */
+    if (sock_set_nodelay(fd) < 0)
+        goto fail;
     if (addr->sa_family == AF_INET6 &&
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
         goto fail;

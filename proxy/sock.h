@@ -6,7 +6,7 @@
 #include <sys/socket.h>
 
 /* Non-blocking, close-on-exec, SO_REUSEADDR (and SO_REUSEPORT when asked),
- * bound and listening. Returns the fd. */
+ * TCP_NODELAY (inherited by accepted sockets), bound and listening. Returns the fd. */
 int sock_listen(const struct sockaddr *addr, socklen_t len, int backlog, int reuseport);
 /* Starts a non-blocking connect. Returns 0 with *fd set when connecting or
  * connected; -errno (and no fd) when the connect failed at once. */

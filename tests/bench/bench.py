@@ -144,10 +144,11 @@ class Proxy(Peer):
 
 class Sluice(Proxy):
     name = "sluice"
+    accept = "main"
 
     def command(self):
         back = {"redis": self.be.redis, "iperf": self.be.iperf, "sockperf": self.be.sockperf}
-        cfg = {"pollers": self.pollers, "shutdown_grace_ms": 0,
+        cfg = {"pollers": self.pollers, "shutdown_grace_ms": 0, "accept": self.accept,
                "admin": {"listen": f"127.0.0.1:{free_port()}"},
                "listeners": [{"name": k, "listen": f"127.0.0.1:{self.front[k]}", "pool": k,
                               "max_connections": 100000} for k in back],
@@ -157,6 +158,11 @@ class Sluice(Proxy):
         with open(path, "w") as f:
             json.dump(cfg, f)
         return [SLUICE, "-c", path]
+
+
+class SluiceReuseport(Sluice):
+    name = "sluice_reuseport"
+    accept = "reuseport"
 
 
 class HAProxy(Proxy):
@@ -287,6 +293,8 @@ def main():
     ap.add_argument("--pollers", type=int, nargs="*", default=None)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--nginx", action="store_true", help="add nginx stream as a peer")
+    ap.add_argument("--reuseport", action="store_true",
+                    help="add sluice with accept \"reuseport\" as a peer")
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "bench", "results.json"))
     args = ap.parse_args()
     for tool in ("redis-server", "redis-benchmark", "iperf3", "sockperf", "haproxy"):
@@ -303,7 +311,8 @@ def main():
                           f"{platform.release()}", "runs": {}}
     try:
         for np in pollers:
-            kinds = [Direct, HAProxy, Sluice] + ([Nginx] if args.nginx else [])
+            kinds = [Direct, HAProxy, Sluice] + ([SluiceReuseport] if args.reuseport else []) + \
+                ([Nginx] if args.nginx else [])
             samples = {k.name: [] for k in kinds}
             for rnd in range(args.rounds):
                 order = kinds if rnd % 2 == 0 else list(reversed(kinds))
