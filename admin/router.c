@@ -18,6 +18,7 @@
 #include "proxy/listener.h"
 #include "proxy/pool.h"
 #include "proxy/runtime.h"
+#include "reactor/poller.h"
 #include "views.h"
 
 #define MAX_SEGMENTS       8
@@ -30,18 +31,11 @@
 #define WEIGHT_MAX         1000
 #define BACKENDS_MAX       1024 /* per pool: each set swap copies the list */
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 int admin_ctx_init(struct admin_ctx *a, struct runtime *rt, const char *token)
 {
     a->rt = rt;
     a->token = token && *token ? token : NULL;
-    a->started_mono_ms = mono_ms();
+    a->started_mono_ms = poller_clock_ms();
     return -pthread_mutex_init(&a->lock, NULL);
 }
 
@@ -210,8 +204,8 @@ static void drain(struct admin_ctx *a, const struct admin_request *rq, struct ad
         char pool_name[NAME_MAX_LEN + 1], name[NAME_MAX_LEN + 1];
         snprintf(pool_name, sizeof(pool_name), "%s", pl->name);
         snprintf(name, sizeof(name), "%s", b->name);
-        uint64_t until = mono_ms() + (uint64_t)wait_s * 1000u;
-        while (b && backend_state_now(b) == BACKEND_DRAINING && mono_ms() < until) {
+        uint64_t until = poller_clock_ms() + (uint64_t)wait_s * 1000u;
+        while (b && backend_state_now(b) == BACKEND_DRAINING && poller_clock_ms() < until) {
             pthread_mutex_unlock(&a->lock);
             struct timespec ts = {0, WAIT_STEP_MS * 1000000L};
             nanosleep(&ts, NULL);
@@ -451,7 +445,7 @@ static void route_api(struct admin_ctx *a, const struct admin_request *rq,
                       struct admin_response *rs, char seg[][SEGMENT_MAX], int n)
 {
     struct runtime *rt = a->rt;
-    uint64_t uptime = (mono_ms() - a->started_mono_ms) / 1000u;
+    uint64_t uptime = (poller_clock_ms() - a->started_mono_ms) / 1000u;
     if (n == 3 && strcmp(seg[2], "pools") != 0) {
         json_t *v = strcmp(seg[2], "stats") == 0       ? view_stats(rt, uptime)
                     : strcmp(seg[2], "pollers") == 0   ? view_pollers(rt)
@@ -560,7 +554,7 @@ void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct adm
             readyz(a->rt, rs);
         } else {
             rs->status = 200;
-            rs->body = view_metrics(a->rt, (mono_ms() - a->started_mono_ms) / 1000u);
+            rs->body = view_metrics(a->rt, (poller_clock_ms() - a->started_mono_ms) / 1000u);
             rs->content_type = "text/plain; version=0.0.4; charset=utf-8";
         }
     } else if (n >= 2 && strcmp(seg[0], "api") == 0 && strcmp(seg[1], "v1") == 0) {

@@ -14,11 +14,7 @@
 #include <unistd.h>
 
 #include "config_addr.h"
-
-#define CFG_PATH_MAX   128
-#define CFG_NAME_MAX   64
-#define CFG_MAX_ERRORS 50
-
+#include "config_json.h"
 #define DEF_POLLERS                0
 #define DEF_SHUTDOWN_GRACE_MS      10000
 #define DEF_ADMIN_LISTEN           "127.0.0.1:9090"
@@ -38,222 +34,11 @@
 #define DEF_HC_TIMEOUT_MS          1000
 #define DEF_HC_RISE                2
 #define DEF_HC_FALL                3
-#define HC_PAYLOAD_MAX             1024
 #define MIN_BUFFER_MEMORY          (1024u * 1024)
 #define DEF_MIN_BUFFER_MEMORY_AUTO (64ull * 1024 * 1024)
 #define MAX_WEIGHT                 1000
 #define MAX_POLLERS                256
 #define MAX_TIMEOUT_MS             (24u * 3600 * 1000)
-
-struct ctx {
-    const char *file;
-    char *errs; /* owned, grows */
-    size_t errlen;
-    int nerr;
-};
-
-__attribute__((format(printf, 3, 4))) static void fail(struct ctx *c, const char *path,
-                                                       const char *fmt, ...)
-{
-    char msg[512];
-    c->nerr++;
-    if (c->nerr > CFG_MAX_ERRORS + 1)
-        return;
-    if (c->nerr == CFG_MAX_ERRORS + 1) {
-        path = "";
-        snprintf(msg, sizeof(msg), "(further errors not shown)");
-    } else {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-    }
-    char *line = NULL;
-    int n = asprintf(&line, "%s: %s%s%s\n", c->file, path, *path ? ": " : "", msg);
-    if (n < 0)
-        return;
-    char *grown = realloc(c->errs, c->errlen + (size_t)n + 1);
-    if (grown) {
-        memcpy(grown + c->errlen, line, (size_t)n + 1);
-        c->errs = grown;
-        c->errlen += (size_t)n;
-    }
-    free(line);
-}
-
-static const char *type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number with a fraction";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    case JSON_NULL:
-    default:
-        return "null";
-    }
-}
-
-static void join(char *out, const char *path, const char *key)
-{
-    snprintf(out, CFG_PATH_MAX, "%s%s%s", path, *path ? "." : "", key);
-}
-
-/* Every key of obj must be one of allowed (NULL-terminated). */
-static void check_keys(struct ctx *c, json_t *obj, const char *path, const char *const *allowed)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v)
-    {
-        int ok = 0;
-        for (const char *const *a = allowed; *a; a++)
-            ok |= strcmp(key, *a) == 0;
-        if (ok)
-            continue;
-        char list[256] = "", p[CFG_PATH_MAX];
-        for (const char *const *a = allowed; *a; a++) {
-            strncat(list, *a, sizeof(list) - strlen(list) - 1);
-            if (a[1])
-                strncat(list, ", ", sizeof(list) - strlen(list) - 1);
-        }
-        join(p, path, key);
-        fail(c, p, "unknown key (expected one of: %s)", list);
-    }
-}
-
-static unsigned get_uint(struct ctx *c, json_t *obj, const char *path, const char *key,
-                         unsigned def, unsigned min, unsigned max)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v)
-        return def;
-    char p[CFG_PATH_MAX];
-    join(p, path, key);
-    if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)min ||
-        json_integer_value(v) > (json_int_t)max) {
-        if (json_is_integer(v))
-            fail(c, p, "expected an integer from %u to %u, got %lld", min, max,
-                 (long long)json_integer_value(v));
-        else
-            fail(c, p, "expected an integer from %u to %u, got %s", min, max, type_name(v));
-        return def;
-    }
-    return (unsigned)json_integer_value(v);
-}
-
-/* Returns a malloc'd copy, def's copy when absent (NULL when def is NULL). */
-static char *get_string(struct ctx *c, json_t *obj, const char *path, const char *key, int required,
-                        const char *def)
-{
-    json_t *v = json_object_get(obj, key);
-    char p[CFG_PATH_MAX];
-    join(p, path, key);
-    if (!v || (json_is_null(v) && !required)) {
-        if (required)
-            fail(c, p, "missing (expected a string)");
-        return def ? strdup(def) : NULL;
-    }
-    if (!json_is_string(v) || json_string_length(v) == 0) {
-        fail(c, p, "expected a non-empty string, got %s",
-             json_is_string(v) ? "\"\"" : type_name(v));
-        return def ? strdup(def) : NULL;
-    }
-    if (strlen(json_string_value(v)) != json_string_length(v)) {
-        fail(c, p, "expected a string without NUL bytes");
-        return def ? strdup(def) : NULL;
-    }
-    return strdup(json_string_value(v));
-}
-
-/* Names are identifiers used in URLs and metrics labels. */
-static char *get_name(struct ctx *c, json_t *obj, const char *path)
-{
-    char *name = get_string(c, obj, path, "name", 1, NULL);
-    if (!name)
-        return NULL;
-    char p[CFG_PATH_MAX];
-    join(p, path, "name");
-    size_t n = strlen(name);
-    int ok = n <= CFG_NAME_MAX;
-    for (size_t i = 0; ok && i < n; i++) {
-        char ch = name[i];
-        ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-             ch == '-' || ch == '_' || ch == '.';
-    }
-    if (!ok)
-        fail(c, p, "expected 1 to %d characters of A-Z a-z 0-9 - _ ., got \"%s\"", CFG_NAME_MAX,
-             name);
-    return name;
-}
-
-static int get_enum(struct ctx *c, json_t *obj, const char *path, const char *key,
-                    const char *const *names, int def)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v)
-        return def;
-    char p[CFG_PATH_MAX], list[128] = "";
-    join(p, path, key);
-    for (int i = 0; names[i]; i++) {
-        if (json_is_string(v) && strcmp(json_string_value(v), names[i]) == 0)
-            return i;
-        strncat(list, names[i], sizeof(list) - strlen(list) - 1);
-        if (names[i + 1])
-            strncat(list, ", ", sizeof(list) - strlen(list) - 1);
-    }
-    if (json_is_string(v))
-        fail(c, p, "expected one of: %s, got \"%s\"", list, json_string_value(v));
-    else
-        fail(c, p, "expected one of: %s, got %s", list, type_name(v));
-    return def;
-}
-
-static void get_addr(struct ctx *c, const char *path, const char *key, const char *text,
-                     int allow_hostname, struct cfg_sockaddr *out)
-{
-    char why[256], p[CFG_PATH_MAX];
-    if (!text)
-        return;
-    join(p, path, key);
-    if (config_addr_parse(text, allow_hostname, out, why, sizeof(why)) < 0)
-        fail(c, p, "%s", why);
-}
-
-/* Returns the array at key (or NULL), after checking it is a non-empty array. */
-static json_t *get_array(struct ctx *c, json_t *obj, const char *path, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    char p[CFG_PATH_MAX];
-    join(p, path, key);
-    if (!v) {
-        fail(c, p, "missing (expected a non-empty array)");
-        return NULL;
-    }
-    if (!json_is_array(v) || json_array_size(v) == 0) {
-        fail(c, p, "expected a non-empty array, got %s",
-             json_is_array(v) ? "an empty array" : type_name(v));
-        return NULL;
-    }
-    return v;
-}
-
-static int is_object(struct ctx *c, json_t *v, const char *path)
-{
-    if (json_is_object(v))
-        return 1;
-    fail(c, path, "expected an object, got %s", type_name(v));
-    return 0;
-}
 
 static const char *const POLLER_BALANCES[] = {"round_robin", "random", "least_loaded", NULL};
 static const char *const POOL_BALANCES[] = {"round_robin", "least_conn", "random", "source_hash",
@@ -268,16 +53,16 @@ const char *config_pool_balance_name(enum cfg_pool_balance b)
     return POOL_BALANCES[b];
 }
 
-static void parse_backend(struct ctx *c, json_t *v, const char *path, struct cfg_backend *b)
+static void parse_backend(struct cfg_ctx *c, json_t *v, const char *path, struct cfg_backend *b)
 {
     static const char *const keys[] = {"name", "address", "weight", NULL};
-    if (!is_object(c, v, path))
+    if (!cfg_is_object(c, v, path))
         return;
-    check_keys(c, v, path, keys);
-    b->name = get_name(c, v, path);
-    b->address = get_string(c, v, path, "address", 1, NULL);
-    get_addr(c, path, "address", b->address, 1, &b->addr);
-    b->weight = get_uint(c, v, path, "weight", DEF_WEIGHT, 0, MAX_WEIGHT);
+    cfg_check_keys(c, v, path, keys);
+    b->name = cfg_get_name(c, v, path);
+    b->address = cfg_get_string(c, v, path, "address", 1, NULL);
+    cfg_get_addr(c, path, "address", b->address, 1, &b->addr);
+    b->weight = cfg_get_uint(c, v, path, "weight", DEF_WEIGHT, 0, MAX_WEIGHT);
 }
 
 static int is_prime(unsigned n)
@@ -290,56 +75,36 @@ static int is_prime(unsigned n)
     return 1;
 }
 
-/* A string that may hold any bytes but NUL-free JSON text ("PING\r\n"). */
-static char *get_payload(struct ctx *c, json_t *obj, const char *path, const char *key, size_t *len)
-{
-    json_t *v = json_object_get(obj, key);
-    *len = 0;
-    if (!v || json_is_null(v))
-        return NULL;
-    char p[CFG_PATH_MAX];
-    join(p, path, key);
-    if (!json_is_string(v) || json_string_length(v) == 0 ||
-        json_string_length(v) > HC_PAYLOAD_MAX) {
-        fail(c, p, "expected null or a string of 1 to %d bytes", HC_PAYLOAD_MAX);
-        return NULL;
-    }
-    *len = json_string_length(v);
-    char *out = malloc(*len + 1);
-    if (out) {
-        memcpy(out, json_string_value(v), *len + 1);
-    }
-    return out;
-}
-
-static void parse_health_check(struct ctx *c, json_t *pool, const char *pool_path,
+static void parse_health_check(struct cfg_ctx *c, json_t *pool, const char *pool_path,
                                struct cfg_health_check *hc)
 {
     static const char *const keys[] = {"interval_ms", "timeout_ms", "rise", "fall",
                                        "send",        "expect",     NULL};
     json_t *v = json_object_get(pool, "health_check");
     char path[CFG_PATH_MAX];
-    join(path, pool_path, "health_check");
+    cfg_join(path, pool_path, "health_check");
     if (!v || json_is_null(v))
         return;
-    if (!is_object(c, v, path))
+    if (!cfg_is_object(c, v, path))
         return;
-    check_keys(c, v, path, keys);
+    cfg_check_keys(c, v, path, keys);
     hc->enabled = 1;
-    hc->interval_ms = get_uint(c, v, path, "interval_ms", DEF_HC_INTERVAL_MS, 10, MAX_TIMEOUT_MS);
-    hc->timeout_ms = get_uint(c, v, path, "timeout_ms", DEF_HC_TIMEOUT_MS, 1, MAX_TIMEOUT_MS);
-    hc->rise = get_uint(c, v, path, "rise", DEF_HC_RISE, 1, 100);
-    hc->fall = get_uint(c, v, path, "fall", DEF_HC_FALL, 1, 100);
-    hc->send = get_payload(c, v, path, "send", &hc->send_len);
-    hc->expect = get_payload(c, v, path, "expect", &hc->expect_len);
+    hc->interval_ms =
+        cfg_get_uint(c, v, path, "interval_ms", DEF_HC_INTERVAL_MS, 10, MAX_TIMEOUT_MS);
+    hc->timeout_ms = cfg_get_uint(c, v, path, "timeout_ms", DEF_HC_TIMEOUT_MS, 1, MAX_TIMEOUT_MS);
+    hc->rise = cfg_get_uint(c, v, path, "rise", DEF_HC_RISE, 1, 100);
+    hc->fall = cfg_get_uint(c, v, path, "fall", DEF_HC_FALL, 1, 100);
+    hc->send = cfg_get_payload(c, v, path, "send", &hc->send_len);
+    hc->expect = cfg_get_payload(c, v, path, "expect", &hc->expect_len);
     if (hc->timeout_ms > hc->interval_ms) {
         char p[CFG_PATH_MAX];
-        join(p, path, "timeout_ms");
-        fail(c, p, "expected at most interval_ms (%u), got %u", hc->interval_ms, hc->timeout_ms);
+        cfg_join(p, path, "timeout_ms");
+        cfg_fail(c, p, "expected at most interval_ms (%u), got %u", hc->interval_ms,
+                 hc->timeout_ms);
     }
 }
 
-static void parse_pool(struct ctx *c, json_t *v, const char *path, struct cfg_pool *pl)
+static void parse_pool(struct cfg_ctx *c, json_t *v, const char *path, struct cfg_pool *pl)
 {
     static const char *const keys[] = {"name",
                                        "balance",
@@ -354,48 +119,48 @@ static void parse_pool(struct ctx *c, json_t *v, const char *path, struct cfg_po
                                        "health_check",
                                        "backends",
                                        NULL};
-    if (!is_object(c, v, path))
+    if (!cfg_is_object(c, v, path))
         return;
-    check_keys(c, v, path, keys);
-    pl->name = get_name(c, v, path);
-    pl->balance = (enum cfg_pool_balance)get_enum(c, v, path, "balance", POOL_BALANCES, 0);
+    cfg_check_keys(c, v, path, keys);
+    pl->name = cfg_get_name(c, v, path);
+    pl->balance = (enum cfg_pool_balance)cfg_get_enum(c, v, path, "balance", POOL_BALANCES, 0);
     pl->connect_timeout_ms =
-        get_uint(c, v, path, "connect_timeout_ms", DEF_CONNECT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS);
+        cfg_get_uint(c, v, path, "connect_timeout_ms", DEF_CONNECT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS);
     pl->idle_timeout_ms =
-        get_uint(c, v, path, "idle_timeout_ms", DEF_IDLE_TIMEOUT_MS, 0, MAX_TIMEOUT_MS);
-    pl->retries = get_uint(c, v, path, "retries", DEF_RETRIES, 0, 100);
-    pl->buffer_high_watermark =
-        get_uint(c, v, path, "buffer_high_watermark", DEF_HIGH_WATERMARK, 4096, 64u * 1024 * 1024);
+        cfg_get_uint(c, v, path, "idle_timeout_ms", DEF_IDLE_TIMEOUT_MS, 0, MAX_TIMEOUT_MS);
+    pl->retries = cfg_get_uint(c, v, path, "retries", DEF_RETRIES, 0, 100);
+    pl->buffer_high_watermark = cfg_get_uint(c, v, path, "buffer_high_watermark",
+                                             DEF_HIGH_WATERMARK, 4096, 64u * 1024 * 1024);
     pl->buffer_low_watermark =
-        get_uint(c, v, path, "buffer_low_watermark",
-                 pl->buffer_high_watermark < DEF_LOW_WATERMARK ? pl->buffer_high_watermark / 4
-                                                               : DEF_LOW_WATERMARK,
-                 0, 64u * 1024 * 1024);
+        cfg_get_uint(c, v, path, "buffer_low_watermark",
+                     pl->buffer_high_watermark < DEF_LOW_WATERMARK ? pl->buffer_high_watermark / 4
+                                                                   : DEF_LOW_WATERMARK,
+                     0, 64u * 1024 * 1024);
     if (pl->buffer_low_watermark >= pl->buffer_high_watermark) {
         char p[CFG_PATH_MAX];
-        join(p, path, "buffer_low_watermark");
-        fail(c, p, "expected less than buffer_high_watermark (%u), got %u",
-             pl->buffer_high_watermark, pl->buffer_low_watermark);
+        cfg_join(p, path, "buffer_low_watermark");
+        cfg_fail(c, p, "expected less than buffer_high_watermark (%u), got %u",
+                 pl->buffer_high_watermark, pl->buffer_low_watermark);
     }
-    pl->maglev_table_size =
-        get_uint(c, v, path, "maglev_table_size", DEF_MAGLEV_TABLE_SIZE, 7, MAX_MAGLEV_TABLE_SIZE);
+    pl->maglev_table_size = cfg_get_uint(c, v, path, "maglev_table_size", DEF_MAGLEV_TABLE_SIZE, 7,
+                                         MAX_MAGLEV_TABLE_SIZE);
     if (!is_prime(pl->maglev_table_size)) {
         char p[CFG_PATH_MAX];
-        join(p, path, "maglev_table_size");
-        fail(c, p, "expected a prime number (e.g. 65537), got %u", pl->maglev_table_size);
+        cfg_join(p, path, "maglev_table_size");
+        cfg_fail(c, p, "expected a prime number (e.g. 65537), got %u", pl->maglev_table_size);
     }
-    pl->max_fails = get_uint(c, v, path, "max_fails", DEF_MAX_FAILS, 0, 1000);
+    pl->max_fails = cfg_get_uint(c, v, path, "max_fails", DEF_MAX_FAILS, 0, 1000);
     pl->fail_window_ms =
-        get_uint(c, v, path, "fail_window_ms", DEF_FAIL_WINDOW_MS, 1, MAX_TIMEOUT_MS);
+        cfg_get_uint(c, v, path, "fail_window_ms", DEF_FAIL_WINDOW_MS, 1, MAX_TIMEOUT_MS);
     parse_health_check(c, v, path, &pl->health_check);
-    json_t *arr = get_array(c, v, path, "backends");
+    json_t *arr = cfg_get_array(c, v, path, "backends");
     if (!arr)
         return;
     pl->nbackends = json_array_size(arr);
     pl->backends = calloc(pl->nbackends, sizeof(*pl->backends));
     if (!pl->backends) {
         pl->nbackends = 0;
-        fail(c, path, "out of memory");
+        cfg_fail(c, path, "out of memory");
         return;
     }
     for (size_t i = 0; i < pl->nbackends; i++) {
@@ -405,43 +170,43 @@ static void parse_pool(struct ctx *c, json_t *v, const char *path, struct cfg_po
         for (size_t j = 0; j < i && pl->backends[i].name; j++) {
             if (pl->backends[j].name && strcmp(pl->backends[j].name, pl->backends[i].name) == 0) {
                 char pn[CFG_PATH_MAX];
-                join(pn, p, "name");
-                fail(c, pn, "duplicate backend name \"%s\" (also %s.backends[%zu])",
-                     pl->backends[i].name, path, j);
+                cfg_join(pn, p, "name");
+                cfg_fail(c, pn, "duplicate backend name \"%s\" (also %s.backends[%zu])",
+                         pl->backends[i].name, path, j);
             }
         }
     }
 }
 
-static void parse_listener(struct ctx *c, json_t *v, const char *path, struct cfg_listener *l)
+static void parse_listener(struct cfg_ctx *c, json_t *v, const char *path, struct cfg_listener *l)
 {
     static const char *const keys[] = {"name",    "listen", "pool", "max_connections",
                                        "backlog", NULL};
-    if (!is_object(c, v, path))
+    if (!cfg_is_object(c, v, path))
         return;
-    check_keys(c, v, path, keys);
-    l->name = get_name(c, v, path);
-    l->listen = get_string(c, v, path, "listen", 1, NULL);
-    get_addr(c, path, "listen", l->listen, 1, &l->addr);
-    l->pool = get_string(c, v, path, "pool", 1, NULL);
+    cfg_check_keys(c, v, path, keys);
+    l->name = cfg_get_name(c, v, path);
+    l->listen = cfg_get_string(c, v, path, "listen", 1, NULL);
+    cfg_get_addr(c, path, "listen", l->listen, 1, &l->addr);
+    l->pool = cfg_get_string(c, v, path, "pool", 1, NULL);
     l->max_connections =
-        get_uint(c, v, path, "max_connections", DEF_MAX_CONNECTIONS, 0, 10u * 1000 * 1000);
-    l->backlog = get_uint(c, v, path, "backlog", DEF_BACKLOG, 1, 65535);
+        cfg_get_uint(c, v, path, "max_connections", DEF_MAX_CONNECTIONS, 0, 10u * 1000 * 1000);
+    l->backlog = cfg_get_uint(c, v, path, "backlog", DEF_BACKLOG, 1, 65535);
 }
 
-static void parse_admin(struct ctx *c, json_t *root, struct cfg_admin *a)
+static void parse_admin(struct cfg_ctx *c, json_t *root, struct cfg_admin *a)
 {
     static const char *const keys[] = {"listen", "token", NULL};
     json_t *v = json_object_get(root, "admin");
-    if (v && !is_object(c, v, "admin"))
+    if (v && !cfg_is_object(c, v, "admin"))
         v = NULL;
     if (v)
-        check_keys(c, v, "admin", keys);
+        cfg_check_keys(c, v, "admin", keys);
     json_t *empty = json_object();
     json_t *obj = v ? v : empty;
-    a->listen = get_string(c, obj, "admin", "listen", 0, DEF_ADMIN_LISTEN);
-    get_addr(c, "admin", "listen", a->listen, 1, &a->addr);
-    a->token = get_string(c, obj, "admin", "token", 0, NULL);
+    a->listen = cfg_get_string(c, obj, "admin", "listen", 0, DEF_ADMIN_LISTEN);
+    cfg_get_addr(c, "admin", "listen", a->listen, 1, &a->addr);
+    a->token = cfg_get_string(c, obj, "admin", "token", 0, NULL);
     json_decref(empty);
 }
 
@@ -456,39 +221,39 @@ static unsigned long long default_buffer_memory_limit(void)
     return lim < DEF_MIN_BUFFER_MEMORY_AUTO ? DEF_MIN_BUFFER_MEMORY_AUTO : lim;
 }
 
-static void parse_root(struct ctx *c, json_t *root, struct config *cfg)
+static void parse_root(struct cfg_ctx *c, json_t *root, struct config *cfg)
 {
     static const char *const keys[] = {
         "pollers", "poller_balance", "accept", "shutdown_grace_ms", "buffer_memory_limit",
         "user",    "group",          "admin",  "listeners",         "pools",
         NULL};
-    if (!is_object(c, root, "(top level)"))
+    if (!cfg_is_object(c, root, "(top level)"))
         return;
-    check_keys(c, root, "", keys);
-    cfg->pollers = get_uint(c, root, "", "pollers", DEF_POLLERS, 0, MAX_POLLERS);
+    cfg_check_keys(c, root, "", keys);
+    cfg->pollers = cfg_get_uint(c, root, "", "pollers", DEF_POLLERS, 0, MAX_POLLERS);
     cfg->poller_balance =
-        (enum cfg_poller_balance)get_enum(c, root, "", "poller_balance", POLLER_BALANCES, 0);
+        (enum cfg_poller_balance)cfg_get_enum(c, root, "", "poller_balance", POLLER_BALANCES, 0);
     static const char *const ACCEPTS[] = {"main", "reuseport", NULL};
-    cfg->accept = (enum cfg_accept)get_enum(c, root, "", "accept", ACCEPTS, 0);
+    cfg->accept = (enum cfg_accept)cfg_get_enum(c, root, "", "accept", ACCEPTS, 0);
     cfg->shutdown_grace_ms =
-        get_uint(c, root, "", "shutdown_grace_ms", DEF_SHUTDOWN_GRACE_MS, 0, MAX_TIMEOUT_MS);
+        cfg_get_uint(c, root, "", "shutdown_grace_ms", DEF_SHUTDOWN_GRACE_MS, 0, MAX_TIMEOUT_MS);
     cfg->buffer_memory_limit = default_buffer_memory_limit();
     json_t *bml = json_object_get(root, "buffer_memory_limit");
     if (bml) {
         if (!json_is_integer(bml) || json_integer_value(bml) < (json_int_t)MIN_BUFFER_MEMORY) {
-            fail(c, "buffer_memory_limit", "expected an integer of at least %u bytes",
-                 MIN_BUFFER_MEMORY);
+            cfg_fail(c, "buffer_memory_limit", "expected an integer of at least %u bytes",
+                     MIN_BUFFER_MEMORY);
         } else {
             cfg->buffer_memory_limit = (unsigned long long)json_integer_value(bml);
         }
     }
-    cfg->user = get_string(c, root, "", "user", 0, NULL);
-    cfg->group = get_string(c, root, "", "group", 0, NULL);
+    cfg->user = cfg_get_string(c, root, "", "user", 0, NULL);
+    cfg->group = cfg_get_string(c, root, "", "group", 0, NULL);
     if (cfg->group && !cfg->user)
-        fail(c, "group", "set only together with \"user\"");
+        cfg_fail(c, "group", "set only together with \"user\"");
     parse_admin(c, root, &cfg->admin);
 
-    json_t *pools = get_array(c, root, "", "pools");
+    json_t *pools = cfg_get_array(c, root, "", "pools");
     if (pools) {
         cfg->npools = json_array_size(pools);
         cfg->pools = calloc(cfg->npools, sizeof(*cfg->pools));
@@ -501,13 +266,13 @@ static void parse_root(struct ctx *c, json_t *root, struct config *cfg)
             for (size_t j = 0; j < i && cfg->pools[i].name; j++)
                 if (cfg->pools[j].name && strcmp(cfg->pools[j].name, cfg->pools[i].name) == 0) {
                     char pn[CFG_PATH_MAX];
-                    join(pn, p, "name");
-                    fail(c, pn, "duplicate pool name \"%s\" (also pools[%zu])", cfg->pools[i].name,
-                         j);
+                    cfg_join(pn, p, "name");
+                    cfg_fail(c, pn, "duplicate pool name \"%s\" (also pools[%zu])",
+                             cfg->pools[i].name, j);
                 }
         }
     }
-    json_t *listeners = get_array(c, root, "", "listeners");
+    json_t *listeners = cfg_get_array(c, root, "", "listeners");
     if (!listeners)
         return;
     cfg->nlisteners = json_array_size(listeners);
@@ -521,14 +286,14 @@ static void parse_root(struct ctx *c, json_t *root, struct config *cfg)
         parse_listener(c, json_array_get(listeners, i), p, l);
         for (size_t j = 0; j < i && l->name; j++)
             if (cfg->listeners[j].name && strcmp(cfg->listeners[j].name, l->name) == 0) {
-                join(pn, p, "name");
-                fail(c, pn, "duplicate listener name \"%s\" (also listeners[%zu])", l->name, j);
+                cfg_join(pn, p, "name");
+                cfg_fail(c, pn, "duplicate listener name \"%s\" (also listeners[%zu])", l->name, j);
             }
         for (size_t j = 0; j < i && l->addr.len; j++)
             if (cfg->listeners[j].addr.len == l->addr.len &&
                 memcmp(&cfg->listeners[j].addr.ss, &l->addr.ss, l->addr.len) == 0) {
-                join(pn, p, "listen");
-                fail(c, pn, "address \"%s\" is already used by listeners[%zu]", l->listen, j);
+                cfg_join(pn, p, "listen");
+                cfg_fail(c, pn, "address \"%s\" is already used by listeners[%zu]", l->listen, j);
             }
         if (!l->pool)
             continue;
@@ -536,8 +301,9 @@ static void parse_root(struct ctx *c, json_t *root, struct config *cfg)
         while (k < cfg->npools && !(cfg->pools[k].name && strcmp(cfg->pools[k].name, l->pool) == 0))
             k++;
         if (k == cfg->npools) {
-            join(pn, p, "pool");
-            fail(c, pn, "no pool named \"%s\" (expected the name of an entry in pools)", l->pool);
+            cfg_join(pn, p, "pool");
+            cfg_fail(c, pn, "no pool named \"%s\" (expected the name of an entry in pools)",
+                     l->pool);
         }
         l->pool_index = k;
     }
@@ -546,7 +312,7 @@ static void parse_root(struct ctx *c, json_t *root, struct config *cfg)
 int config_load_buffer(const char *data, size_t len, const char *name, struct config **out,
                        char **errors)
 {
-    struct ctx c = {.file = name};
+    struct cfg_ctx c = {.file = name};
     *out = NULL;
     *errors = NULL;
     json_error_t jerr;

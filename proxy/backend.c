@@ -3,16 +3,11 @@
 #define _GNU_SOURCE
 #include "backend.h"
 
+#include "reactor/poller.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static int64_t unix_ms(void)
 {
@@ -88,7 +83,7 @@ enum backend_change backend_drain(struct backend *b, uint64_t deadline_ms)
         return BACKEND_REFUSED;
     b->drain_started_unix_ms = unix_ms();
     b->drain_deadline_unix_ms = deadline_ms ? b->drain_started_unix_ms + (int64_t)deadline_ms : 0;
-    atomic_store(&b->close_at_ms, deadline_ms ? mono_ms() + deadline_ms : 0);
+    atomic_store(&b->close_at_ms, deadline_ms ? poller_clock_ms() + deadline_ms : 0);
     atomic_store(&b->state, BACKEND_DRAINING);
     return BACKEND_CHANGED;
 }
@@ -113,7 +108,7 @@ enum backend_change backend_disable(struct backend *b, int close_sessions)
     if (s == BACKEND_DISABLED && !close_sessions)
         return BACKEND_UNCHANGED;
     b->drain_started_unix_ms = b->drain_deadline_unix_ms = 0;
-    atomic_store(&b->close_at_ms, close_sessions ? mono_ms() : 0);
+    atomic_store(&b->close_at_ms, close_sessions ? poller_clock_ms() : 0);
     atomic_store(&b->state, BACKEND_DISABLED);
     return BACKEND_CHANGED;
 }

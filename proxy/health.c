@@ -48,13 +48,6 @@ int health_expect_feed(const char *expect, size_t expect_len, size_t *got, const
     return *got == expect_len;
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void go_down(struct pool *pl, struct backend *b, const char *why)
 {
     int up = BACKEND_UP;
@@ -129,7 +122,7 @@ static uint64_t jittered(const struct health_check *hc)
 {
     uint64_t base = hc->pl->health_check.interval_ms;
     uint64_t span = base * JITTER_PERCENT / 100;
-    uint64_t r = (mono_ns() ^ (uintptr_t)hc) * 0x9e3779b97f4a7c15ull >> 33;
+    uint64_t r = (poller_clock_ns() ^ (uintptr_t)hc) * 0x9e3779b97f4a7c15ull >> 33;
     return base - span + (span ? r % (2 * span + 1) : 0);
 }
 
@@ -138,7 +131,7 @@ static void finish(struct health_check *hc, enum health_result r)
     struct backend *b = hc->b;
     if (hc->op.fd >= 0)
         close(poller_forget(hc->p, &hc->op));
-    atomic_store(&b->last_check_latency_us, (mono_ns() - hc->started_ns) / 1000u);
+    atomic_store(&b->last_check_latency_us, (poller_clock_ns() - hc->started_ns) / 1000u);
     atomic_store(&b->last_check_result, r);
     atomic_fetch_add(&b->checks_total, 1);
     if (r != HEALTH_OK)
@@ -151,7 +144,7 @@ static void finish(struct health_check *hc, enum health_result r)
 static void probe(struct health_check *hc)
 {
     struct backend *b = hc->b;
-    hc->started_ns = mono_ns();
+    hc->started_ns = poller_clock_ns();
     hc->sent = hc->got = 0;
     if (atomic_load(&b->state) == BACKEND_DISABLED) {
         poller_timer_start(hc->p, &hc->timer, jittered(hc)); /* maintenance: not checked */
@@ -255,7 +248,7 @@ int health_check_attach(struct pool *pl, struct backend *b, struct poller *p)
     timer_init(&hc->timer, on_timer, hc);
     b->hc = hc;
     /* Spread the first checks over one interval instead of all at start. */
-    uint64_t first = (mono_ns() ^ (uintptr_t)hc) % (pl->health_check.interval_ms + 1);
+    uint64_t first = (poller_clock_ns() ^ (uintptr_t)hc) % (pl->health_check.interval_ms + 1);
     return poller_timer_start(p, &hc->timer, first);
 }
 

@@ -40,6 +40,11 @@ uint64_t poller_clock_ms(void)
     return clock_ns() / 1000000u;
 }
 
+uint64_t poller_clock_ns(void)
+{
+    return clock_ns();
+}
+
 static void bump(atomic_uint_fast64_t *c, int64_t delta)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)delta,
