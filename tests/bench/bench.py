@@ -221,6 +221,8 @@ def iperf(port, secs, streams, reverse):
         args.append("-R")
     p = subprocess.run(args, capture_output=True, text=True, timeout=secs + 30)
     data = json.loads(p.stdout)
+    if "error" in data:
+        raise RuntimeError(f"iperf3: {data['error']}")
     end = data["end"]
     bps = end["sum_received"]["bits_per_second"]
     return bps / 1e9, end["sum_received"]["bytes"]
