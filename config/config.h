@@ -31,6 +31,11 @@ enum cfg_pool_balance {
     CFG_POOL_SOURCE_HASH, /* Maglev consistent hashing of the client address */
 };
 
+enum cfg_zero_copy {
+    CFG_ZERO_COPY_NONE,   /* linkbufs: readv/writev through user space */
+    CFG_ZERO_COPY_SPLICE, /* splice(2) through a pipe per direction */
+};
+
 /* Active health checks; enabled when the pool has a "health_check" object. */
 struct cfg_health_check {
     int enabled;
@@ -54,6 +59,7 @@ struct cfg_backend {
 struct cfg_pool {
     char *name; /* owned */
     enum cfg_pool_balance balance;
+    enum cfg_zero_copy zero_copy;
     unsigned connect_timeout_ms;
     unsigned idle_timeout_ms;       /* 0: never */
     unsigned retries;               /* further backends tried after the first */

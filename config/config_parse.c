@@ -114,6 +114,7 @@ static void parse_pool(struct cfg_ctx *c, json_t *v, const char *path, struct cf
                                        "buffer_high_watermark",
                                        "buffer_low_watermark",
                                        "maglev_table_size",
+                                       "zero_copy",
                                        "max_fails",
                                        "fail_window_ms",
                                        "health_check",
@@ -124,6 +125,8 @@ static void parse_pool(struct cfg_ctx *c, json_t *v, const char *path, struct cf
     cfg_check_keys(c, v, path, keys);
     pl->name = cfg_get_name(c, v, path);
     pl->balance = (enum cfg_pool_balance)cfg_get_enum(c, v, path, "balance", POOL_BALANCES, 0);
+    static const char *const ZERO_COPY[] = {"none", "splice", NULL};
+    pl->zero_copy = (enum cfg_zero_copy)cfg_get_enum(c, v, path, "zero_copy", ZERO_COPY, 0);
     pl->connect_timeout_ms =
         cfg_get_uint(c, v, path, "connect_timeout_ms", DEF_CONNECT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS);
     pl->idle_timeout_ms =

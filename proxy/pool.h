@@ -26,6 +26,7 @@ struct backend_set {
 struct pool {
     char *name; /* owned */
     enum cfg_pool_balance balance;
+    enum cfg_zero_copy zero_copy;
     unsigned connect_timeout_ms;
     unsigned idle_timeout_ms;
     unsigned retries;

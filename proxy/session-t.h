@@ -8,6 +8,7 @@
 #include "reactor/poller.h"
 
 struct backend;
+struct session_pipes;
 struct listener;
 struct pool;
 struct worker;
@@ -51,8 +52,9 @@ struct session {
     uint64_t last_active_ms;
     uint64_t client_key; /* hashed client address, for source_hash */
     uint8_t state;
-    uint8_t attempts; /* connects started */
-    uint8_t starved;  /* waiting for buffer memory (buffer_memory_limit) */
+    uint8_t attempts;            /* connects started */
+    uint8_t starved;             /* waiting for buffer memory (buffer_memory_limit) */
+    struct session_pipes *pipes; /* owned: splice mode's pipes, NULL otherwise */
 };
 
 extern const struct fdop_ops session_io_ops;
@@ -60,6 +62,12 @@ extern const struct fdop_ops session_io_ops;
 /* session.c */
 void session_close(struct session *s, unsigned reset_sides); /* bit i: RST side i */
 void session_pump(struct session *s);
+void session_account(struct session *s, int d, size_t n); /* n bytes relayed out of side d */
+
+/* session_splice.c: zero_copy "splice" */
+int session_splice_dir(struct session *s, int d, int *bad);
+int session_splice_pending(const struct session *s, int d); /* bytes in d's pipe */
+void session_splice_close(struct session *s);
 
 /* session_dial.c */
 void session_dial(struct session *s, struct backend *avoid);

@@ -187,6 +187,7 @@ void session_close(struct session *s, unsigned reset_sides)
     poller_timer_stop(p, &s->timer);
     if (s->starved)
         unstarve(s);
+    session_splice_close(s);
     if (s->backend) {
         backend_release(s->backend);
         s->backend = NULL;
@@ -224,7 +225,7 @@ unsigned session_close_on_backend(struct worker *w, const struct backend *b)
     return n;
 }
 
-static void account(struct session *s, int d, size_t n)
+void session_account(struct session *s, int d, size_t n)
 {
     struct worker *w = s->w;
     if (d == SIDE_CLIENT) {
@@ -268,7 +269,7 @@ static int pump_dir(struct session *s, int d, int *bad)
                 *bad = !d;
                 return (int)n;
             } else {
-                account(s, d, (size_t)n);
+                session_account(s, d, (size_t)n);
                 s->last_active_ms = poller_now_ms(p);
             }
         }
@@ -333,14 +334,18 @@ static int pump_dir(struct session *s, int d, int *bad)
 /* Everything side d sent, up to its EOF, has been delivered to the other side. */
 static int drained(const struct session *s, int d)
 {
-    return (s->side[d].flags & SIDE_EOF) && linkbuf_len(&s->side[d].in) == 0;
+    return (s->side[d].flags & SIDE_EOF) && linkbuf_len(&s->side[d].in) == 0 &&
+           session_splice_pending(s, d) == 0;
 }
 
 void session_pump(struct session *s)
 {
+    int splicing = s->pool->zero_copy == CFG_ZERO_COPY_SPLICE && s->state == SESSION_RELAYING;
     for (int d = 0; d < 2; d++) {
         int bad = 0;
-        int err = pump_dir(s, d, &bad);
+        /* Splice once what was read into the linkbuf (while connecting) is out. */
+        int err = splicing && linkbuf_len(&s->side[d].in) == 0 ? session_splice_dir(s, d, &bad)
+                                                               : pump_dir(s, d, &bad);
         if (err) {
             /* A reset (or any error) on one side is forwarded as a reset to the other. */
             counter_add(&s->w->c.resets, 1);
@@ -391,6 +396,7 @@ static void on_write(struct poller *p, struct fdop *op, void *data)
     }
     s->side[i].flags |= SIDE_WR_READY;
     /* Only the direction into this side can make progress on a write event. */
-    if (linkbuf_len(&s->side[!i].in) || (s->side[!i].flags & SIDE_EOF))
+    if (linkbuf_len(&s->side[!i].in) || session_splice_pending(s, !i) ||
+        (s->side[!i].flags & SIDE_EOF))
         session_pump(s);
 }

@@ -145,6 +145,7 @@ class Proxy(Peer):
 class Sluice(Proxy):
     name = "sluice"
     accept = "main"
+    zero_copy = "none"
 
     def command(self):
         back = {"redis": self.be.redis, "iperf": self.be.iperf, "sockperf": self.be.sockperf}
@@ -152,7 +153,8 @@ class Sluice(Proxy):
                "admin": {"listen": f"127.0.0.1:{free_port()}"},
                "listeners": [{"name": k, "listen": f"127.0.0.1:{self.front[k]}", "pool": k,
                               "max_connections": 100000} for k in back],
-               "pools": [{"name": k, "backends": [{"name": k, "address": f"127.0.0.1:{p}"}]}
+               "pools": [{"name": k, "zero_copy": self.zero_copy,
+                          "backends": [{"name": k, "address": f"127.0.0.1:{p}"}]}
                          for k, p in back.items()]}
         path = os.path.join(self.tmp, "sluice.json")
         with open(path, "w") as f:
@@ -163,6 +165,11 @@ class Sluice(Proxy):
 class SluiceReuseport(Sluice):
     name = "sluice_reuseport"
     accept = "reuseport"
+
+
+class SluiceSplice(Sluice):
+    name = "sluice_splice"
+    zero_copy = "splice"
 
 
 class HAProxy(Proxy):
@@ -297,6 +304,8 @@ def main():
     ap.add_argument("--nginx", action="store_true", help="add nginx stream as a peer")
     ap.add_argument("--reuseport", action="store_true",
                     help="add sluice with accept \"reuseport\" as a peer")
+    ap.add_argument("--splice", action="store_true",
+                    help="add sluice with zero_copy \"splice\" as a peer")
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "bench", "results.json"))
     args = ap.parse_args()
     for tool in ("redis-server", "redis-benchmark", "iperf3", "sockperf", "haproxy"):
@@ -314,7 +323,7 @@ def main():
     try:
         for np in pollers:
             kinds = [Direct, HAProxy, Sluice] + ([SluiceReuseport] if args.reuseport else []) + \
-                ([Nginx] if args.nginx else [])
+                ([SluiceSplice] if args.splice else []) + ([Nginx] if args.nginx else [])
             samples = {k.name: [] for k in kinds}
             for rnd in range(args.rounds):
                 order = kinds if rnd % 2 == 0 else list(reversed(kinds))

@@ -17,9 +17,13 @@ MIB = 1 << 20
 
 
 class Relay(ProxyTest):
+    extra = {}  # pool options every test's config gets (RelaySplice: zero_copy)
+
+    def cfg_for(self, ports, **kw):
+        return simple_config(ports, **{**self.extra, **kw})
     def test_64_mib_each_way_concurrently_is_byte_exact(self):
         b1, b2 = self.backend(), self.backend()
-        cfg = simple_config([b1.port, b2.port], pollers=2)
+        cfg = self.cfg_for([b1.port, b2.port], pollers=2)
         self.sluice(cfg)
         sessions, size = 32, 2 * MIB  # 64 MiB each way, all at once
         results = [None] * sessions
@@ -66,7 +70,7 @@ class Relay(ProxyTest):
             conn.shutdown(socket.SHUT_WR)
 
         b = self.backend(request_then_reply)
-        cfg = simple_config([b.port])
+        cfg = self.cfg_for([b.port])
         self.sluice(cfg)
         s = connect(listen_port(cfg))
         req = payload(8, 100000)
@@ -87,7 +91,7 @@ class Relay(ProxyTest):
             seen["data"] = recv_all(conn)
 
         b = self.backend(greet_then_listen)
-        cfg = simple_config([b.port])
+        cfg = self.cfg_for([b.port])
         self.sluice(cfg)
         s = connect(listen_port(cfg))
         got = recv_all(s)  # the backend's EOF is forwarded after its bytes
@@ -106,7 +110,7 @@ class Relay(ProxyTest):
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
         b = self.backend(reset_after_hello)
-        cfg = simple_config([b.port])
+        cfg = self.cfg_for([b.port])
         self.sluice(cfg)
         s = connect(listen_port(cfg))
         s.sendall(b"hello")
@@ -127,7 +131,7 @@ class Relay(ProxyTest):
                 outcome["end"] = "reset"
 
         b = self.backend(wait_for_end)
-        cfg = simple_config([b.port])
+        cfg = self.cfg_for([b.port])
         self.sluice(cfg)
         s = connect(listen_port(cfg))
         s.sendall(b"hello")
@@ -152,7 +156,7 @@ class Relay(ProxyTest):
                 pass  # the proxy stopped reading: that is the point
 
         b = self.backend(firehose)
-        cfg = simple_config([b.port], buffer_high_watermark=256 * 1024,
+        cfg = self.cfg_for([b.port], buffer_high_watermark=256 * 1024,
                             buffer_low_watermark=64 * 1024)
         sl = self.sluice(cfg)
         rss_before = sl.rss_kib()
@@ -191,7 +195,7 @@ class Relay(ProxyTest):
             conn.recv(1)
 
         b = self.backend(firehose)
-        cfg = simple_config([b.port], buffer_high_watermark=4 * MIB,
+        cfg = self.cfg_for([b.port], buffer_high_watermark=4 * MIB,
                             buffer_low_watermark=1 * MIB)
         self.sluice(cfg)
         s = connect(listen_port(cfg), timeout=30)
@@ -204,7 +208,7 @@ class Relay(ProxyTest):
 
     def test_reuseport_accept_on_every_sub_reactor(self):
         b = self.backend()
-        cfg = simple_config([b.port], pollers=2)
+        cfg = self.cfg_for([b.port], pollers=2)
         cfg["accept"] = "reuseport"
         sl = self.sluice(cfg)
         before = sl.fd_count()
@@ -230,7 +234,7 @@ class Relay(ProxyTest):
 
     def test_no_fd_leak_after_thousands_of_sessions(self):
         b = self.backend()
-        cfg = simple_config([b.port])
+        cfg = self.cfg_for([b.port])
         sl = self.sluice(cfg)
         before = sl.fd_count()
         for i in range(2000):
@@ -245,6 +249,14 @@ class Relay(ProxyTest):
             s.close()
         wait_until(lambda: sl.fd_count() == before, timeout=10,
                    what=f"fd count back to {before} (now {sl.fd_count()})")
+
+
+class RelaySplice(Relay):
+    """The same relay tests with pools[].zero_copy "splice"."""
+    extra = {"zero_copy": "splice"}
+
+    def test_reuseport_accept_on_every_sub_reactor(self):
+        self.skipTest("accept mode is independent of the relay mode")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,121 @@
+/* proxy/session_splice.c — the optional splice(2) relay (pools[].zero_copy
+ * "splice"): bytes go socket → pipe → socket inside the kernel, never copied
+ * to user space. One pipe per direction, created on first use and closed with
+ * the session; the pipe is that direction's buffer (its fill is the
+ * watermark). Used once a session relays and its linkbuf for that direction
+ * is empty (bytes read while connecting still go out from the linkbuf). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "pool.h"
+#include "runtime.h"
+#include "session-t.h"
+
+#define SPLICE_PIPE_SIZE    (256u * 1024) /* asked with F_SETPIPE_SZ; the kernel may give less */
+#define SPLICE_BUDGET_BYTES (1024u * 1024)
+
+struct session_pipes {
+    int rd[2], wr[2]; /* per direction: pipe read and write ends, -1 until made */
+    uint32_t len[2];  /* bytes in each pipe */
+    uint32_t cap[2];
+};
+
+static int make_pipe(struct session_pipes *sp, int d)
+{
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -errno;
+    int cap = fcntl(fds[1], F_SETPIPE_SZ, (int)SPLICE_PIPE_SIZE);
+    if (cap < 0)
+        cap = fcntl(fds[1], F_GETPIPE_SZ);
+    sp->rd[d] = fds[0];
+    sp->wr[d] = fds[1];
+    sp->cap[d] = cap > 0 ? (uint32_t)cap : 65536u;
+    return 0;
+}
+
+int session_splice_pending(const struct session *s, int d)
+{
+    return s->pipes ? (int)s->pipes->len[d] : 0;
+}
+
+void session_splice_close(struct session *s)
+{
+    struct session_pipes *sp = s->pipes;
+    if (!sp)
+        return;
+    for (int d = 0; d < 2; d++) {
+        if (sp->rd[d] >= 0)
+            close(sp->rd[d]);
+        if (sp->wr[d] >= 0)
+            close(sp->wr[d]);
+    }
+    free(sp);
+    s->pipes = NULL;
+}
+
+/* The splice twin of pump_dir: same contract (0, or -errno with *bad). */
+int session_splice_dir(struct session *s, int d, int *bad)
+{
+    struct poller *p = s->w->poller;
+    struct side *src = &s->side[d], *dst = &s->side[!d];
+    if (!s->pipes) {
+        s->pipes = calloc(1, sizeof(*s->pipes));
+        if (!s->pipes)
+            return 0; /* retried at the next event; nothing was read */
+        for (int i = 0; i < 2; i++)
+            s->pipes->rd[i] = s->pipes->wr[i] = -1;
+    }
+    struct session_pipes *sp = s->pipes;
+    if (sp->rd[d] < 0 && make_pipe(sp, d) < 0)
+        return 0;
+    size_t budget = SPLICE_BUDGET_BYTES;
+    for (;;) {
+        while (sp->len[d] && (dst->flags & SIDE_WR_READY)) {
+            ssize_t n = splice(sp->rd[d], NULL, dst->op.fd, NULL, sp->len[d],
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && errno == EAGAIN) {
+                dst->flags &= (uint8_t)~SIDE_WR_READY;
+            } else if (n <= 0) {
+                *bad = !d;
+                return n < 0 ? -errno : -EPIPE;
+            } else {
+                sp->len[d] -= (uint32_t)n;
+                session_account(s, d, (size_t)n);
+                s->last_active_ms = poller_now_ms(p);
+            }
+        }
+        if ((src->flags & (SIDE_RD_READY | SIDE_EOF)) != SIDE_RD_READY || sp->len[d] >= sp->cap[d])
+            break; /* nothing to read, or the pipe is full: backpressure */
+        if (budget == 0) {
+            poller_rerun(p, &src->op, POLL_EV_IN);
+            break;
+        }
+        ssize_t n = splice(src->op.fd, NULL, sp->wr[d], NULL, sp->cap[d] - sp->len[d],
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            src->flags &= (uint8_t)~SIDE_RD_READY;
+            break;
+        }
+        if (n == 0) {
+            src->flags |= SIDE_EOF;
+            continue; /* flush, then the EOF is forwarded by session_pump */
+        }
+        if (n < 0) {
+            *bad = d;
+            return -errno;
+        }
+        sp->len[d] += (uint32_t)n;
+        budget -= (size_t)n < budget ? (size_t)n : budget;
+        s->last_active_ms = poller_now_ms(p);
+    }
+    return 0;
+}
