@@ -9,7 +9,6 @@ Skips when podman is missing, except under CI=true, where it must run."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from harness import free_port, wait_until  # noqa: E402
+from harness import free_port, redis_ping, start_redis, wait_until  # noqa: E402
 
 IMAGE = "localhost/sluice:ci"
 CI = os.environ.get("CI") == "true"
@@ -38,15 +37,6 @@ def podman(*args, timeout=120, check=True):
     return p
 
 
-def redis_ping(port):
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=2)
-        s.sendall(b"PING\r\n")
-        ok = s.recv(16) == b"+PONG\r\n"
-        s.close()
-        return ok
-    except OSError:
-        return False
 
 
 def http_status(url, token=None):
@@ -78,12 +68,7 @@ class Container(unittest.TestCase):
         cls.build_s = time.monotonic() - t0
         cls.tmp = tempfile.mkdtemp(prefix="sluice-ctr-")
         cls.redis_ports = [free_port(), free_port()]
-        cls.redis = [subprocess.Popen(["redis-server", "--port", str(p), "--bind", "127.0.0.1",
-                                       "--save", "", "--appendonly", "no", "--dir", cls.tmp],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for p in cls.redis_ports]
-        for port in cls.redis_ports:
-            wait_until(lambda: redis_ping(port), what=f"redis {port}")
+        cls.redis = [start_redis(p, cls.tmp) for p in cls.redis_ports]
 
     @classmethod
     def tearDownClass(cls):

@@ -21,6 +21,26 @@ SLUICE = os.environ.get("SLUICE_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "sluice")
 
 
+def redis_ping(port):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=1)
+        s.sendall(b"PING\r\n")
+        ok = s.recv(16) == b"+PONG\r\n"
+        s.close()
+        return ok
+    except OSError:
+        return False
+
+
+def start_redis(port, workdir):
+    """A real redis-server (Debian's) on loopback, without persistence."""
+    p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--dir", workdir],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: redis_ping(port), what=f"redis on {port}")
+    return p
+
+
 def free_port():
     """A loopback port nobody listens on right now."""
     with socket.socket() as s:

@@ -15,27 +15,13 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ProxyTest, connect, free_port, listen_port, simple_config, wait_until
+from harness import (ProxyTest, connect, free_port, listen_port, simple_config, start_redis,
+                     wait_until)
 from test_admin import Api
 
 
-def start_redis(port, workdir):
-    p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--dir", workdir],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: _ping(port), what=f"redis on {port}")
-    return p
 
 
-def _ping(port):
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=1)
-        s.sendall(b"PING\r\n")
-        ok = s.recv(16) == b"+PONG\r\n"
-        s.close()
-        return ok
-    except OSError:
-        return False
 
 
 def redis_port_of(sock):

@@ -9,17 +9,9 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ProxyTest, free_port, listen_port, simple_config, wait_until
+from harness import ProxyTest, free_port, listen_port, simple_config, start_redis
 
 
-def start_redis(port, workdir):
-    p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--dir", workdir],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
-                                      text=True).stdout.strip() == "PONG",
-               what=f"redis on {port}")
-    return p
 
 
 @unittest.skipUnless(shutil.which("redis-server") and shutil.which("redis-benchmark"),
