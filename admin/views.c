@@ -171,19 +171,50 @@ static void label(FILE *f, const char *k, const char *v, int first)
     fputc('"', f);
 }
 
-struct poller_metric {
+/* A metric family: its name, type, help and how to read one value. off is an
+ * offsetof() for the generic counter readers, unused by the others. */
+struct metric {
     const char *name, *type, *help;
-    size_t off; /* into struct worker_counters, or SIZE_MAX */
+    double (*value)(const void *obj, size_t off);
+    size_t off;
 };
 
-#define WC(f) offsetof(struct worker_counters, f)
-static const struct poller_metric poller_metrics[] = {
+static double counter_at(const void *obj, size_t off)
+{
+    return (double)atomic_load_explicit((const atomic_uint_fast64_t *)((const char *)obj + off),
+                                        memory_order_relaxed);
+}
+
+/* Pollers: obj is a struct worker. */
+static double worker_counter(const void *obj, size_t off)
+{
+    return counter_at(&((const struct worker *)obj)->c, off);
+}
+static double loop_counter(const void *obj, size_t off)
+{
+    return counter_at(poller_counters(((const struct worker *)obj)->poller), off);
+}
+static double blocks_in_use(const void *obj, size_t off)
+{
+    return (double)atomic_load(&poller_blocks(((const struct worker *)obj)->poller)->in_use);
+}
+static double blocks_cached(const void *obj, size_t off)
+{
+    return (double)atomic_load(&poller_blocks(((const struct worker *)obj)->poller)->cached);
+}
+static double busy_seconds(const void *obj, size_t off)
+{
+    return loop_counter(obj, off) / 1e9;
+}
+
+#define WC(f) worker_counter, offsetof(struct worker_counters, f)
+#define PC(f) loop_counter, offsetof(struct poller_counters, f)
+static const struct metric poller_metrics[] = {
     {"sluice_poller_active_connections", "gauge", "Sessions open on the poller.",
      WC(active_connections)},
     {"sluice_poller_connections_total", "counter", "Sessions adopted by the poller.",
      WC(total_connections)},
-    {"sluice_poller_accepted_total", "counter", "Connections accepted (main reactor).",
-     WC(accepted)},
+    {"sluice_poller_accepted_total", "counter", "Connections accepted.", WC(accepted)},
     {"sluice_poller_refused_total", "counter", "Connections closed at once for a limit.",
      WC(refused)},
     {"sluice_poller_dialed_total", "counter", "Upstream connects started.", WC(dialed)},
@@ -197,185 +228,141 @@ static const struct poller_metric poller_metrics[] = {
     {"sluice_poller_resets_total", "counter", "Sessions ended by a reset.", WC(resets)},
     {"sluice_poller_bytes_in_total", "counter", "Bytes relayed client to backend.", WC(bytes_in)},
     {"sluice_poller_bytes_out_total", "counter", "Bytes relayed backend to client.", WC(bytes_out)},
+    {"sluice_poller_memory_starved_total", "counter",
+     "Reads put off because buffer_memory_limit was reached.", WC(memory_starved)},
+    {"sluice_poller_local_errors_total", "counter",
+     "Upstream dials that failed on this host (fd or memory exhaustion).", WC(local_errors)},
+    {"sluice_poller_wakeups_total", "counter", "Returns from epoll_wait.", PC(wakeups)},
+    {"sluice_poller_events_total", "counter", "fd callbacks dispatched.", PC(events)},
+    {"sluice_poller_tasks_total", "counter", "Inbox and deferred tasks run.", PC(tasks)},
+    {"sluice_poller_timers_pending", "gauge", "Timers armed.", PC(timers_pending)},
+    {"sluice_poller_blocks_in_use", "gauge", "Linkbuf blocks holding data.", blocks_in_use, 0},
+    {"sluice_poller_blocks_cached", "gauge", "Linkbuf blocks kept for reuse.", blocks_cached, 0},
+    {"sluice_poller_busy_seconds_total", "counter", "Time spent outside epoll_wait.", busy_seconds,
+     offsetof(struct poller_counters, busy_ns)},
 };
 
-static void poller_labels(FILE *f, const struct worker *w)
+/* Listeners: obj is a struct listener. */
+#define LC(f) counter_at, offsetof(struct listener, f)
+static const struct metric listener_metrics[] = {
+    {"sluice_listener_active_connections", "gauge", "Sessions open from the listener.",
+     LC(active_connections)},
+    {"sluice_listener_accepted_total", "counter", "Connections accepted.", LC(accepted)},
+    {"sluice_listener_refused_total", "counter", "Connections refused for a limit.", LC(refused)},
+};
+
+/* Backends: obj is a struct backend. */
+static double backend_weight(const void *obj, size_t off)
 {
-    char id[16];
-    snprintf(id, sizeof(id), "%d", poller_id(w->poller));
-    fputc('{', f);
-    label(f, "poller", id, 1);
-    label(f, "role", poller_id(w->poller) == 0 ? "main" : "sub", 0);
-    fputc('}', f);
+    return atomic_load(&((const struct backend *)obj)->weight);
+}
+static double backend_healthy(const void *obj, size_t off)
+{
+    return atomic_load(&((const struct backend *)obj)->healthy);
+}
+static double check_latency_seconds(const void *obj, size_t off)
+{
+    return counter_at(obj, off) / 1e6;
+}
+
+#define BC(f) counter_at, offsetof(struct backend, f)
+static const struct metric backend_metrics[] = {
+    {"sluice_backend_active_connections", "gauge", "Sessions on the backend.",
+     BC(active_connections)},
+    {"sluice_backend_connections_total", "counter", "Connections made to the backend.",
+     BC(total_connections)},
+    {"sluice_backend_connect_failures_total", "counter", "Connects failed or timed out.",
+     BC(connect_failures)},
+    {"sluice_backend_bytes_in_total", "counter", "Bytes sent to the backend.", BC(bytes_in)},
+    {"sluice_backend_bytes_out_total", "counter", "Bytes received from the backend.",
+     BC(bytes_out)},
+    {"sluice_backend_drain_forced_total", "counter",
+     "Sessions closed by a drain deadline or disable with close.", BC(drain_forced)},
+    {"sluice_backend_checks_total", "counter", "Active health checks finished.", BC(checks_total)},
+    {"sluice_backend_checks_failed_total", "counter", "Active health checks that failed.",
+     BC(checks_failed)},
+    {"sluice_backend_weight", "gauge", "Current weight.", backend_weight, 0},
+    {"sluice_backend_healthy", "gauge", "1 while the backend's health checks pass.",
+     backend_healthy, 0},
+    {"sluice_backend_check_latency_seconds", "gauge", "Duration of the last finished health check.",
+     check_latency_seconds, offsetof(struct backend, last_check_latency_us)},
+};
+
+#define NMETRICS(a) (sizeof(a) / sizeof((a)[0]))
+
+static void sample(FILE *f, const struct metric *m, const void *obj)
+{
+    double v = m->value(obj, m->off);
+    if (v == (double)(uint64_t)v)
+        fprintf(f, " %llu\n", (unsigned long long)v);
+    else
+        fprintf(f, " %.6f\n", v);
 }
 
 static void emit_pollers(FILE *f, struct runtime *rt)
 {
-    for (size_t m = 0; m < sizeof(poller_metrics) / sizeof(poller_metrics[0]); m++) {
-        const struct poller_metric *pm = &poller_metrics[m];
-        family(f, pm->name, pm->type, pm->help);
-        for (size_t i = 0; i < rt->nworkers; i++) {
-            const atomic_uint_fast64_t *c =
-                (const atomic_uint_fast64_t *)((const char *)&rt->workers[i].c + pm->off);
-            fputs(pm->name, f);
-            poller_labels(f, &rt->workers[i]);
-            fprintf(f, " %llu\n", (unsigned long long)counter_get(c));
-        }
-    }
-    static const struct {
-        const char *name, *type, *help;
-    } loop[] = {
-        {"sluice_poller_wakeups_total", "counter", "Returns from epoll_wait."},
-        {"sluice_poller_events_total", "counter", "fd callbacks dispatched."},
-        {"sluice_poller_tasks_total", "counter", "Inbox and deferred tasks run."},
-        {"sluice_poller_timers_pending", "gauge", "Timers armed."},
-        {"sluice_poller_blocks_in_use", "gauge", "Linkbuf blocks holding data."},
-        {"sluice_poller_blocks_cached", "gauge", "Linkbuf blocks kept for reuse."},
-        {"sluice_poller_busy_seconds_total", "counter", "Time spent outside epoll_wait."},
-    };
-    for (size_t m = 0; m < sizeof(loop) / sizeof(loop[0]); m++) {
-        family(f, loop[m].name, loop[m].type, loop[m].help);
+    for (size_t m = 0; m < NMETRICS(poller_metrics); m++) {
+        family(f, poller_metrics[m].name, poller_metrics[m].type, poller_metrics[m].help);
         for (size_t i = 0; i < rt->nworkers; i++) {
             const struct worker *w = &rt->workers[i];
-            const struct poller_counters *pc = poller_counters(w->poller);
-            struct lb_cache *blocks = poller_blocks(w->poller);
-            fputs(loop[m].name, f);
-            poller_labels(f, w);
-            switch (m) {
-            case 0:
-                fprintf(f, " %llu\n", (unsigned long long)GET(pc->wakeups));
-                break;
-            case 1:
-                fprintf(f, " %llu\n", (unsigned long long)GET(pc->events));
-                break;
-            case 2:
-                fprintf(f, " %llu\n", (unsigned long long)GET(pc->tasks));
-                break;
-            case 3:
-                fprintf(f, " %llu\n", (unsigned long long)GET(pc->timers_pending));
-                break;
-            case 4:
-                fprintf(f, " %zu\n", atomic_load_explicit(&blocks->in_use, memory_order_relaxed));
-                break;
-            case 5:
-                fprintf(f, " %zu\n", atomic_load_explicit(&blocks->cached, memory_order_relaxed));
-                break;
-            default:
-                fprintf(f, " %.6f\n", (double)GET(pc->busy_ns) / 1e9);
-                break;
-            }
+            char id[16];
+            snprintf(id, sizeof(id), "%d", poller_id(w->poller));
+            fprintf(f, "%s{", poller_metrics[m].name);
+            label(f, "poller", id, 1);
+            label(f, "role", poller_id(w->poller) == 0 ? "main" : "sub", 0);
+            fputc('}', f);
+            sample(f, &poller_metrics[m], w);
         }
     }
 }
 
 static void emit_listeners(FILE *f, struct runtime *rt)
 {
-    static const struct {
-        const char *name, *type, *help;
-        size_t off;
-    } ms[] = {
-        {"sluice_listener_active_connections", "gauge", "Sessions open from the listener.",
-         offsetof(struct listener, active_connections)},
-        {"sluice_listener_accepted_total", "counter", "Connections accepted.",
-         offsetof(struct listener, accepted)},
-        {"sluice_listener_refused_total", "counter", "Connections refused for a limit.",
-         offsetof(struct listener, refused)},
-    };
-    for (size_t m = 0; m < sizeof(ms) / sizeof(ms[0]); m++) {
-        family(f, ms[m].name, ms[m].type, ms[m].help);
+    for (size_t m = 0; m < NMETRICS(listener_metrics); m++) {
+        family(f, listener_metrics[m].name, listener_metrics[m].type, listener_metrics[m].help);
         for (size_t i = 0; i < rt->nlisteners; i++) {
-            const struct listener *l = &rt->listeners[i];
-            fprintf(f, "%s{", ms[m].name);
-            label(f, "listener", l->name, 1);
-            fprintf(f, "} %llu\n",
-                    (unsigned long long)atomic_load_explicit(
-                        (const atomic_uint_fast64_t *)((const char *)l + ms[m].off),
-                        memory_order_relaxed));
+            fprintf(f, "%s{", listener_metrics[m].name);
+            label(f, "listener", rt->listeners[i].name, 1);
+            fputc('}', f);
+            sample(f, &listener_metrics[m], &rt->listeners[i]);
         }
     }
+}
+
+/* name{pool="..",backend=".."[,state=".."]} for every backend of every pool */
+static void backend_series(FILE *f, const char *name, const struct pool *pl,
+                           const struct backend *b, const char *state)
+{
+    fprintf(f, "%s{", name);
+    label(f, "pool", pl->name, 1);
+    label(f, "backend", b->name, 0);
+    if (state)
+        label(f, "state", state, 0);
+    fputc('}', f);
 }
 
 static void emit_backends(FILE *f, struct runtime *rt)
 {
-    static const struct {
-        const char *name, *type, *help;
-        size_t off;
-    } ms[] = {
-        {"sluice_backend_active_connections", "gauge", "Sessions on the backend.",
-         offsetof(struct backend, active_connections)},
-        {"sluice_backend_connections_total", "counter", "Connections made to the backend.",
-         offsetof(struct backend, total_connections)},
-        {"sluice_backend_connect_failures_total", "counter", "Connects failed or timed out.",
-         offsetof(struct backend, connect_failures)},
-        {"sluice_backend_bytes_in_total", "counter", "Bytes sent to the backend.",
-         offsetof(struct backend, bytes_in)},
-        {"sluice_backend_bytes_out_total", "counter", "Bytes received from the backend.",
-         offsetof(struct backend, bytes_out)},
-        {"sluice_backend_drain_forced_total", "counter",
-         "Sessions closed by a drain deadline or disable with close.",
-         offsetof(struct backend, drain_forced)},
-        {"sluice_backend_checks_total", "counter", "Active health checks finished.",
-         offsetof(struct backend, checks_total)},
-        {"sluice_backend_checks_failed_total", "counter", "Active health checks that failed.",
-         offsetof(struct backend, checks_failed)},
-    };
-    for (size_t m = 0; m < sizeof(ms) / sizeof(ms[0]) + 2; m++) {
-        int weight = m == sizeof(ms) / sizeof(ms[0]), state = m > sizeof(ms) / sizeof(ms[0]);
-        if (weight)
-            family(f, "sluice_backend_weight", "gauge", "Current weight.");
-        else if (state)
-            family(f, "sluice_backend_state", "gauge", "1 for the backend's current state.");
-        else
-            family(f, ms[m].name, ms[m].type, ms[m].help);
+    for (size_t m = 0; m < NMETRICS(backend_metrics); m++) {
+        family(f, backend_metrics[m].name, backend_metrics[m].type, backend_metrics[m].help);
         for (size_t i = 0; i < rt->npools; i++) {
             struct backend_set *set = pool_current(&rt->pools[i]);
             for (size_t j = 0; j < set->n; j++) {
-                const struct backend *b = set->b[j];
-                int nstates = state ? BACKEND_DISABLED + 1 : 1;
-                for (int s = 0; s < nstates; s++) {
-                    fputs(weight  ? "sluice_backend_weight"
-                          : state ? "sluice_backend_state"
-                                  : ms[m].name,
-                          f);
-                    fputc('{', f);
-                    label(f, "pool", rt->pools[i].name, 1);
-                    label(f, "backend", b->name, 0);
-                    if (state)
-                        label(f, "state", backend_state_name((enum backend_state)s), 0);
-                    fputc('}', f);
-                    if (weight)
-                        fprintf(f, " %u\n", atomic_load(&b->weight));
-                    else if (state)
-                        fprintf(f, " %d\n", backend_state_now(b) == (enum backend_state)s);
-                    else
-                        fprintf(f, " %llu\n",
-                                (unsigned long long)counter_get(
-                                    (const atomic_uint_fast64_t *)((const char *)b + ms[m].off)));
-                }
+                backend_series(f, backend_metrics[m].name, &rt->pools[i], set->b[j], NULL);
+                sample(f, &backend_metrics[m], set->b[j]);
             }
         }
     }
-}
-
-static void emit_health(FILE *f, struct runtime *rt)
-{
-    family(f, "sluice_backend_healthy", "gauge", "1 while the backend's health checks pass.");
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1)
-            family(f, "sluice_backend_check_latency_seconds", "gauge",
-                   "Duration of the last finished health check.");
-        for (size_t i = 0; i < rt->npools; i++) {
-            struct backend_set *set = pool_current(&rt->pools[i]);
-            for (size_t j = 0; j < set->n; j++) {
-                const struct backend *b = set->b[j];
-                fputs(pass ? "sluice_backend_check_latency_seconds{" : "sluice_backend_healthy{",
-                      f);
-                label(f, "pool", rt->pools[i].name, 1);
-                label(f, "backend", b->name, 0);
-                if (pass)
-                    fprintf(f, "} %.6f\n", GET(b->last_check_latency_us) / 1e6);
-                else
-                    fprintf(f, "} %d\n", atomic_load(&b->healthy));
+    /* One series per state, 1 for the current one (an enum as labels). */
+    family(f, "sluice_backend_state", "gauge", "1 for the backend's current state.");
+    for (size_t i = 0; i < rt->npools; i++) {
+        struct backend_set *set = pool_current(&rt->pools[i]);
+        for (size_t j = 0; j < set->n; j++) {
+            enum backend_state now = backend_state_now(set->b[j]);
+            for (int st = BACKEND_UP; st <= BACKEND_DISABLED; st++) {
+                backend_series(f, "sluice_backend_state", &rt->pools[i], set->b[j],
+                               backend_state_name((enum backend_state)st));
+                fprintf(f, " %d\n", now == (enum backend_state)st);
             }
         }
     }
@@ -393,7 +380,6 @@ char *view_metrics(struct runtime *rt, uint64_t uptime_s)
     emit_pollers(f, rt);
     emit_listeners(f, rt);
     emit_backends(f, rt);
-    emit_health(f, rt);
     fclose(f);
     return buf;
 }

@@ -374,8 +374,17 @@ class Admin(ProxyTest):
         self.assertEqual(p.returncode, 0, p.stderr)
         m = json.loads(p.stdout)
         stats = api.get("/api/v1/stats")[1]
-        accepted = {l["poller"]: v for l, v in m["sluice_poller_accepted_total"]}
-        self.assertEqual(accepted["0"], stats["pollers"][0]["accepted"])
+        # Every poller counter of the JSON is in /metrics with the same value
+        # (the proxy is idle now, so these do not move between the two reads).
+        for key in ("accepted", "refused", "dialed", "connect_failures", "retries",
+                    "connect_exhausted", "idle_timeouts", "resets", "bytes_in", "bytes_out",
+                    "memory_starved", "local_errors", "total_connections"):
+            name = "sluice_poller_" + (key if key != "total_connections" else "connections") + \
+                "_total"
+            self.assertIn(name, m, key)
+            got = {l["poller"]: v for l, v in m[name]}
+            for p in stats["pollers"]:
+                self.assertEqual(got[str(p["id"])], p[key], f"{name} poller {p['id']}")
         conns = {l["backend"]: v for l, v in m["sluice_backend_connections_total"]}
         for b in stats["pools"][0]["backends"]:
             self.assertEqual(conns[b["name"]], b["total_connections"])
