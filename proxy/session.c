@@ -343,9 +343,11 @@ void session_pump(struct session *s)
     int splicing = s->pool->zero_copy == CFG_ZERO_COPY_SPLICE && s->state == SESSION_RELAYING;
     for (int d = 0; d < 2; d++) {
         int bad = 0;
-        /* Splice once what was read into the linkbuf (while connecting) is out. */
-        int err = splicing && linkbuf_len(&s->side[d].in) == 0 ? session_splice_dir(s, d, &bad)
-                                                               : pump_dir(s, d, &bad);
+        /* Splice once what was read into the linkbuf (while connecting, or
+         * while no pipe could be made) is out. */
+        int err = splicing && linkbuf_len(&s->side[d].in) == 0 && session_splice_ready(s, d)
+                      ? session_splice_dir(s, d, &bad)
+                      : pump_dir(s, d, &bad);
         if (err) {
             /* A reset (or any error) on one side is forwarded as a reset to the other. */
             counter_add(&s->w->c.resets, 1);

@@ -58,21 +58,25 @@ void session_splice_close(struct session *s)
     s->pipes = NULL;
 }
 
-/* The splice twin of pump_dir: same contract (0, or -errno with *bad). */
+int session_splice_ready(struct session *s, int d)
+{
+    if (!s->pipes) {
+        s->pipes = calloc(1, sizeof(*s->pipes));
+        if (!s->pipes)
+            return 0;
+        for (int i = 0; i < 2; i++)
+            s->pipes->rd[i] = s->pipes->wr[i] = -1;
+    }
+    return s->pipes->rd[d] >= 0 || make_pipe(s->pipes, d) == 0;
+}
+
+/* The splice twin of pump_dir: same contract (0, or -errno with *bad).
+ * Only after session_splice_ready(s, d) said yes. */
 int session_splice_dir(struct session *s, int d, int *bad)
 {
     struct poller *p = s->w->poller;
     struct side *src = &s->side[d], *dst = &s->side[!d];
-    if (!s->pipes) {
-        s->pipes = calloc(1, sizeof(*s->pipes));
-        if (!s->pipes)
-            return 0; /* retried at the next event; nothing was read */
-        for (int i = 0; i < 2; i++)
-            s->pipes->rd[i] = s->pipes->wr[i] = -1;
-    }
     struct session_pipes *sp = s->pipes;
-    if (sp->rd[d] < 0 && make_pipe(sp, d) < 0)
-        return 0;
     size_t budget = SPLICE_BUDGET_BYTES;
     for (;;) {
         while (sp->len[d] && (dst->flags & SIDE_WR_READY)) {
