@@ -141,91 +141,59 @@ int runtime_start(struct runtime *rt)
     return pollmgr_start(rt->pm);
 }
 
-struct stop_listening {
+/* A task run once on each of a range of pollers, and the waiter's count of
+ * those still to run. Refcounted: the waiter may give up (timeout) while
+ * tasks are still queued; the last one to let go frees it. */
+struct broadcast {
+    atomic_int refs;
+    atomic_int pending;
+    void (*fn)(struct poller *p, struct runtime *rt);
     struct runtime *rt;
-    atomic_int pending;
-    struct poller_task tasks[]; /* one per poller */
-};
-
-static void close_listeners(struct poller *p, struct poller_task *t, void *arg)
-{
-    struct stop_listening *sl = arg;
-    for (size_t i = 0; i < sl->rt->nlisteners; i++)
-        listener_close_on(&sl->rt->listeners[i], p);
-    atomic_fetch_sub_explicit(&sl->pending, 1, memory_order_release);
-}
-
-void runtime_stop_listening(struct runtime *rt)
-{
-    /* Every poller closes the listening sockets it owns (the main reactor's,
-     * or each sub-reactor's own with reuseport). */
-    struct stop_listening *sl = calloc(1, sizeof(*sl) + rt->nworkers * sizeof(sl->tasks[0]));
-    if (!sl) {
-        pollmgr_stop(rt->pm);
-        return;
-    }
-    sl->rt = rt;
-    atomic_init(&sl->pending, 0);
-    for (size_t i = 0; i < rt->nworkers; i++) {
-        poller_task_init(&sl->tasks[i], close_listeners, sl);
-        atomic_fetch_add(&sl->pending, 1);
-        if (poller_post(rt->workers[i].poller, &sl->tasks[i]) < 0)
-            atomic_fetch_sub(&sl->pending, 1);
-    }
-    for (int waited = 0; waited < STOP_LISTENING_WAIT_MS; waited++) {
-        if (atomic_load_explicit(&sl->pending, memory_order_acquire) == 0) {
-            free(sl);
-            return;
-        }
-        struct timespec ts = {0, 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    /* A poller is stuck: stopping them all (joined, so their tasks have run)
-     * lets runtime_destroy close the sockets. */
-    log_warn("the pollers did not close their listeners within %d ms", STOP_LISTENING_WAIT_MS);
-    pollmgr_stop(rt->pm);
-    free(sl);
-}
-
-struct quiesce {
-    atomic_int refs; /* one per posted task + the waiter: the last one frees */
-    atomic_int pending;
     struct poller_task tasks[];
 };
 
-static void quiesce_put(struct quiesce *q)
+static void broadcast_put(struct broadcast *bc)
 {
-    if (atomic_fetch_sub(&q->refs, 1) == 1)
-        free(q);
+    if (atomic_fetch_sub(&bc->refs, 1) == 1)
+        free(bc);
 }
 
-static void quiesce_ran(struct poller *p, struct poller_task *t, void *arg)
+static void broadcast_ran(struct poller *p, struct poller_task *t, void *arg)
 {
-    struct quiesce *q = arg;
-    atomic_fetch_sub(&q->pending, 1);
-    quiesce_put(q);
+    struct broadcast *bc = arg;
+    if (bc->fn)
+        bc->fn(p, bc->rt);
+    atomic_fetch_sub_explicit(&bc->pending, 1, memory_order_release);
+    broadcast_put(bc);
 }
 
-int runtime_quiesce(struct runtime *rt, unsigned timeout_ms)
+/* Runs fn (may be NULL: just a pass through the loop) on pollers [first,
+ * nworkers) and waits until every one has. 0, -ETIMEDOUT, -EAGAIN when an
+ * inbox refused the task (full or stopped), -ENOMEM. */
+static int broadcast(struct runtime *rt, size_t first,
+                     void (*fn)(struct poller *, struct runtime *), unsigned timeout_ms)
 {
-    size_t n = rt->nworkers - 1;
-    struct quiesce *q = calloc(1, sizeof(*q) + n * sizeof(q->tasks[0]));
-    if (!q)
+    size_t n = rt->nworkers - first;
+    struct broadcast *bc = calloc(1, sizeof(*bc) + n * sizeof(bc->tasks[0]));
+    if (!bc)
         return -ENOMEM;
-    atomic_init(&q->refs, 1);
-    atomic_init(&q->pending, 0);
+    atomic_init(&bc->refs, 1);
+    atomic_init(&bc->pending, 0);
+    bc->fn = fn;
+    bc->rt = rt;
     int err = 0;
     for (size_t i = 0; i < n; i++) {
-        poller_task_init(&q->tasks[i], quiesce_ran, q);
-        atomic_fetch_add(&q->refs, 1);
-        atomic_fetch_add(&q->pending, 1);
-        if (poller_post(rt->workers[i + 1].poller, &q->tasks[i]) < 0) {
-            atomic_fetch_sub(&q->refs, 1);
-            atomic_fetch_sub(&q->pending, 1);
-            err = -EAGAIN; /* a full or stopped inbox: cannot prove it moved on */
+        poller_task_init(&bc->tasks[i], broadcast_ran, bc);
+        atomic_fetch_add(&bc->refs, 1);
+        atomic_fetch_add(&bc->pending, 1);
+        if (poller_post(rt->workers[first + i].poller, &bc->tasks[i]) < 0) {
+            atomic_fetch_sub(&bc->refs, 1);
+            atomic_fetch_sub(&bc->pending, 1);
+            err = -EAGAIN;
         }
     }
-    for (unsigned waited = 0; !err && atomic_load(&q->pending) > 0; waited++) {
+    for (unsigned waited = 0; atomic_load_explicit(&bc->pending, memory_order_acquire) > 0;
+         waited++) {
         if (waited >= timeout_ms) {
             err = -ETIMEDOUT;
             break;
@@ -233,8 +201,35 @@ int runtime_quiesce(struct runtime *rt, unsigned timeout_ms)
         struct timespec ts = {0, 1000000L};
         nanosleep(&ts, NULL);
     }
-    quiesce_put(q);
+    broadcast_put(bc);
     return err;
+}
+
+static void close_listeners(struct poller *p, struct runtime *rt)
+{
+    for (size_t i = 0; i < rt->nlisteners; i++)
+        listener_close_on(&rt->listeners[i], p);
+}
+
+void runtime_stop_listening(struct runtime *rt)
+{
+    /* Every poller closes the listening sockets it owns (the main reactor's,
+     * or each sub-reactor's own with reuseport). */
+    int err = broadcast(rt, 0, close_listeners, STOP_LISTENING_WAIT_MS);
+    if (err == 0)
+        return;
+    /* A poller is stuck or refused the task: stopping them all (joined, so
+     * every queued task has run) lets runtime_destroy close the sockets. */
+    log_warn("the pollers did not close their listeners (%s, waited up to %d ms); stopping them",
+             strerror(-err), STOP_LISTENING_WAIT_MS);
+    pollmgr_stop(rt->pm);
+}
+
+int runtime_quiesce(struct runtime *rt, unsigned timeout_ms)
+{
+    /* A task through every sub-reactor's inbox: once each has run it, none
+     * is still inside the loop iteration that might read the old state. */
+    return broadcast(rt, 1, NULL, timeout_ms);
 }
 
 struct poller *runtime_checker_poller(struct runtime *rt)
