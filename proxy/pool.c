@@ -11,6 +11,10 @@
 #include <string.h>
 
 #define POOL_SCHEDULE_MAX 65536
+/* Schedule slots a round_robin pick looks at before it asks least_conn: when
+ * most of the weight is down, a walk could otherwise cross 65536 slots per
+ * new session, in the middle of an outage. */
+#define RR_SCAN_MAX 64
 
 static char *memdup(const char *src, size_t len)
 {
@@ -32,16 +36,24 @@ static unsigned gcd(unsigned a, unsigned b)
     return a;
 }
 
+/* Sum of the weights over their gcd (0 when none has weight); *g gets the gcd. */
+static unsigned long wrr_cycle(const unsigned *weights, size_t n, unsigned *g)
+{
+    unsigned long total = 0;
+    *g = 0;
+    for (size_t i = 0; i < n; i++)
+        *g = gcd(*g, weights[i]);
+    for (size_t i = 0; *g && i < n; i++)
+        total += weights[i] / *g;
+    return total;
+}
+
 size_t pool_smooth_wrr(const unsigned *weights, size_t n, uint32_t *out, size_t cap)
 {
-    unsigned g = 0;
-    unsigned long total = 0;
-    for (size_t i = 0; i < n; i++)
-        g = gcd(g, weights[i]);
-    if (g == 0)
+    unsigned g;
+    unsigned long total = wrr_cycle(weights, n, &g);
+    if (total == 0)
         return 0;
-    for (size_t i = 0; i < n; i++)
-        total += weights[i] / g;
     size_t len = total < cap ? total : cap;
     long *current = calloc(n, sizeof(*current));
     if (!current)
@@ -80,8 +92,7 @@ static struct backend_set *set_build(const struct pool *pl, struct backend **lis
     if (!set || !weights || !names)
         goto fail;
     set->b = calloc(n ? n : 1, sizeof(*set->b));
-    set->schedule = calloc(POOL_SCHEDULE_MAX, sizeof(*set->schedule));
-    if (!set->b || !set->schedule)
+    if (!set->b)
         goto fail;
     set->n = n;
     for (size_t i = 0; i < n; i++) {
@@ -89,7 +100,12 @@ static struct backend_set *set_build(const struct pool *pl, struct backend **lis
         weights[i] = atomic_load(&list[i]->weight);
         names[i] = list[i]->name;
     }
-    set->schedule_len = pool_smooth_wrr(weights, n, set->schedule, POOL_SCHEDULE_MAX);
+    unsigned g;
+    unsigned long cycle = wrr_cycle(weights, n, &g);
+    size_t slots = cycle == 0 ? 1 : cycle < POOL_SCHEDULE_MAX ? (size_t)cycle : POOL_SCHEDULE_MAX;
+    if (!(set->schedule = calloc(slots, sizeof(*set->schedule))))
+        goto fail;
+    set->schedule_len = pool_smooth_wrr(weights, n, set->schedule, slots);
     if (pl->balance == CFG_POOL_SOURCE_HASH) {
         set->maglev_size = pl->maglev_table_size;
         set->maglev = malloc(set->maglev_size * sizeof(*set->maglev));
@@ -210,19 +226,23 @@ static int candidate(const struct backend *b, const struct backend *avoid)
     return b != avoid && backend_pickable(b);
 }
 
+static struct backend *pick_least_conn(struct pool *pl, struct backend_set *set,
+                                       const struct backend *avoid);
+
 static struct backend *pick_round_robin(struct pool *pl, struct backend_set *set,
                                         const struct backend *avoid)
 {
     if (set->schedule_len == 0)
         return NULL;
     unsigned start = atomic_fetch_add_explicit(&pl->cursor, 1, memory_order_relaxed);
-    /* One full turn of the schedule at most: every backend with weight is in it. */
-    for (size_t k = 0; k < set->schedule_len; k++) {
+    size_t scan = set->schedule_len < RR_SCAN_MAX ? set->schedule_len : RR_SCAN_MAX;
+    for (size_t k = 0; k < scan; k++) {
         struct backend *b = set->b[set->schedule[(start + k) % set->schedule_len]];
         if (candidate(b, avoid) && backend_acquire(b))
             return b;
     }
-    return NULL;
+    /* Mostly down: the least loaded per weight of those left, in O(backends). */
+    return scan < set->schedule_len ? pick_least_conn(pl, set, avoid) : NULL;
 }
 
 /* Fewest active/weight; the scan starts at a rotating index and only a

@@ -90,6 +90,34 @@ START_TEST(skips_backends_not_up)
 }
 END_TEST
 
+START_TEST(mostly_down_schedule_falls_back_to_least_loaded)
+{
+    /* 202 slots, 200 of them for a backend that is down: a pick looks at a
+     * bounded number of slots, then takes the least loaded of the others. */
+    const unsigned w[] = {200, 1, 1};
+    struct pool pl;
+    make_pool(&pl, w, 3);
+    ck_assert_uint_eq(pool_current(&pl)->schedule_len, 202);
+    atomic_store(&B(pl, 0)->state, BACKEND_DOWN);
+    for (int i = 0; i < 100; i++)
+        ck_assert_ptr_nonnull(pool_pick(&pl, NULL, 0)); /* held: load builds up */
+    uint64_t a1 = atomic_load(&B(pl, 1)->active_connections);
+    uint64_t a2 = atomic_load(&B(pl, 2)->active_connections);
+    ck_assert_uint_eq(atomic_load(&B(pl, 0)->active_connections), 0);
+    ck_assert_uint_eq(a1 + a2, 100);
+    ck_assert_uint_ge(a1, 20); /* schedule hits and least-loaded picks share them */
+    ck_assert_uint_ge(a2, 20);
+    for (uint64_t i = 0; i < a1; i++)
+        backend_release(B(pl, 1));
+    for (uint64_t i = 0; i < a2; i++)
+        backend_release(B(pl, 2));
+    atomic_store(&B(pl, 1)->state, BACKEND_DOWN);
+    atomic_store(&B(pl, 2)->state, BACKEND_DOWN);
+    ck_assert_ptr_null(pool_pick(&pl, NULL, 0));
+    pool_fini(&pl);
+}
+END_TEST
+
 START_TEST(retry_avoids_the_failed_backend)
 {
     const unsigned w[] = {1, 1};
@@ -178,6 +206,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, retry_avoids_the_failed_backend);
     tcase_add_test(tc, pick_holds_a_slot_and_drain_reads_drained_when_released);
     tcase_add_test(tc, replace_installs_a_new_set_and_schedule);
+    tcase_add_test(tc, mostly_down_schedule_falls_back_to_least_loaded);
     suite_add_tcase(s, tc);
     return s;
 }
