@@ -127,14 +127,18 @@ static void on_accept(struct poller *p, struct fdop *op, void *data)
         }
         atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
         counter_add(&w->c.accepted, 1);
-        uint64_t active = atomic_load_explicit(&l->active_connections, memory_order_relaxed);
+        /* Take the slot first, then check: with "reuseport" several pollers
+         * accept for this listener at once, and check-then-add would let
+         * each of them pass at max - 1. */
+        uint64_t active =
+            atomic_fetch_add_explicit(&l->active_connections, 1, memory_order_relaxed);
         if (l->max_connections && active >= l->max_connections) {
+            atomic_fetch_sub_explicit(&l->active_connections, 1, memory_order_relaxed);
             close(fd);
             atomic_fetch_add_explicit(&l->refused, 1, memory_order_relaxed);
             counter_add(&w->c.refused, 1);
             continue;
         }
-        atomic_fetch_add_explicit(&l->active_connections, 1, memory_order_relaxed);
         uint64_t key = l->pool->balance == CFG_POOL_SOURCE_HASH
                            ? pool_client_key((struct sockaddr *)&peer)
                            : 0;

@@ -159,6 +159,33 @@ class Dial(ProxyTest):
         for s in held:
             s.close()
 
+    def test_max_connections_holds_with_reuseport_accepts(self):
+        """Both sub-reactors accept for the listener at once: a burst of
+        connections still gets exactly max_connections sessions."""
+        b = self.backend()
+        cfg = simple_config([b.port], pollers=2)
+        cfg["accept"] = "reuseport"
+        cfg["listeners"][0]["max_connections"] = 5
+        self.sluice(cfg)
+        socks = []
+        for _ in range(60):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", listen_port(cfg)))
+            socks.append(s)
+        served = 0
+        for s in socks:
+            s.settimeout(5)
+            try:
+                s.sendall(b"q")
+                served += s.recv(1) == b"q"
+            except OSError:
+                pass  # refused: closed at accept
+        self.assertEqual(served, 5)
+        self.assertEqual(b.accepted, 5)
+        for s in socks:
+            s.close()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
