@@ -232,17 +232,19 @@ static struct backend *pick_least_conn(struct pool *pl, struct backend_set *set,
 static struct backend *pick_round_robin(struct pool *pl, struct backend_set *set,
                                         const struct backend *avoid)
 {
-    if (set->schedule_len == 0)
+    size_t len = set->schedule_len;
+    if (len == 0)
         return NULL;
     unsigned start = atomic_fetch_add_explicit(&pl->cursor, 1, memory_order_relaxed);
-    size_t scan = set->schedule_len < RR_SCAN_MAX ? set->schedule_len : RR_SCAN_MAX;
-    for (size_t k = 0; k < scan; k++) {
-        struct backend *b = set->b[set->schedule[(start + k) % set->schedule_len]];
+    for (size_t k = 0; k < len && k < RR_SCAN_MAX; k++) {
+        struct backend *b = set->b[set->schedule[(start + k) % len]];
         if (candidate(b, avoid) && backend_acquire(b))
             return b;
     }
+    if (len <= RR_SCAN_MAX)
+        return NULL; /* the whole cycle was seen: every backend with weight is in it */
     /* Mostly down: the least loaded per weight of those left, in O(backends). */
-    return scan < set->schedule_len ? pick_least_conn(pl, set, avoid) : NULL;
+    return pick_least_conn(pl, set, avoid);
 }
 
 /* Fewest active/weight; the scan starts at a rotating index and only a
