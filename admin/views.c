@@ -31,7 +31,7 @@ json_t *view_poller(const struct worker *w)
     int id = poller_id(w->poller);
     return json_pack(
         "{s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-        " s:o, s:o, s:o, s:o, s:o, s:f}",
+        " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:f}",
         "id", id, "role", id == 0 ? "main" : "sub", "active_connections",
         u64(GET(w->c.active_connections)), "total_connections", u64(GET(w->c.total_connections)),
         "accepted", u64(GET(w->c.accepted)), "refused", u64(GET(w->c.refused)), "dialed",
@@ -44,7 +44,9 @@ json_t *view_poller(const struct worker *w)
         "memory_starved", u64(GET(w->c.memory_starved)), "blocks_limit",
         u64(blocks->limit == SIZE_MAX ? 0 : blocks->limit), "blocks_in_use",
         u64(atomic_load_explicit(&blocks->in_use, memory_order_relaxed)), "blocks_cached",
-        u64(atomic_load_explicit(&blocks->cached, memory_order_relaxed)), "loop_busy_ratio", busy);
+        u64(atomic_load_explicit(&blocks->cached, memory_order_relaxed)), "splice_pipes_in_use",
+        u64(GET(w->c.pipes_in_use)), "splice_pipes_cached", u64(GET(w->c.pipes_cached)),
+        "loop_busy_ratio", busy);
 }
 
 json_t *view_pollers(struct runtime *rt)
@@ -232,6 +234,10 @@ static const struct metric poller_metrics[] = {
      "Reads put off because buffer_memory_limit was reached.", WC(memory_starved)},
     {"sluice_poller_local_errors_total", "counter",
      "Upstream dials that failed on this host (fd or memory exhaustion).", WC(local_errors)},
+    {"sluice_poller_splice_pipes_in_use", "gauge", "Splice pipes holding bytes in flight.",
+     WC(pipes_in_use)},
+    {"sluice_poller_splice_pipes_cached", "gauge", "Empty splice pipes kept for reuse.",
+     WC(pipes_cached)},
     {"sluice_poller_wakeups_total", "counter", "Returns from epoll_wait.", PC(wakeups)},
     {"sluice_poller_events_total", "counter", "fd callbacks dispatched.", PC(events)},
     {"sluice_poller_tasks_total", "counter", "Inbox and deferred tasks run.", PC(tasks)},

@@ -31,6 +31,19 @@ struct worker_counters {
     atomic_uint_fast64_t bytes_out;          /* backend → client */
     atomic_uint_fast64_t memory_starved;     /* reads put off: buffer_memory_limit reached */
     atomic_uint_fast64_t local_errors;       /* dials that failed here (EMFILE...), not upstream */
+    atomic_uint_fast64_t pipes_in_use;       /* splice: pipes holding a direction's bytes */
+    atomic_uint_fast64_t pipes_cached;       /* splice: empty pipes kept for reuse */
+};
+
+/* Splice mode's empty pipes, kept per poller so that a session holds a pipe
+ * only while bytes are in it (session_splice.c); owner thread only. */
+#define PIPE_CACHE_MAX 32
+struct pipe_cache {
+    struct {
+        int rd, wr;
+        uint32_t cap;
+    } pipe[PIPE_CACHE_MAX];
+    unsigned n;
 };
 
 struct worker {
@@ -41,6 +54,7 @@ struct worker {
     struct session *starved;   /* not owned: sessions waiting for buffer memory */
     struct session *retrying;  /* not owned: the starved batch being retried now */
     struct timer starve_retry;
+    struct pipe_cache pipes;
     struct worker_counters c;
 };
 

@@ -70,7 +70,7 @@ void session_account(struct session *s, int d, size_t n); /* n bytes relayed out
 int session_splice_ready(struct session *s, int d);
 int session_splice_dir(struct session *s, int d, int *bad);
 int session_splice_pending(const struct session *s, int d); /* bytes in d's pipe */
-void session_splice_close(struct session *s);
+void session_splice_close(struct session *s);               /* lets go of the pipes */
 
 /* session_dial.c */
 void session_dial(struct session *s, struct backend *avoid);
