@@ -267,28 +267,42 @@ def idle_memory(peer):
     return (after - before) / IDLE_CONNS
 
 
+def measured(what, fn, *args):
+    """One workload; a failure is reported and recorded as missing instead of
+    losing the rest of a long run."""
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001 - any failure of a tool or a peer
+        print(f"  {what}: failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return None
+
+
 def run_peer(peer, quick):
     secs = 2 if quick else 4
     n = 100000 if quick else 200000
     r = {}
+    port = peer.ports
     c0 = cpu_s(peer.pids)
-    r["get_50"] = redis_bench(peer.ports["redis"], ["-t", "get", "-c", "50"], n)
-    r["set_50"] = redis_bench(peer.ports["redis"], ["-t", "set", "-c", "50"], n)
-    r["get_pipe16"] = redis_bench(peer.ports["redis"], ["-t", "get", "-c", "50", "-P", "16"], n * 4)
-    r["get_500"] = redis_bench(peer.ports["redis"], ["-t", "get", "-c", "500"], n)
+    r["get_50"] = measured("get_50", redis_bench, port["redis"], ["-t", "get", "-c", "50"], n)
+    r["set_50"] = measured("set_50", redis_bench, port["redis"], ["-t", "set", "-c", "50"], n)
+    r["get_pipe16"] = measured("get_pipe16", redis_bench, port["redis"],
+                               ["-t", "get", "-c", "50", "-P", "16"], n * 4)
+    r["get_500"] = measured("get_500", redis_bench, port["redis"], ["-t", "get", "-c", "500"], n)
     rpc_requests = n * 3 + n * 4
     r["cpu_s_per_100k_req"] = (cpu_s(peer.pids) - c0) / rpc_requests * 1e5 if peer.pids else None
-    r["churn_k0"] = redis_bench(peer.ports["redis"], ["-t", "ping_inline", "-c", "50", "-k", "0"],
-                                n // 4)
+    r["churn_k0"] = measured("churn_k0", redis_bench, port["redis"],
+                             ["-t", "ping_inline", "-c", "50", "-k", "0"], n // 4)
     c0 = cpu_s(peer.pids)
-    r["bulk_1"], b1 = iperf(peer.ports["iperf"], secs, 1, False)
-    r["bulk_1_rev"], b2 = iperf(peer.ports["iperf"], secs, 1, True)
-    r["bulk_4"], b3 = iperf(peer.ports["iperf"], secs, 4, False)
-    gb = (b1 + b2 + b3) / 1e9
+    gb = 0.0
+    for key, streams, reverse in (("bulk_1", 1, False), ("bulk_1_rev", 1, True),
+                                  ("bulk_4", 4, False)):
+        got = measured(key, iperf, port["iperf"], secs, streams, reverse)
+        r[key] = got[0] if got else None
+        gb += got[1] / 1e9 if got else 0.0
     r["cpu_s_per_gb"] = (cpu_s(peer.pids) - c0) / gb if peer.pids and gb else None
-    lat = sockperf(peer.ports["sockperf"], secs)
-    r.update({f"rtt_{k}_us": v for k, v in lat.items()})
-    r["rss_kib_per_idle_conn"] = idle_memory(peer)
+    lat = measured("sockperf", sockperf, port["sockperf"], secs) or {}
+    r.update({f"rtt_{k}_us": lat.get(k) for k in ("p50", "p99", "p999")})
+    r["rss_kib_per_idle_conn"] = measured("idle memory", idle_memory, peer)
     return r
 
 
@@ -307,7 +321,13 @@ def main():
     ap.add_argument("--splice", action="store_true",
                     help="add sluice with zero_copy \"splice\" as a peer")
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "bench", "results.json"))
+    ap.add_argument("--readme", metavar="RESULTS_JSON",
+                    help="print the README's Performance tables from a saved run, measure nothing")
     args = ap.parse_args()
+    if args.readme:
+        with open(args.readme) as f:
+            print_readme_tables(json.load(f))
+        return
     for tool in ("redis-server", "redis-benchmark", "iperf3", "sockperf", "haproxy"):
         if not shutil.which(tool):
             sys.exit(f"missing {tool}: run scripts/bench.sh, which installs it")
@@ -337,8 +357,10 @@ def main():
                     print(f"pollers={np} round={rnd} {kind.name}: done", file=sys.stderr)
             med = {}
             for name, runs in samples.items():
-                med[name] = {k: (statistics.median([r[k] for r in runs])
-                                 if runs[0][k] is not None else None) for k in runs[0]}
+                med[name] = {}
+                for k in runs[0]:
+                    vals = [r[k] for r in runs if r[k] is not None]
+                    med[name][k] = statistics.median(vals) if vals else None
             results["runs"][str(np)] = {"median": med, "samples": samples}
             print_table(np, med)
     finally:
@@ -362,6 +384,49 @@ def print_table(np, med):
         rd = (s[k] / d[k]) if s[k] is not None and d.get(k) else None
         cells = " | ".join(fmt(med[p][k]) for p in peers)
         print(f"| {k} | {fmt(d[k])} | {cells} | {fmt(rh)} | {fmt(rd)} |")
+
+
+README_ROWS = [
+    ("get_50", "redis GET, 50 conns (req/s)"),
+    ("set_50", "redis SET, 50 conns (req/s)"),
+    ("get_pipe16", "redis GET, pipelined -P 16 (req/s)"),
+    ("get_500", "redis GET, 500 conns (req/s)"),
+    ("churn_k0", "connection churn, -k 0 (req/s)"),
+    ("bulk_1", "bulk, 1 stream (Gbit/s)"),
+    ("bulk_1_rev", "bulk, 1 stream reverse (Gbit/s)"),
+    ("bulk_4", "bulk, 4 streams (Gbit/s)"),
+    ("rtt_p50_us", "round trip p50 (µs)"),
+    ("rtt_p99_us", "round trip p99 (µs)"),
+    ("rtt_p999_us", "round trip p99.9 (µs)"),
+    ("cpu_s_per_gb", "proxy CPU-s per GB"),
+    ("cpu_s_per_100k_req", "proxy CPU-s per 100k requests"),
+    ("rss_kib_per_idle_conn", "RSS per idle connection (KiB)"),
+]
+PEER_LABELS = {"direct": "direct", "haproxy": "HAProxy 2.6", "sluice": "sluice",
+               "sluice_reuseport": "sluice (reuseport)", "sluice_splice": "sluice (splice)",
+               "nginx": "nginx stream"}
+
+
+def print_readme_tables(results):
+    """The README's tables: one per poller count, medians, with the two ratios."""
+    def fmt(v):
+        if v is None:
+            return "—"
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+    for np, run in results["runs"].items():
+        med = run["median"]
+        peers = list(med)
+        print(f"\n**{np} poller{'s' if np != '1' else ''}** (HAProxy nbthread {np}):\n")
+        head = ["workload"] + [PEER_LABELS.get(p, p) for p in peers] + \
+            ["sluice / HAProxy", "sluice / direct"]
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for key, label in README_ROWS:
+            s, h, d = med["sluice"][key], med["haproxy"][key], med["direct"][key]
+            cells = [fmt(med[p][key]) for p in peers]
+            rh = s / h if s is not None and h else None
+            rd = s / d if s is not None and d else None
+            print("| " + " | ".join([label] + cells + [fmt(rh), fmt(rd)]) + " |")
 
 
 if __name__ == "__main__":
