@@ -150,7 +150,12 @@ int session_splice_dir(struct session *s, int d, int *bad)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN) {
-            src->flags &= (uint8_t)~SIDE_RD_READY;
+            /* Also what a pipe out of slots says (one per arriving segment,
+             * however small): only an empty pipe proves the socket empty.
+             * Otherwise the pipe holds bytes for a blocked writer, whose
+             * write event brings this read back. */
+            if (sp->len[d] == 0)
+                src->flags &= (uint8_t)~SIDE_RD_READY;
             break;
         }
         if (n == 0) {
