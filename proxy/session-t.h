@@ -65,7 +65,8 @@ void session_pump(struct session *s);
 void session_account(struct session *s, int d, size_t n); /* n bytes relayed out of side d */
 
 /* session_splice.c: zero_copy "splice" */
-/* Makes d's pipe if needed; 0 when none can be had (fds, memory): that
+/* Gives d a pipe (the poller's cached one, or a new one) when it has bytes
+ * to read and holds none; 0 when none can be had (fds, memory): that
  * direction then relays through its linkbuf, so no byte waits for an event. */
 int session_splice_ready(struct session *s, int d);
 int session_splice_dir(struct session *s, int d, int *bad);

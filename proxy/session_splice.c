@@ -111,11 +111,17 @@ int session_splice_ready(struct session *s, int d)
         for (int i = 0; i < 2; i++)
             s->pipes->rd[i] = s->pipes->wr[i] = -1;
     }
-    return s->pipes->rd[d] >= 0 || take_pipe(s->w, s->pipes, d) == 0;
+    if (s->pipes->rd[d] >= 0)
+        return 1;
+    /* Nothing to read: no pipe is needed for this pass (none is touched). */
+    if ((s->side[d].flags & (SIDE_RD_READY | SIDE_EOF)) != SIDE_RD_READY)
+        return 1;
+    return take_pipe(s->w, s->pipes, d) == 0;
 }
 
 /* The splice twin of pump_dir: same contract (0, or -errno with *bad).
- * Only after session_splice_ready(s, d) said yes. */
+ * Only after session_splice_ready(s, d) said yes: then d holds a pipe, or
+ * has nothing to read and its pipe is not touched. */
 int session_splice_dir(struct session *s, int d, int *bad)
 {
     struct poller *p = s->w->poller;
