@@ -98,6 +98,11 @@ class Valgrind(ProxyTest):
         backend = self.async_backend("echo")
         cfg = simple_config([backend.port], pollers=2)
         cfg["shutdown_grace_ms"] = 5000
+        # A second listener relays through splice: pipes, the pipe cache.
+        cfg["listeners"].append({"name": "ls", "listen": f"127.0.0.1:{free_port()}",
+                                 "pool": "ps"})
+        cfg["pools"].append({"name": "ps", "zero_copy": "splice", "backends": [
+            {"name": "b0", "address": f"127.0.0.1:{backend.port}"}]})
         import json
         import tempfile
         d = tempfile.mkdtemp()
@@ -123,13 +128,20 @@ class Valgrind(ProxyTest):
                 except OSError:
                     return False
             wait_until(up, timeout=120, step=0.2, what="sluice under valgrind")
-            for i in range(50):
-                s = connect(lp)
+            for i in range(100):
+                s = connect(lp if i % 2 else listen_port(cfg, 1))
                 s.sendall(b"hello %d" % i)
                 self.assertEqual(s.recv(64), b"hello %d" % i)
-                if i % 2:
+                if i % 3:
                     s.shutdown(socket.SHUT_WR)
                 s.close()
+            spliced = connect(listen_port(cfg, 1))  # open, with a pipe-relayed echo, at the stop
+            spliced.sendall(b"s" * 100000)
+            got = b""
+            while len(got) < 100000:
+                chunk = spliced.recv(65536)
+                self.assertTrue(chunk)
+                got += chunk
             api = Api(cfg)
             self.assertEqual(api.get("/api/v1/stats")[0], 200)
             self.assertEqual(api.get("/metrics")[0], 200)
@@ -142,6 +154,7 @@ class Valgrind(ProxyTest):
             self.assertEqual(held.recv(1), b"k")
             proc.send_signal(15)
             held.close()
+            spliced.close()
             proc.wait(120)
         finally:
             if proc.poll() is None:
