@@ -15,6 +15,7 @@
 
 #define STOP_LISTENING_WAIT_MS 5000
 #define HOUSEKEEPING_MS        100 /* how late a drain deadline may be enforced */
+#define BLOCK_TRIM_TICKS       10  /* housekeeping runs per block-cache trim: 1 s */
 #define MIN_BLOCKS_PER_POLLER  16
 
 static enum pollmgr_balance poller_balance(enum cfg_poller_balance b)
@@ -90,13 +91,17 @@ fail:
     return err;
 }
 
-/* Sub-reactor timer: closes this poller's sessions on backends whose close
- * deadline passed while they are draining or disabled. */
+/* Sub-reactor timer: runs health checks' timing, closes this poller's
+ * sessions on backends whose close deadline passed while they are draining
+ * or disabled, and once a second frees the linkbuf blocks that sat unused in
+ * the poller's cache for the whole second (a burst's memory goes back). */
 static void housekeeping(void *loop, struct timer *t, void *data)
 {
     struct worker *w = data;
     struct poller *p = loop;
     uint64_t now = poller_now_ms(p);
+    if (++w->ticks % BLOCK_TRIM_TICKS == 0)
+        lb_cache_trim(poller_blocks(p));
     for (size_t i = 0; i < w->rt->npools; i++) {
         struct backend_set *set = pool_current(&w->rt->pools[i]);
         for (size_t j = 0; j < set->n; j++) {

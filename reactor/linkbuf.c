@@ -19,6 +19,7 @@ void lb_cache_init(struct lb_cache *c, size_t cap_blocks)
     c->free = NULL;
     c->cap = cap_blocks;
     c->limit = SIZE_MAX;
+    c->idle = 0;
     atomic_init(&c->in_use, 0);
     atomic_init(&c->cached, 0);
 }
@@ -36,6 +37,29 @@ void lb_cache_drain(struct lb_cache *c)
         free(b);
     }
     atomic_store_explicit(&c->cached, 0, memory_order_relaxed);
+    c->idle = 0;
+}
+
+size_t lb_cache_trim(struct lb_cache *c)
+{
+    size_t cached = atomic_load_explicit(&c->cached, memory_order_relaxed);
+    size_t drop = c->idle < cached ? c->idle : cached;
+    if (drop) {
+        /* The list is LIFO: the coldest blocks are at its end. */
+        struct lb_block **cut = &c->free;
+        for (size_t keep = cached - drop; keep; keep--)
+            cut = &(*cut)->next;
+        struct lb_block *b = *cut;
+        *cut = NULL;
+        while (b) {
+            struct lb_block *next = b->next;
+            free(b);
+            b = next;
+        }
+        count(&c->cached, -(ssize_t)drop);
+    }
+    c->idle = cached - drop;
+    return drop;
 }
 
 static struct lb_block *block_get(struct lb_cache *c)
@@ -46,7 +70,11 @@ static struct lb_block *block_get(struct lb_cache *c)
     if (b) {
         c->free = b->next;
         count(&c->cached, -1);
+        size_t left = atomic_load_explicit(&c->cached, memory_order_relaxed);
+        if (left < c->idle)
+            c->idle = left;
     } else {
+        c->idle = 0;
         b = malloc(LINKBUF_BLOCK_SIZE);
         if (!b)
             return NULL;

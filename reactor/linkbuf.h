@@ -30,6 +30,7 @@ struct lb_cache {
     struct lb_block *free; /* owned */
     size_t cap;            /* blocks kept at most; beyond it blocks go back to malloc */
     size_t limit;          /* blocks in use at most (a memory budget); SIZE_MAX: none */
+    size_t idle;           /* fewest blocks cached since the last trim: never needed */
     atomic_size_t in_use;
     atomic_size_t cached;
 };
@@ -39,6 +40,10 @@ void lb_cache_init(struct lb_cache *c, size_t cap_blocks);
  * with -ENOMEM when it can book nothing: the caller then stops reading. */
 void lb_cache_set_limit(struct lb_cache *c, size_t limit_blocks);
 void lb_cache_drain(struct lb_cache *c); /* frees every cached block */
+/* Frees the cached blocks that no reserve needed since the previous call
+ * (the coldest ones) and returns how many; called once a period, it lets a
+ * burst's blocks go after one quiet period and keeps what steady load uses. */
+size_t lb_cache_trim(struct lb_cache *c);
 
 struct linkbuf {
     struct lb_block *head;  /* first block holding unread bytes; owned */

@@ -180,6 +180,51 @@ START_TEST(cache_reuses_blocks_and_frees_beyond_cap)
 }
 END_TEST
 
+static void use_blocks(struct linkbuf *lb, int n, void **bases)
+{
+    struct iovec iov[LINKBUF_MAX_IOV];
+    ck_assert_int_eq(linkbuf_reserve(lb, (size_t)n * LINKBUF_BLOCK_DATA, iov, LINKBUF_MAX_IOV), n);
+    for (int i = 0; bases && i < n; i++)
+        bases[i] = iov[i].iov_base;
+    linkbuf_commit(lb, (size_t)n * LINKBUF_BLOCK_DATA);
+    linkbuf_clear(lb);
+}
+
+START_TEST(cache_trim_frees_what_a_period_did_not_need)
+{
+    struct lb_cache cache;
+    lb_cache_init(&cache, 64);
+    struct linkbuf lb;
+    linkbuf_init(&lb, &cache, 10, 1u << 30);
+    use_blocks(&lb, 16, NULL); /* a burst */
+    ck_assert_uint_eq(atomic_load(&cache.cached), 16);
+    /* The cache was empty during the burst's period: nothing sat idle all along. */
+    ck_assert_uint_eq(lb_cache_trim(&cache), 0);
+    ck_assert_uint_eq(atomic_load(&cache.cached), 16);
+    /* Steady use of 4 blocks through the next period: 12 were never needed. */
+    void *hot[4], *again[4];
+    for (int i = 0; i < 3; i++)
+        use_blocks(&lb, 4, hot);
+    ck_assert_uint_eq(lb_cache_trim(&cache), 12);
+    ck_assert_uint_eq(atomic_load(&cache.cached), 4);
+    use_blocks(&lb, 4, again); /* the hot blocks were kept, the cold ones freed */
+    for (int i = 0; i < 4; i++) {
+        int found = 0;
+        for (int j = 0; j < 4; j++)
+            found |= again[i] == hot[j];
+        ck_assert_msg(found, "block %d was not one of the hot ones", i);
+    }
+    /* A quiet period: the rest goes; an empty cache stays empty and usable. */
+    ck_assert_uint_eq(lb_cache_trim(&cache), 0); /* used in this period */
+    ck_assert_uint_eq(lb_cache_trim(&cache), 4);
+    ck_assert_uint_eq(atomic_load(&cache.cached), 0);
+    ck_assert_uint_eq(lb_cache_trim(&cache), 0);
+    use_blocks(&lb, 2, NULL);
+    ck_assert_uint_eq(atomic_load(&cache.cached), 2);
+    lb_cache_drain(&cache);
+}
+END_TEST
+
 START_TEST(watermarks)
 {
     struct lb_cache cache;
@@ -303,6 +348,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, empty_buffer_holds_no_block);
     tcase_add_test(tc, reserve_spans_blocks_and_release_frees_consumed);
     tcase_add_test(tc, cache_reuses_blocks_and_frees_beyond_cap);
+    tcase_add_test(tc, cache_trim_frees_what_a_period_did_not_need);
     tcase_add_test(tc, watermarks);
     tcase_add_test(tc, readv_writev_through_a_pipe);
     tcase_add_test(tc, recv_send_through_a_socketpair);
