@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -169,6 +170,13 @@ int pollmgr_start(struct pollmgr *pm)
         err = -pthread_create(&pm->threads[t], NULL, thread_main, poller_at(pm, t));
         if (err)
             break;
+        /* Shown by top -H, ps -L and perf: which thread is which poller. */
+        char name[16];
+        if (t == 0)
+            snprintf(name, sizeof(name), "sluice-main");
+        else
+            snprintf(name, sizeof(name), "sluice-sub%u", t % 10000);
+        pthread_setname_np(pm->threads[t], name);
         pm->nthreads++;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
