@@ -39,6 +39,12 @@ struct side {
     uint8_t span; /* blocks booked per read: grows on full reads, shrinks on short */
 };
 
+/* A read may bring bytes: readable as far as we know, and no EOF seen yet. */
+static inline int side_may_read(const struct side *sd)
+{
+    return (sd->flags & (SIDE_RD_READY | SIDE_EOF)) == SIDE_RD_READY;
+}
+
 struct session {
     struct poller_task task;      /* the hand-off, later the deferred free */
     struct worker *w;             /* not owned; NULL until adopted */

@@ -278,7 +278,7 @@ static int pump_dir(struct session *s, int d, int *bad)
                 break;
             src->flags &= (uint8_t)~SIDE_PAUSED;
         }
-        if ((src->flags & (SIDE_RD_READY | SIDE_EOF)) != SIDE_RD_READY)
+        if (!side_may_read(src))
             break;
         if (linkbuf_above_high(buf)) {
             src->flags |= SIDE_PAUSED;

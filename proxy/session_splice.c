@@ -114,7 +114,7 @@ int session_splice_ready(struct session *s, int d)
     if (s->pipes->rd[d] >= 0)
         return 1;
     /* Nothing to read: no pipe is needed for this pass (none is touched). */
-    if ((s->side[d].flags & (SIDE_RD_READY | SIDE_EOF)) != SIDE_RD_READY)
+    if (!side_may_read(&s->side[d]))
         return 1;
     return take_pipe(s->w, s->pipes, d) == 0;
 }
@@ -145,7 +145,7 @@ int session_splice_dir(struct session *s, int d, int *bad)
                 s->last_active_ms = poller_now_ms(p);
             }
         }
-        if ((src->flags & (SIDE_RD_READY | SIDE_EOF)) != SIDE_RD_READY || sp->len[d] >= sp->cap[d])
+        if (!side_may_read(src) || sp->len[d] >= sp->cap[d])
             break; /* nothing to read, or the pipe is full: backpressure */
         if (budget == 0) {
             poller_rerun(p, &src->op, POLL_EV_IN);
