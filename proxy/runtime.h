@@ -50,7 +50,7 @@ struct worker {
     struct poller *poller;     /* not owned */
     struct runtime *rt;        /* not owned */
     struct session *sessions;  /* owned: intrusive list of live sessions */
-    struct timer housekeeping; /* sub-reactors: enforces backends' close deadlines */
+    struct timer housekeeping; /* sub-reactors: close deadlines, passive health, cache trim */
     struct session *starved;   /* not owned: sessions waiting for buffer memory */
     struct session *retrying;  /* not owned: the starved batch being retried now */
     struct timer starve_retry;
@@ -93,7 +93,8 @@ enum {
  * (errors are logged with the listener's name and address). Returns 0 or -errno. */
 int runtime_create(struct config *cfg, unsigned flags, struct runtime **out);
 int runtime_start(struct runtime *rt);
-/* Closes every listener on the main reactor; returns once they are closed. */
+/* Every poller closes the listening sockets it owns (the main reactor's, or
+ * each sub-reactor's own with reuseport); returns once they are closed. */
 void runtime_stop_listening(struct runtime *rt);
 /* Open sessions across every sub-reactor, including ones still being handed over. */
 uint64_t runtime_active_sessions(struct runtime *rt);
