@@ -17,6 +17,12 @@ MIB = 1 << 20
 PIPE_CACHE_MAX = 32  # proxy/runtime.h: empty splice pipes kept per poller
 
 
+def pollers_total(cfg, key):
+    """The sum of one counter over every poller, from the admin API."""
+    from test_admin import Api
+    return sum(p[key] for p in Api(cfg).get("/api/v1/pollers")[1])
+
+
 class Relay(ProxyTest):
     extra = {}  # pool options every test's config gets (RelaySplice: zero_copy)
 
@@ -265,12 +271,10 @@ class Relay(ProxyTest):
         """A client that stalls makes sluice buffer megabytes; once the burst
         is over, the blocks wait in the poller's cache for one quiet second
         and are then freed (blocks_cached back to 0)."""
-        from test_admin import Api
         b = self.backend()
         cfg = self.cfg_for([b.port], pollers=1, buffer_high_watermark=4 * MIB,
                            buffer_low_watermark=MIB)
         self.sluice(cfg)
-        api = Api(cfg)
         size = 4 * MIB
         data = payload(7, size)
         s = connect(listen_port(cfg), timeout=30)
@@ -283,10 +287,8 @@ class Relay(ProxyTest):
         s.close()
         self.assertEqual(sha(got), sha(data))
 
-        def cached():
-            return sum(p["blocks_cached"] for p in api.get("/api/v1/pollers")[1])
-        self.assertGreater(cached(), 0)  # the burst's blocks, kept for reuse
-        wait_until(lambda: cached() == 0, timeout=10, step=0.1,
+        self.assertGreater(pollers_total(cfg, "blocks_cached"), 0)  # kept for reuse
+        wait_until(lambda: pollers_total(cfg, "blocks_cached") == 0, timeout=10, step=0.1,
                    what="the burst's blocks freed")
 
     def test_no_fd_leak_after_thousands_of_sessions(self):
@@ -306,11 +308,9 @@ class Relay(ProxyTest):
             s.close()
 
         def expected():  # splice mode keeps a few empty pipes per poller for reuse
-            from test_admin import Api
-            pollers = Api(cfg).get("/api/v1/pollers")[1]
-            if sum(p["splice_pipes_in_use"] for p in pollers):
+            if pollers_total(cfg, "splice_pipes_in_use"):
                 return None  # sessions still closing
-            return before + 2 * sum(p["splice_pipes_cached"] for p in pollers)
+            return before + 2 * pollers_total(cfg, "splice_pipes_cached")
         wait_until(lambda: sl.fd_count() == expected(), timeout=10,
                    what=f"fd count back to {expected()} (now {sl.fd_count()})")
         if self.extra.get("zero_copy") == "splice":
@@ -331,7 +331,6 @@ class RelaySplice(Relay):
         """A direction holds a pipe only while bytes are in it: 200 sessions
         that relayed and went quiet cost their two sockets each, plus at most
         the pollers' pipe caches (2 fds per cached pipe)."""
-        from test_admin import Api
         b = self.backend()
         cfg = self.cfg_for([b.port], pollers=2)
         sl = self.sluice(cfg)
@@ -342,13 +341,10 @@ class RelaySplice(Relay):
             s.sendall(b"p%d" % i)
             self.assertEqual(recv_exactly(s, len(b"p%d" % i)), b"p%d" % i)
             held.append(s)
-        api = Api(cfg)
-
-        def pipes(key):
-            return sum(p[key] for p in api.get("/api/v1/pollers")[1])
         # The last echo reaches its client a moment before its pass ends.
-        wait_until(lambda: pipes("splice_pipes_in_use") == 0, what="no pipe in use")
-        cached = pipes("splice_pipes_cached")
+        wait_until(lambda: pollers_total(cfg, "splice_pipes_in_use") == 0,
+                   what="no pipe in use")
+        cached = pollers_total(cfg, "splice_pipes_cached")
         self.assertGreater(cached, 0)  # the pipes were used, and kept for reuse
         self.assertLessEqual(cached, PIPE_CACHE_MAX * 2)
         self.assertLessEqual(sl.fd_count() - before, 2 * 200 + 2 * PIPE_CACHE_MAX * 2)
