@@ -370,22 +370,6 @@ def main():
     print(f"\nsaved {args.out}")
 
 
-def print_table(np, med):
-    s, h, d = med["sluice"], med["haproxy"], med["direct"]
-    print(f"\n## {np} poller(s) / HAProxy nbthread {np}: medians\n")
-    peers = [k for k in med if k not in ("direct",)]
-    head = "| metric | direct | " + " | ".join(peers) + " | sluice/haproxy | sluice/direct |"
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
-    for k in s:
-        def fmt(v):
-            return "—" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
-        rh = (s[k] / h[k]) if s[k] is not None and h[k] else None
-        rd = (s[k] / d[k]) if s[k] is not None and d.get(k) else None
-        cells = " | ".join(fmt(med[p][k]) for p in peers)
-        print(f"| {k} | {fmt(d[k])} | {cells} | {fmt(rh)} | {fmt(rd)} |")
-
-
 README_ROWS = [
     ("get_50", "redis GET, 50 conns (req/s)"),
     ("set_50", "redis SET, 50 conns (req/s)"),
@@ -407,26 +391,30 @@ PEER_LABELS = {"direct": "direct", "haproxy": "HAProxy 2.6", "sluice": "sluice",
                "nginx": "nginx stream"}
 
 
-def print_readme_tables(results):
-    """The README's tables: one per poller count, medians, with the two ratios."""
+def print_table(np, med):
+    """One poller count's medians in the README's shape, with the two ratios."""
     def fmt(v):
         if v is None:
             return "—"
         return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+    peers = list(med)
+    print(f"\n**{np} poller{'s' if str(np) != '1' else ''}** (HAProxy nbthread {np}):\n")
+    head = ["workload"] + [PEER_LABELS.get(p, p) for p in peers] + \
+        ["sluice / HAProxy", "sluice / direct"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for key, label in README_ROWS:
+        s, h, d = med["sluice"][key], med["haproxy"][key], med["direct"][key]
+        cells = [fmt(med[p][key]) for p in peers]
+        rh = s / h if s is not None and h else None
+        rd = s / d if s is not None and d else None
+        print("| " + " | ".join([label] + cells + [fmt(rh), fmt(rd)]) + " |")
+
+
+def print_readme_tables(results):
+    """The README's tables from a saved run: one per poller count."""
     for np, run in results["runs"].items():
-        med = run["median"]
-        peers = list(med)
-        print(f"\n**{np} poller{'s' if np != '1' else ''}** (HAProxy nbthread {np}):\n")
-        head = ["workload"] + [PEER_LABELS.get(p, p) for p in peers] + \
-            ["sluice / HAProxy", "sluice / direct"]
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for key, label in README_ROWS:
-            s, h, d = med["sluice"][key], med["haproxy"][key], med["direct"][key]
-            cells = [fmt(med[p][key]) for p in peers]
-            rh = s / h if s is not None and h else None
-            rd = s / d if s is not None and d else None
-            print("| " + " | ".join([label] + cells + [fmt(rh), fmt(rd)]) + " |")
+        print_table(np, run["median"])
 
 
 if __name__ == "__main__":
