@@ -103,6 +103,14 @@ static void pause_accepting(struct poller *p, struct listen_sock *ls, int err)
     poller_timer_start(p, &ls->pause, ACCEPT_PAUSE_MS);
 }
 
+/* A connection accepted and closed at once (a limit, or no session could be made). */
+static void refuse(struct listener *l, struct worker *w)
+{
+    atomic_fetch_sub_explicit(&l->active_connections, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&l->refused, 1, memory_order_relaxed);
+    counter_add(&w->c.refused, 1);
+}
+
 static void on_accept(struct poller *p, struct fdop *op, void *data)
 {
     struct listen_sock *ls = data;
@@ -133,10 +141,8 @@ static void on_accept(struct poller *p, struct fdop *op, void *data)
         uint64_t active =
             atomic_fetch_add_explicit(&l->active_connections, 1, memory_order_relaxed);
         if (l->max_connections && active >= l->max_connections) {
-            atomic_fetch_sub_explicit(&l->active_connections, 1, memory_order_relaxed);
             close(fd);
-            atomic_fetch_add_explicit(&l->refused, 1, memory_order_relaxed);
-            counter_add(&w->c.refused, 1);
+            refuse(l, w);
             continue;
         }
         uint64_t key = l->pool->balance == CFG_POOL_SOURCE_HASH
@@ -144,11 +150,8 @@ static void on_accept(struct poller *p, struct fdop *op, void *data)
                            : 0;
         int err =
             l->reuseport ? session_start_here(w, l, fd, key) : session_handoff(l->rt, l, fd, key);
-        if (err < 0) {
-            atomic_fetch_sub_explicit(&l->active_connections, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&l->refused, 1, memory_order_relaxed);
-            counter_add(&w->c.refused, 1);
-        }
+        if (err < 0)
+            refuse(l, w); /* the fd is closed already */
     }
 }
 
