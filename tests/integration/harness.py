@@ -201,6 +201,19 @@ class Sluice:
     def fd_count(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
+    def thread_names(self):
+        """The names of sluice's threads now. libmicrohttpd's per-connection
+        threads come and go: one that exits between the listing and the read
+        of its name is skipped, not an error."""
+        names = set()
+        for tid in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{tid}/comm") as f:
+                    names.add(f.read().strip())
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        return names
+
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:

@@ -125,11 +125,8 @@ class Admin(ProxyTest):
         self.assertEqual(api.get("/healthz")[0], 200)
         self.assertEqual(api.get("/readyz")[0], 200)
         # top -H / ps -L / perf tell the pollers apart by thread name.
-        names = set()
-        for tid in os.listdir(f"/proc/{self.sl.proc.pid}/task"):
-            with open(f"/proc/{self.sl.proc.pid}/task/{tid}/comm") as f:
-                names.add(f.read().strip())
-        self.assertLessEqual({"sluice-main", "sluice-sub1", "sluice-sub2"}, names)
+        self.assertLessEqual({"sluice-main", "sluice-sub1", "sluice-sub2"},
+                             self.sl.thread_names())
 
     def test_errors_are_json_and_change_nothing(self):
         api = self.start()
