@@ -36,12 +36,48 @@ int admin_ctx_init(struct admin_ctx *a, struct runtime *rt, const char *token)
     a->rt = rt;
     a->token = token && *token ? token : NULL;
     a->started_mono_ms = poller_clock_ms();
-    return -pthread_mutex_init(&a->lock, NULL);
+    atomic_init(&a->shutting_down, 0);
+    pthread_condattr_t attr;
+    int err = pthread_condattr_init(&attr);
+    if (err)
+        return -err;
+    /* Waits are measured on poller_clock_ms()'s clock: immune to clock steps. */
+    if ((err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)) == 0 &&
+        (err = pthread_cond_init(&a->wake, &attr)) == 0 &&
+        (err = pthread_mutex_init(&a->lock, NULL)) != 0)
+        pthread_cond_destroy(&a->wake);
+    pthread_condattr_destroy(&attr);
+    return -err;
 }
 
 void admin_ctx_fini(struct admin_ctx *a)
 {
+    pthread_cond_destroy(&a->wake);
     pthread_mutex_destroy(&a->lock);
+}
+
+void admin_ctx_shutdown(struct admin_ctx *a)
+{
+    atomic_store(&a->shutting_down, 1);
+    /* Without the lock on purpose: the caller (the signal thread) must not
+     * queue behind a call in progress (a set swap may wait seconds for a
+     * stuck poller). A waiter that checked the flag just before it is set
+     * misses this broadcast but wakes by itself within WAIT_STEP_MS. */
+    pthread_cond_broadcast(&a->wake);
+}
+
+/* Sleeps (the lock released) until the next look at a waited-for condition:
+ * WAIT_STEP_MS at most, `until` at the latest, at once on shutdown. */
+static void wait_step(struct admin_ctx *a, uint64_t until)
+{
+    uint64_t now = poller_clock_ms(), left = until > now ? until - now : 0;
+    uint64_t step = left < WAIT_STEP_MS ? left : WAIT_STEP_MS;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += (long)(step % 1000) * 1000000L;
+    ts.tv_sec += (time_t)(step / 1000) + ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&a->wake, &a->lock, &ts);
 }
 
 static void reply_json(struct admin_response *rs, int status, json_t *body)
@@ -199,17 +235,17 @@ static void drain(struct admin_ctx *a, const struct admin_request *rq, struct ad
         return;
     }
     if (wait_s > 0) {
-        /* Poll without holding the lock, so other calls (enable, stats) go on.
+        /* Poll with the lock released while waiting, so other calls (enable,
+         * stats) go on; shutdown ends the wait at once (the answer is then
+         * 202, still draining), and a wait asked for after it does not start.
          * The backend may be deleted meanwhile: look it up again by name. */
         char pool_name[NAME_MAX_LEN + 1], name[NAME_MAX_LEN + 1];
         snprintf(pool_name, sizeof(pool_name), "%s", pl->name);
         snprintf(name, sizeof(name), "%s", b->name);
         uint64_t until = poller_clock_ms() + (uint64_t)wait_s * 1000u;
-        while (b && backend_state_now(b) == BACKEND_DRAINING && poller_clock_ms() < until) {
-            pthread_mutex_unlock(&a->lock);
-            struct timespec ts = {0, WAIT_STEP_MS * 1000000L};
-            nanosleep(&ts, NULL);
-            pthread_mutex_lock(&a->lock);
+        while (b && backend_state_now(b) == BACKEND_DRAINING && !atomic_load(&a->shutting_down) &&
+               poller_clock_ms() < until) {
+            wait_step(a, until);
             b = pool_find(pl, name);
         }
         if (!b) {
