@@ -290,21 +290,40 @@ static void disable(const struct admin_request *rq, struct admin_response *rs, s
     reply_json(rs, 200, view_backend(b));
 }
 
-/* Swaps in a new backend set and frees the old one once no sub-reactor can
- * read it. `gone` (may be NULL) is a backend no longer in the set: freed too. */
-static int swap_set(struct admin_ctx *a, struct pool *pl, struct backend **list, size_t n,
-                    struct backend *gone, struct admin_response *rs)
+/* Why a task could not be posted to a sub-reactor, for a 503's detail. */
+static const char *post_error(int err)
 {
-    struct backend_set *old = pool_replace(pl, list, n);
-    if (!old) {
-        fail(rs, 500, "internal error", "out of memory");
-        return -1;
-    }
+    return err == -EAGAIN      ? "its sub-reactor's inbox is full"
+           : err == -ESHUTDOWN ? "its sub-reactor is stopping"
+                               : strerror(-err);
+}
+
+/* Installs a set made by pool_build_set() and frees the old one once no
+ * sub-reactor can read it. `gone` (may be NULL) is a backend no longer in the
+ * set: freed too. Cannot fail, so callers build the set before they post
+ * anything that would have to be taken back. */
+static void install_set(struct admin_ctx *a, struct pool *pl, struct backend_set *set,
+                        struct backend *gone)
+{
+    struct backend_set *old = pool_install_set(pl, set);
+    /* The quiesce also runs every task posted before it (a checker's start or
+     * stop), since each inbox runs in order. */
     if (runtime_quiesce(a->rt, QUIESCE_TIMEOUT_MS) == 0) {
         backend_set_free(old);
         backend_free(gone);
     }
     /* else: a poller did not answer in time; leaking beats a use-after-free. */
+}
+
+static int swap_set(struct admin_ctx *a, struct pool *pl, struct backend **list, size_t n,
+                    struct admin_response *rs)
+{
+    struct backend_set *set = pool_build_set(pl, list, n);
+    if (!set) {
+        fail(rs, 500, "internal error", "out of memory");
+        return -1;
+    }
+    install_set(a, pl, set, NULL);
     return 0;
 }
 
@@ -327,7 +346,7 @@ static void set_weight(struct admin_ctx *a, const struct admin_request *rq,
     unsigned before = atomic_load(&b->weight);
     atomic_store(&b->weight, (unsigned)w);
     struct backend_set *set = pool_current(pl);
-    if (swap_set(a, pl, set->b, set->n, NULL, rs) < 0) {
+    if (swap_set(a, pl, set->b, set->n, rs) < 0) {
         atomic_store(&b->weight, before);
         return;
     }
@@ -359,25 +378,36 @@ static void add_backend(struct admin_ctx *a, const struct admin_request *rq,
             fail(rs, 409, "conflict", "pool %s already has %d backends, the most it may hold",
                  pl->name, BACKENDS_MAX);
         } else {
-            struct backend_set *set = pool_current(pl);
-            struct backend **list = calloc(set->n + 1, sizeof(*list));
+            /* Everything that can fail comes before anything that points at
+             * b: the new set is built first, then the checker's start is
+             * posted, then the set goes in (which cannot fail). So b is freed
+             * only while nothing was posted for it. */
+            struct backend_set *cur = pool_current(pl), *set = NULL;
+            struct backend **list = calloc(cur->n + 1, sizeof(*list));
             struct backend *b = backend_new(name, address, &addr, (unsigned)w);
-            if (!list || !b) {
-                backend_free(b);
-                fail(rs, 500, "internal error", "out of memory");
-            } else {
-                memcpy(list, set->b, set->n * sizeof(*list));
-                list[set->n] = b;
-                /* The checker starts before the swap; the swap's quiesce
-                 * proves it is attached before the backend can be deleted. */
-                if (pl->health_check.enabled)
-                    health_check_start_on(pl, b, runtime_checker_poller(a->rt));
-                if (swap_set(a, pl, list, set->n + 1, NULL, rs) == 0)
-                    reply_json(rs, 201, view_backend(b));
-                else
-                    backend_free(b);
+            if (list && b) {
+                memcpy(list, cur->b, cur->n * sizeof(*list));
+                list[cur->n] = b;
+                set = pool_build_set(pl, list, cur->n + 1);
             }
             free(list);
+            int err = 0;
+            if (!set) {
+                fail(rs, 500, "internal error", "out of memory");
+            } else if (pl->health_check.enabled &&
+                       (err = health_check_start_on(pl, b, runtime_checker_poller(a->rt)))) {
+                backend_set_free(set);
+                fail(rs, 503, "service unavailable",
+                     "cannot start the health checks of %s (%s): nothing changed, try again", name,
+                     post_error(err));
+            } else {
+                /* The start is queued ahead of the install's quiesce, and a
+                 * later delete's stop queues behind it on the same inbox. */
+                install_set(a, pl, set, NULL);
+                reply_json(rs, 201, view_backend(b));
+                b = NULL;
+            }
+            backend_free(b);
         }
     }
     json_decref(o);
@@ -405,14 +435,27 @@ static void delete_backend(struct admin_ctx *a, struct admin_response *rs, struc
     for (size_t i = 0; i < set->n; i++)
         if (set->b[i] != b)
             list[n++] = set->b[i];
-    /* Queued before the swap's quiesce: the checker is gone once it returns. */
-    health_check_stop_on(b);
-    if (swap_set(a, pl, list, n, b, rs) == 0) {
-        rs->status = 204;
-        rs->body = NULL;
-        rs->content_type = "application/json";
-    }
+    struct backend_set *next = pool_build_set(pl, list, n);
     free(list);
+    if (!next) {
+        fail(rs, 500, "internal error", "out of memory");
+        return;
+    }
+    /* The stop is queued before the install's quiesce: the checker is gone
+     * once that returns, and only then is b freed. A stop that cannot be
+     * posted leaves the checker pointing at b: keep b, change nothing. */
+    int err = health_check_stop_on(b);
+    if (err) {
+        backend_set_free(next);
+        fail(rs, 503, "service unavailable",
+             "cannot stop the health checks of %s (%s): nothing changed, try again", b->name,
+             post_error(err));
+        return;
+    }
+    install_set(a, pl, next, b);
+    rs->status = 204;
+    rs->body = NULL;
+    rs->content_type = "application/json";
 }
 
 /* --- routing --------------------------------------------------------------- */
