@@ -15,4 +15,8 @@ const char *admin_token_from(const struct cfg_admin *cfg);
 /* Binds and starts serving. Refuses (-EACCES, with the reason logged) a
  * non-loopback address without a token. Returns 0 or -errno. */
 int admin_start(struct runtime *rt, const struct cfg_admin *cfg, struct admin **out);
+/* Shutdown has begun: every pending ?wait= answers now and later ones do not
+ * wait; everything else is served until admin_stop. Never blocks. */
+void admin_begin_shutdown(struct admin *a);
+/* Ends the waits, lets answers in flight go out (1 s at most), stops. */
 void admin_stop(struct admin *a);

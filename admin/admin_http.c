@@ -9,9 +9,11 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "proxy/log.h"
 #include "router.h"
@@ -20,10 +22,13 @@
 #define ADMIN_PER_IP_LIMIT     16
 #define ADMIN_TIMEOUT_S        10
 #define ADMIN_MEMORY_LIMIT     (64 * 1024) /* per connection: headers + our buffers */
+#define ADMIN_STOP_WAIT_MS     1000        /* admin_stop: for answers still being sent */
+#define ADMIN_STOP_POLL_MS     5
 
 struct admin {
     struct MHD_Daemon *daemon;
     struct admin_ctx ctx;
+    atomic_uint requests; /* begun and not completed (answer not sent yet) */
 };
 
 struct request_state {
@@ -72,6 +77,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         if (!st)
             return MHD_NO;
         *con_cls = st;
+        atomic_fetch_add(&a->requests, 1); /* completed() takes it back */
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -139,11 +145,13 @@ static size_t unescape(void *cls, struct MHD_Connection *conn, char *uri)
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
+    struct admin *a = cls;
     struct request_state *st = *con_cls;
     if (st) {
         free(st->body);
         free(st);
         *con_cls = NULL;
+        atomic_fetch_sub(&a->requests, 1);
     }
 }
 
@@ -169,6 +177,7 @@ int admin_start(struct runtime *rt, const struct cfg_admin *cfg, struct admin **
     struct admin *a = calloc(1, sizeof(*a));
     if (!a)
         return -ENOMEM;
+    atomic_init(&a->requests, 0);
     int err = admin_ctx_init(&a->ctx, rt, token);
     if (err) {
         free(a);
@@ -184,7 +193,7 @@ int admin_start(struct runtime *rt, const struct cfg_admin *cfg, struct admin **
         (unsigned)ADMIN_CONNECTION_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)ADMIN_PER_IP_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_MEMORY_LIMIT,
-        MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_NOTIFY_COMPLETED, completed, a,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     if (!a->daemon) {
         log_error("admin: cannot listen on %s (address in use, or not available)", cfg->listen);
@@ -198,10 +207,26 @@ int admin_start(struct runtime *rt, const struct cfg_admin *cfg, struct admin **
     return 0;
 }
 
+void admin_begin_shutdown(struct admin *a)
+{
+    if (a)
+        admin_ctx_shutdown(&a->ctx);
+}
+
 void admin_stop(struct admin *a)
 {
     if (!a)
         return;
+    /* MHD_stop_daemon shuts every connection's socket down before it joins
+     * the threads: an answer not yet sent would be lost, and a ?wait= would
+     * hold the join for as long as it was asked to wait. So: end the waits,
+     * then give the answers in flight a bounded time to go out. */
+    admin_ctx_shutdown(&a->ctx);
+    for (unsigned waited = 0; atomic_load(&a->requests) && waited < ADMIN_STOP_WAIT_MS;
+         waited += ADMIN_STOP_POLL_MS) {
+        struct timespec ts = {0, ADMIN_STOP_POLL_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     MHD_stop_daemon(a->daemon);
     admin_ctx_fini(&a->ctx);
     free(a);

@@ -36,12 +36,48 @@ int admin_ctx_init(struct admin_ctx *a, struct runtime *rt, const char *token)
     a->rt = rt;
     a->token = token && *token ? token : NULL;
     a->started_mono_ms = poller_clock_ms();
-    return -pthread_mutex_init(&a->lock, NULL);
+    atomic_init(&a->shutting_down, 0);
+    pthread_condattr_t attr;
+    int err = pthread_condattr_init(&attr);
+    if (err)
+        return -err;
+    /* Waits are measured on poller_clock_ms()'s clock: immune to clock steps. */
+    if ((err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)) == 0 &&
+        (err = pthread_cond_init(&a->wake, &attr)) == 0 &&
+        (err = pthread_mutex_init(&a->lock, NULL)) != 0)
+        pthread_cond_destroy(&a->wake);
+    pthread_condattr_destroy(&attr);
+    return -err;
 }
 
 void admin_ctx_fini(struct admin_ctx *a)
 {
+    pthread_cond_destroy(&a->wake);
     pthread_mutex_destroy(&a->lock);
+}
+
+void admin_ctx_shutdown(struct admin_ctx *a)
+{
+    atomic_store(&a->shutting_down, 1);
+    /* Without the lock on purpose: the caller (the signal thread) must not
+     * queue behind a call in progress (a set swap may wait seconds for a
+     * stuck poller). A waiter that checked the flag just before it is set
+     * misses this broadcast but wakes by itself within WAIT_STEP_MS. */
+    pthread_cond_broadcast(&a->wake);
+}
+
+/* Sleeps (the lock released) until the next look at a waited-for condition:
+ * WAIT_STEP_MS at most, `until` at the latest, at once on shutdown. */
+static void wait_step(struct admin_ctx *a, uint64_t until)
+{
+    uint64_t now = poller_clock_ms(), left = until > now ? until - now : 0;
+    uint64_t step = left < WAIT_STEP_MS ? left : WAIT_STEP_MS;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += (long)(step % 1000) * 1000000L;
+    ts.tv_sec += (time_t)(step / 1000) + ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&a->wake, &a->lock, &ts);
 }
 
 static void reply_json(struct admin_response *rs, int status, json_t *body)
@@ -199,17 +235,17 @@ static void drain(struct admin_ctx *a, const struct admin_request *rq, struct ad
         return;
     }
     if (wait_s > 0) {
-        /* Poll without holding the lock, so other calls (enable, stats) go on.
+        /* Poll with the lock released while waiting, so other calls (enable,
+         * stats) go on; shutdown ends the wait at once (the answer is then
+         * 202, still draining), and a wait asked for after it does not start.
          * The backend may be deleted meanwhile: look it up again by name. */
         char pool_name[NAME_MAX_LEN + 1], name[NAME_MAX_LEN + 1];
         snprintf(pool_name, sizeof(pool_name), "%s", pl->name);
         snprintf(name, sizeof(name), "%s", b->name);
         uint64_t until = poller_clock_ms() + (uint64_t)wait_s * 1000u;
-        while (b && backend_state_now(b) == BACKEND_DRAINING && poller_clock_ms() < until) {
-            pthread_mutex_unlock(&a->lock);
-            struct timespec ts = {0, WAIT_STEP_MS * 1000000L};
-            nanosleep(&ts, NULL);
-            pthread_mutex_lock(&a->lock);
+        while (b && backend_state_now(b) == BACKEND_DRAINING && !atomic_load(&a->shutting_down) &&
+               poller_clock_ms() < until) {
+            wait_step(a, until);
             b = pool_find(pl, name);
         }
         if (!b) {
@@ -254,21 +290,40 @@ static void disable(const struct admin_request *rq, struct admin_response *rs, s
     reply_json(rs, 200, view_backend(b));
 }
 
-/* Swaps in a new backend set and frees the old one once no sub-reactor can
- * read it. `gone` (may be NULL) is a backend no longer in the set: freed too. */
-static int swap_set(struct admin_ctx *a, struct pool *pl, struct backend **list, size_t n,
-                    struct backend *gone, struct admin_response *rs)
+/* Why a task could not be posted to a sub-reactor, for a 503's detail. */
+static const char *post_error(int err)
 {
-    struct backend_set *old = pool_replace(pl, list, n);
-    if (!old) {
-        fail(rs, 500, "internal error", "out of memory");
-        return -1;
-    }
+    return err == -EAGAIN      ? "its sub-reactor's inbox is full"
+           : err == -ESHUTDOWN ? "its sub-reactor is stopping"
+                               : strerror(-err);
+}
+
+/* Installs a set made by pool_build_set() and frees the old one once no
+ * sub-reactor can read it. `gone` (may be NULL) is a backend no longer in the
+ * set: freed too. Cannot fail, so callers build the set before they post
+ * anything that would have to be taken back. */
+static void install_set(struct admin_ctx *a, struct pool *pl, struct backend_set *set,
+                        struct backend *gone)
+{
+    struct backend_set *old = pool_install_set(pl, set);
+    /* The quiesce also runs every task posted before it (a checker's start or
+     * stop), since each inbox runs in order. */
     if (runtime_quiesce(a->rt, QUIESCE_TIMEOUT_MS) == 0) {
         backend_set_free(old);
         backend_free(gone);
     }
     /* else: a poller did not answer in time; leaking beats a use-after-free. */
+}
+
+static int swap_set(struct admin_ctx *a, struct pool *pl, struct backend **list, size_t n,
+                    struct admin_response *rs)
+{
+    struct backend_set *set = pool_build_set(pl, list, n);
+    if (!set) {
+        fail(rs, 500, "internal error", "out of memory");
+        return -1;
+    }
+    install_set(a, pl, set, NULL);
     return 0;
 }
 
@@ -291,7 +346,7 @@ static void set_weight(struct admin_ctx *a, const struct admin_request *rq,
     unsigned before = atomic_load(&b->weight);
     atomic_store(&b->weight, (unsigned)w);
     struct backend_set *set = pool_current(pl);
-    if (swap_set(a, pl, set->b, set->n, NULL, rs) < 0) {
+    if (swap_set(a, pl, set->b, set->n, rs) < 0) {
         atomic_store(&b->weight, before);
         return;
     }
@@ -323,25 +378,36 @@ static void add_backend(struct admin_ctx *a, const struct admin_request *rq,
             fail(rs, 409, "conflict", "pool %s already has %d backends, the most it may hold",
                  pl->name, BACKENDS_MAX);
         } else {
-            struct backend_set *set = pool_current(pl);
-            struct backend **list = calloc(set->n + 1, sizeof(*list));
+            /* Everything that can fail comes before anything that points at
+             * b: the new set is built first, then the checker's start is
+             * posted, then the set goes in (which cannot fail). So b is freed
+             * only while nothing was posted for it. */
+            struct backend_set *cur = pool_current(pl), *set = NULL;
+            struct backend **list = calloc(cur->n + 1, sizeof(*list));
             struct backend *b = backend_new(name, address, &addr, (unsigned)w);
-            if (!list || !b) {
-                backend_free(b);
-                fail(rs, 500, "internal error", "out of memory");
-            } else {
-                memcpy(list, set->b, set->n * sizeof(*list));
-                list[set->n] = b;
-                /* The checker starts before the swap; the swap's quiesce
-                 * proves it is attached before the backend can be deleted. */
-                if (pl->health_check.enabled)
-                    health_check_start_on(pl, b, runtime_checker_poller(a->rt));
-                if (swap_set(a, pl, list, set->n + 1, NULL, rs) == 0)
-                    reply_json(rs, 201, view_backend(b));
-                else
-                    backend_free(b);
+            if (list && b) {
+                memcpy(list, cur->b, cur->n * sizeof(*list));
+                list[cur->n] = b;
+                set = pool_build_set(pl, list, cur->n + 1);
             }
             free(list);
+            int err = 0;
+            if (!set) {
+                fail(rs, 500, "internal error", "out of memory");
+            } else if (pl->health_check.enabled &&
+                       (err = health_check_start_on(pl, b, runtime_checker_poller(a->rt)))) {
+                backend_set_free(set);
+                fail(rs, 503, "service unavailable",
+                     "cannot start the health checks of %s (%s): nothing changed, try again", name,
+                     post_error(err));
+            } else {
+                /* The start is queued ahead of the install's quiesce, and a
+                 * later delete's stop queues behind it on the same inbox. */
+                install_set(a, pl, set, NULL);
+                reply_json(rs, 201, view_backend(b));
+                b = NULL;
+            }
+            backend_free(b);
         }
     }
     json_decref(o);
@@ -369,14 +435,27 @@ static void delete_backend(struct admin_ctx *a, struct admin_response *rs, struc
     for (size_t i = 0; i < set->n; i++)
         if (set->b[i] != b)
             list[n++] = set->b[i];
-    /* Queued before the swap's quiesce: the checker is gone once it returns. */
-    health_check_stop_on(b);
-    if (swap_set(a, pl, list, n, b, rs) == 0) {
-        rs->status = 204;
-        rs->body = NULL;
-        rs->content_type = "application/json";
-    }
+    struct backend_set *next = pool_build_set(pl, list, n);
     free(list);
+    if (!next) {
+        fail(rs, 500, "internal error", "out of memory");
+        return;
+    }
+    /* The stop is queued before the install's quiesce: the checker is gone
+     * once that returns, and only then is b freed. A stop that cannot be
+     * posted leaves the checker pointing at b: keep b, change nothing. */
+    int err = health_check_stop_on(b);
+    if (err) {
+        backend_set_free(next);
+        fail(rs, 503, "service unavailable",
+             "cannot stop the health checks of %s (%s): nothing changed, try again", b->name,
+             post_error(err));
+        return;
+    }
+    install_set(a, pl, next, b);
+    rs->status = 204;
+    rs->body = NULL;
+    rs->content_type = "application/json";
 }
 
 /* --- routing --------------------------------------------------------------- */

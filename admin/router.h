@@ -5,6 +5,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,7 +17,9 @@ struct admin_ctx {
     struct runtime *rt; /* not owned */
     const char *token;  /* not owned; NULL: no auth */
     uint64_t started_mono_ms;
-    pthread_mutex_t lock; /* serialises every route call: admin threads only */
+    pthread_mutex_t lock;     /* serialises every route call: admin threads only */
+    pthread_cond_t wake;      /* with lock: ?wait= sleeps on it; shutdown broadcasts */
+    atomic_int shutting_down; /* set once by admin_ctx_shutdown() */
 };
 
 struct admin_request {
@@ -39,3 +42,7 @@ struct admin_response {
 int admin_ctx_init(struct admin_ctx *a, struct runtime *rt, const char *token);
 void admin_ctx_fini(struct admin_ctx *a);
 void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct admin_response *rs);
+/* Any thread, never blocks, idempotent: ends every ?wait= in progress at once
+ * (each answers as if its time were up) and makes later ones return at once.
+ * Other calls are served as before. */
+void admin_ctx_shutdown(struct admin_ctx *a);

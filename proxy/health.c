@@ -28,6 +28,9 @@ struct health_check {
     uint8_t phase;
     size_t sent, got; /* bytes of send written, of expect matched */
     uint64_t started_ns;
+    /* Posted by health_check_start_on / health_check_stop_on: carried here so
+     * that posting needs no allocation and a full inbox is the only failure. */
+    struct poller_task start, stop;
 };
 
 const char *health_result_name(enum health_result r)
@@ -235,47 +238,60 @@ static void on_io(struct poller *p, struct fdop *op, void *data)
         advance(hc);
 }
 
-int health_check_attach(struct pool *pl, struct backend *b, struct poller *p)
+static struct health_check *checker_new(struct pool *pl, struct backend *b, struct poller *p)
 {
     struct health_check *hc = calloc(1, sizeof(*hc));
     if (!hc)
-        return -ENOMEM;
+        return NULL;
     hc->b = b;
     hc->pl = pl;
     hc->p = p;
     hc->phase = HC_IDLE;
     fdop_init(&hc->op, -1, &hc_ops, hc);
     timer_init(&hc->timer, on_timer, hc);
-    b->hc = hc;
-    /* Spread the first checks over one interval instead of all at start. */
-    uint64_t first = (poller_clock_ns() ^ (uintptr_t)hc) % (pl->health_check.interval_ms + 1);
-    return poller_timer_start(p, &hc->timer, first);
+    return hc;
 }
 
-struct start_req {
-    struct poller_task task;
-    struct pool *pl;
-    struct backend *b;
-};
+/* On hc's poller: arms the first check. */
+static int checker_arm(struct health_check *hc)
+{
+    /* Spread the first checks over one interval instead of all at start. */
+    uint64_t first = (poller_clock_ns() ^ (uintptr_t)hc) % (hc->pl->health_check.interval_ms + 1);
+    return poller_timer_start(hc->p, &hc->timer, first);
+}
+
+int health_check_attach(struct pool *pl, struct backend *b, struct poller *p)
+{
+    struct health_check *hc = checker_new(pl, b, p);
+    if (!hc)
+        return -ENOMEM;
+    b->hc = hc;
+    return checker_arm(hc);
+}
 
 static void start_task(struct poller *p, struct poller_task *t, void *arg)
 {
-    struct start_req *rq = arg;
-    health_check_attach(rq->pl, rq->b, p);
-    free(rq);
+    struct health_check *hc = arg;
+    if (checker_arm(hc) < 0)
+        log_warn("pool %s backend %s: out of memory arming its health check", hc->pl->name,
+                 hc->b->name);
 }
 
 int health_check_start_on(struct pool *pl, struct backend *b, struct poller *p)
 {
-    struct start_req *rq = malloc(sizeof(*rq));
-    if (!rq)
+    struct health_check *hc = checker_new(pl, b, p);
+    if (!hc)
         return -ENOMEM;
-    rq->pl = pl;
-    rq->b = b;
-    poller_task_init(&rq->task, start_task, rq);
-    int err = poller_post(p, &rq->task);
-    if (err)
-        free(rq);
+    /* b->hc is set here, on the caller's thread, so that a health_check_stop_on
+     * called later by the same (serialised) caller finds it and queues the stop
+     * behind this start on the same inbox, even if the start has not run yet. */
+    b->hc = hc;
+    poller_task_init(&hc->start, start_task, hc);
+    int err = poller_post(p, &hc->start);
+    if (err) {
+        b->hc = NULL;
+        free(hc);
+    }
     return err;
 }
 
@@ -293,20 +309,14 @@ void health_check_detach(struct backend *b)
 
 static void stop_task(struct poller *p, struct poller_task *t, void *arg)
 {
-    health_check_detach(arg);
-    free(t);
+    health_check_detach(arg); /* frees t too: it lives in the checker */
 }
 
 int health_check_stop_on(struct backend *b)
 {
-    if (!b->hc)
+    struct health_check *hc = b->hc;
+    if (!hc)
         return 0;
-    struct poller_task *t = malloc(sizeof(*t));
-    if (!t)
-        return -ENOMEM;
-    poller_task_init(t, stop_task, b);
-    int err = poller_post(b->hc->p, t);
-    if (err)
-        free(t);
-    return err;
+    poller_task_init(&hc->stop, stop_task, b);
+    return poller_post(hc->p, &hc->stop);
 }

@@ -41,11 +41,20 @@ void health_tick(struct pool *pl, struct backend *b, uint64_t now_ms);
 
 /* Creates the active checker of b on poller p and arms its first check at a
  * random point within one interval. Call before the poller runs, or on its
- * thread (health_check_start_on posts it there). */
+ * thread. */
 int health_check_attach(struct pool *pl, struct backend *b, struct poller *p);
+/* Admin thread (serialised): creates b's checker for poller p and posts its
+ * start there. 0: b->hc is set, and the start is queued (runtime_quiesce()
+ * after this returns proves it ran); nothing may free b before a stop has run.
+ * -EAGAIN (inbox full), -ESHUTDOWN or -ENOMEM: nothing was created or posted,
+ * b is untouched and the caller may free it. */
 int health_check_start_on(struct pool *pl, struct backend *b, struct poller *p);
 /* Owner thread, or any thread once the poller stopped: stops and frees b's checker. */
 void health_check_detach(struct backend *b);
-/* Any thread: asks b's poller to detach its checker (runtime_quiesce() after
- * this returns proves it ran). */
+/* Admin thread (serialised), at most once per checker: posts the detach of
+ * b's checker to its poller, behind a start still queued there. 0: queued, or
+ * no checker (runtime_quiesce() after this returns proves it ran, and b may
+ * then be freed). -EAGAIN (inbox full) or -ESHUTDOWN: nothing was posted and
+ * the checker still runs and points at b, which must not be freed. Never
+ * -ENOMEM: the task lives in the checker. */
 int health_check_stop_on(struct backend *b);

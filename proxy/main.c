@@ -186,6 +186,9 @@ int main(int argc, char **argv)
             log_info("%s: no longer accepting; waiting up to %u ms for %llu sessions",
                      strsignal(sig), grace_ms, (unsigned long long)runtime_active_sessions(rt));
             runtime_stop_listening(rt);
+            /* A drain?wait= pending now would otherwise hold admin_stop (and
+             * the exit) for as long as it asked: it answers now instead. */
+            admin_begin_shutdown(admin);
             status = drain_sessions(rt, &sigs, grace_ms) == 2 ? 1 : 0;
             break;
         }

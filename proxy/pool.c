@@ -203,12 +203,22 @@ struct backend *pool_find(struct pool *pl, const char *name)
     return NULL;
 }
 
+struct backend_set *pool_build_set(const struct pool *pl, struct backend **list, size_t n)
+{
+    return set_build(pl, list, n);
+}
+
+struct backend_set *pool_install_set(struct pool *pl, struct backend_set *set)
+{
+    return atomic_exchange_explicit(&pl->set, set, memory_order_acq_rel);
+}
+
 struct backend_set *pool_replace(struct pool *pl, struct backend **list, size_t n)
 {
     struct backend_set *set = set_build(pl, list, n);
     if (!set)
         return NULL;
-    return atomic_exchange_explicit(&pl->set, set, memory_order_acq_rel);
+    return pool_install_set(pl, set);
 }
 
 /* Relative load: active / weight, compared by cross-multiplying (no division). */

@@ -63,6 +63,13 @@ struct backend *pool_find(struct pool *pl, const char *name);
  * once no sub-reactor can still be reading it. NULL on allocation failure
  * (nothing changed). */
 struct backend_set *pool_replace(struct pool *pl, struct backend **list, size_t n);
+/* pool_replace in two steps, for callers that must do something that can fail
+ * between building and installing (the admin posts a health checker's start
+ * or stop): pool_build_set() may fail (NULL: out of memory; free an unused set
+ * with backend_set_free()), pool_install_set() cannot and returns the previous
+ * set. Admin thread. */
+struct backend_set *pool_build_set(const struct pool *pl, struct backend **list, size_t n);
+struct backend_set *pool_install_set(struct pool *pl, struct backend_set *set);
 void backend_set_free(struct backend_set *set);
 
 /* Fills out[0..len) with the smooth WRR order for the given weights and
