@@ -92,7 +92,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         .method = method,
         .path = url,
         .wait = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "wait"),
-        .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
+        .host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
+        .origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN),
+        .authorization =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        .content_type =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
         .body = st->body,
         .body_len = st->len,
         .body_too_large = st->too_large,
@@ -118,14 +123,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     return r;
 }
 
-/* Percent-decoding of the path, except that %00 stays as written: a NUL would
- * cut the C string and turn "/pools/p%00x" into "/pools/p". */
+/* Percent-decoding of the path (and query arguments), except that %00 and
+ * %2F stay as written: a NUL would cut the C string and turn "/pools/p%00x"
+ * into "/pools/p", and a decoded slash would make "b0%2Fdrain" two segments
+ * and drain b0. Kept escaped, they are in no name, so such paths are 404. */
 static size_t unescape(void *cls, struct MHD_Connection *conn, char *uri)
 {
     char *out = uri;
     for (const char *in = uri; *in; in++) {
         int hi, lo;
-        if (in[0] == '%' && (hi = hexval(in[1])) >= 0 && (lo = hexval(in[2])) >= 0 && (hi || lo)) {
+        if (in[0] == '%' && (hi = hexval(in[1])) >= 0 && (lo = hexval(in[2])) >= 0 && (hi || lo) &&
+            (hi * 16 + lo) != '/') {
             *out++ = (char)(hi * 16 + lo);
             in += 2;
         } else {
@@ -174,6 +182,8 @@ int admin_start(struct runtime *rt, const struct cfg_admin *cfg, struct admin **
         free(a);
         return err;
     }
+    a->ctx.allowed_hosts = cfg->allowed_hosts;
+    a->ctx.nallowed_hosts = cfg->nallowed_hosts;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG | MHD_USE_POLL;
     if (cfg->addr.ss.ss_family == AF_INET6)
