@@ -1,7 +1,8 @@
 /* admin/admin_http.c — libmicrohttpd glue for the admin API: its own polling
  * thread plus one thread per connection (so `?wait=` blocks only its caller),
- * explicit limits, body collection with the 16 KiB cap, and the hand-off of
- * each complete request to admin_route(). */
+ * explicit limits (and a JSON 503 instead of a reset beyond them), body
+ * collection with the 16 KiB cap, and the hand-off of each complete request
+ * to admin_route(). */
 #define _GNU_SOURCE
 #include "admin.h"
 
@@ -9,6 +10,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,21 +18,34 @@
 #include "proxy/log.h"
 #include "router.h"
 
-#define ADMIN_CONNECTION_LIMIT 64
-#define ADMIN_PER_IP_LIMIT     16
+/* Connections served at once, a thread each, from any mix of addresses (a
+ * Prometheus, a dashboard and scripts often share one NAT address). Up to
+ * ADMIN_CONNECTION_LIMIT more are accepted only to be answered 503 with
+ * Retry-After: libmicrohttpd closes a connection beyond its own limits
+ * without a word, which the client sees as a reset. So its limit sits above
+ * ours, and it has no per-address limit (that one closes the same way). */
+#define ADMIN_SERVE_LIMIT      64
+#define ADMIN_CONNECTION_LIMIT 256
+#define ADMIN_RETRY_AFTER_S    1
 #define ADMIN_TIMEOUT_S        10
 #define ADMIN_MEMORY_LIMIT     (64 * 1024) /* per connection: headers + our buffers */
 
 struct admin {
     struct MHD_Daemon *daemon;
     struct admin_ctx ctx;
+    atomic_uint serving; /* connections holding a serving slot */
 };
 
 struct request_state {
     char *body;
     size_t len;
     int too_large;
+    int busy; /* its connection got no serving slot: answer 503 */
 };
+
+/* A connection's socket context points at one of these: whether it holds a
+ * serving slot, decided once, when it is accepted. */
+static const char SERVED, BUSY;
 
 const char *admin_token_from(const struct cfg_admin *cfg)
 {
@@ -61,6 +76,50 @@ static int is_loopback(const struct cfg_sockaddr *a)
     return IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
 }
 
+/* Accepted connections take serving slots in order; a slot is given back when
+ * its connection closes. Called by libmicrohttpd's polling thread. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct admin *a = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        unsigned n = atomic_load(&a->serving);
+        do {
+            if (n >= ADMIN_SERVE_LIMIT) {
+                *socket_context = (void *)&BUSY;
+                return;
+            }
+        } while (!atomic_compare_exchange_weak(&a->serving, &n, n + 1));
+        *socket_context = (void *)&SERVED;
+    } else if (*socket_context == &SERVED) {
+        atomic_fetch_sub(&a->serving, 1);
+        *socket_context = NULL;
+    }
+}
+
+/* The answer to a connection beyond ADMIN_SERVE_LIMIT, given once its request
+ * (body included: closing on unread bytes would reset) has arrived. */
+static enum MHD_Result answer_busy(struct MHD_Connection *conn)
+{
+    char body[192], retry[16];
+    int n = snprintf(body, sizeof(body),
+                     "{\"error\":\"service unavailable\",\"detail\":\"the admin API serves %d "
+                     "connections at once: retry after %d s\"}",
+                     ADMIN_SERVE_LIMIT, ADMIN_RETRY_AFTER_S);
+    snprintf(retry, sizeof(retry), "%d", ADMIN_RETRY_AFTER_S);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "Retry-After", retry);
+    MHD_add_response_header(resp, "Connection", "close"); /* gives the connection's thread back */
+    enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls)
@@ -71,11 +130,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         st = calloc(1, sizeof(*st));
         if (!st)
             return MHD_NO;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        st->busy = ci && ci->socket_context == &BUSY;
         *con_cls = st;
         return MHD_YES;
     }
     if (*upload_data_size) {
-        if (!st->too_large && st->len + *upload_data_size <= ADMIN_BODY_MAX) {
+        if (!st->busy && !st->too_large && st->len + *upload_data_size <= ADMIN_BODY_MAX) {
             char *grown = realloc(st->body, st->len + *upload_data_size);
             if (!grown)
                 return MHD_NO;
@@ -88,6 +150,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (st->busy)
+        return answer_busy(conn);
     struct admin_request rq = {
         .method = method,
         .path = url,
@@ -191,8 +255,8 @@ int admin_start(struct runtime *rt, const struct cfg_admin *cfg, struct admin **
     a->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, handle, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&cfg->addr.ss, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)ADMIN_CONNECTION_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)ADMIN_PER_IP_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S,
+        (unsigned)ADMIN_CONNECTION_LIMIT, MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_MEMORY_LIMIT,
         MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);

@@ -1,7 +1,8 @@
 """Admin API against the real binary with real backends, through a real HTTP
 client (urllib; raw sockets where a client would fix the request up): every
 endpoint and error status, JSON shapes, token, the request rules (Host,
-Origin, Content-Type, NUL, %2F), drain under load with zero client errors, drain deadline, add/delete
+Origin, Content-Type, NUL, %2F), many concurrent clients from one address,
+drain under load with zero client errors, drain deadline, add/delete
 backends, and /metrics checked by the Prometheus client library's own
 parser."""
 
@@ -87,6 +88,24 @@ def parse_answer(data):
         k, _, v = line.partition(":")
         headers[k.strip().lower()] = v.strip()
     return int(lines[0].split()[1]), headers, body
+
+
+def read_answer(sock):
+    """One answer on a kept-alive connection, its body read by Content-Length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ValueError(f"connection ended before an answer: {data[:80]!r}")
+        data += chunk
+    st, headers, body = parse_answer(data)
+    want = int(headers.get("content-length", "0"))
+    while len(body) < want:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ValueError("connection ended inside the body")
+        body += chunk
+    return st, headers, body
 
 
 def request_bytes(method, path, host, headers=(), body=b""):
@@ -398,6 +417,89 @@ class Admin(ProxyTest):
         # Other escapes still decode.
         st, _, out = http_raw(addr, request_bytes("GET", "/api/v1/pools/p/backends/b%30", addr))
         self.assertEqual((st, json.loads(out)["name"]), (200, "b0"))
+
+    def half_sent(self, n):
+        """n connections, each holding the first half of a request."""
+        addr, port = self.addr_port()
+        socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", int(port)), timeout=30)
+            socks.append(s)
+            s.sendall(f"GET /api/v1/stats HTTP/1.1\r\nHost: {addr}\r\n".encode())
+        return socks
+
+    @staticmethod
+    def finish(socks, keep_open=False):
+        """Sends the rest of each request; returns each answer, or the error.
+        keep_open: keep-alive requests, answers read by Content-Length and
+        the sockets left open (the caller closes them), so no connection
+        gives its serving slot back meanwhile."""
+        out = [None] * len(socks)
+        for i, s in enumerate(socks):
+            try:
+                s.sendall(b"\r\n" if keep_open else b"Connection: close\r\n\r\n")
+            except OSError as e:
+                out[i] = e
+        for i, s in enumerate(socks):
+            try:
+                if out[i] is None:
+                    out[i] = read_answer(s) if keep_open else parse_answer(recv_all(s))
+            except (OSError, ValueError) as e:
+                out[i] = e
+            finally:
+                if not keep_open:
+                    s.close()
+        return out
+
+    def assert_busy(self, answer):
+        st, hdrs, body = answer
+        self.assertEqual(st, 503)
+        self.assertTrue(hdrs.get("retry-after", "").isdigit(), hdrs)
+        self.assertEqual(hdrs.get("content-type"), "application/json")
+        self.assertEqual(set(json.loads(body)), {"error", "detail"})
+
+    def test_many_clients_from_one_address_all_get_an_answer(self):
+        """80 clients from 127.0.0.1, each holding a half-sent request: every
+        one gets an HTTP answer, no reset; at least 64 are served, the rest
+        told to come back (JSON 503, Retry-After)."""
+        api = self.start()
+        socks = self.half_sent(80)
+        time.sleep(0.5)  # the issue's clients held their requests this long
+        answers = self.finish(socks)
+        self.assertEqual([a for a in answers if isinstance(a, Exception)], [])
+        served = [a for a in answers if a[0] == 200]
+        self.assertGreaterEqual(len(served), 64)
+        for a in served:
+            self.assertIn("pools", json.loads(a[2]))
+        for a in answers:
+            if a[0] != 200:
+                self.assert_busy(a)
+        wait_until(lambda: api.get("/api/v1/stats")[0] == 200, what="the API to serve again")
+
+    def test_beyond_the_limit_is_a_json_503_with_retry_after(self):
+        """70 clients at once from one address: 64 served, 6 told to come
+        back. While the 64 keep their connections, a GET and a PATCH are
+        answered 503 too, and the PATCH changes nothing."""
+        api = self.start()
+        addr, _ = self.addr_port()
+        socks = self.half_sent(70)
+        try:
+            answers = self.finish(socks, keep_open=True)
+            self.assertEqual([a for a in answers if isinstance(a, Exception)], [])
+            self.assertEqual(sorted(a[0] for a in answers), [200] * 64 + [503] * 6)
+            for a in answers:
+                if a[0] == 503:
+                    self.assert_busy(a)
+            self.assert_busy(http_raw(addr, request_bytes("GET", "/api/v1/stats", addr)))
+            self.assert_busy(http_raw(addr, request_bytes(
+                "PATCH", "/api/v1/pools/p/backends/b0", addr,
+                [("Content-Type", "application/json")], b'{"weight": 5}')))
+        finally:
+            for s in socks:
+                s.close()
+        b0 = wait_until(lambda: (lambda r: r[1] if r[0] == 200 else None)(
+            api.get("/api/v1/pools/p/backends/b0")), what="the API to serve again")
+        self.assertEqual(b0["weight"], 1)  # the 503'd PATCH changed nothing
 
     def test_drain_under_load_drops_nothing(self):
         api = self.start(nbackends=2)
