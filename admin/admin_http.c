@@ -1,7 +1,8 @@
 /* admin/admin_http.c — libmicrohttpd glue for the admin API: its own polling
  * thread plus one thread per connection (so `?wait=` blocks only its caller),
- * explicit limits, body collection with the 16 KiB cap, and the hand-off of
- * each complete request to admin_route(). */
+ * explicit limits (and a JSON 503 instead of a reset beyond them), body
+ * collection with the 16 KiB cap, and the hand-off of each complete request
+ * to admin_route(). */
 #define _GNU_SOURCE
 #include "admin.h"
 
@@ -18,8 +19,15 @@
 #include "proxy/log.h"
 #include "router.h"
 
-#define ADMIN_CONNECTION_LIMIT 64
-#define ADMIN_PER_IP_LIMIT     16
+/* Connections served at once, a thread each, from any mix of addresses (a
+ * Prometheus, a dashboard and scripts often share one NAT address). Up to
+ * ADMIN_CONNECTION_LIMIT more are accepted only to be answered 503 with
+ * Retry-After: libmicrohttpd closes a connection beyond its own limits
+ * without a word, which the client sees as a reset. So its limit sits above
+ * ours, and it has no per-address limit (that one closes the same way). */
+#define ADMIN_SERVE_LIMIT      64
+#define ADMIN_CONNECTION_LIMIT 256
+#define ADMIN_RETRY_AFTER_S    1
 #define ADMIN_TIMEOUT_S        10
 #define ADMIN_MEMORY_LIMIT     (64 * 1024) /* per connection: headers + our buffers */
 #define ADMIN_STOP_WAIT_MS     1000        /* admin_stop: for answers still being sent */
@@ -29,13 +37,19 @@ struct admin {
     struct MHD_Daemon *daemon;
     struct admin_ctx ctx;
     atomic_uint requests; /* begun and not completed (answer not sent yet) */
+    atomic_uint serving;  /* connections holding a serving slot */
 };
 
 struct request_state {
     char *body;
     size_t len;
     int too_large;
+    int busy; /* its connection got no serving slot: answer 503 */
 };
+
+/* A connection's socket context points at one of these: whether it holds a
+ * serving slot, decided once, when it is accepted. */
+static const char SERVED, BUSY;
 
 const char *admin_token_from(const struct cfg_admin *cfg)
 {
@@ -66,6 +80,50 @@ static int is_loopback(const struct cfg_sockaddr *a)
     return IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
 }
 
+/* Accepted connections take serving slots in order; a slot is given back when
+ * its connection closes. Called by libmicrohttpd's polling thread. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct admin *a = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        unsigned n = atomic_load(&a->serving);
+        do {
+            if (n >= ADMIN_SERVE_LIMIT) {
+                *socket_context = (void *)&BUSY;
+                return;
+            }
+        } while (!atomic_compare_exchange_weak(&a->serving, &n, n + 1));
+        *socket_context = (void *)&SERVED;
+    } else if (*socket_context == &SERVED) {
+        atomic_fetch_sub(&a->serving, 1);
+        *socket_context = NULL;
+    }
+}
+
+/* The answer to a connection beyond ADMIN_SERVE_LIMIT, given once its request
+ * (body included: closing on unread bytes would reset) has arrived. */
+static enum MHD_Result answer_busy(struct MHD_Connection *conn)
+{
+    char body[192], retry[16];
+    int n = snprintf(body, sizeof(body),
+                     "{\"error\":\"service unavailable\",\"detail\":\"the admin API serves %d "
+                     "connections at once: retry after %d s\"}",
+                     ADMIN_SERVE_LIMIT, ADMIN_RETRY_AFTER_S);
+    snprintf(retry, sizeof(retry), "%d", ADMIN_RETRY_AFTER_S);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "Retry-After", retry);
+    MHD_add_response_header(resp, "Connection", "close"); /* gives the connection's thread back */
+    enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls)
@@ -76,12 +134,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         st = calloc(1, sizeof(*st));
         if (!st)
             return MHD_NO;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        st->busy = ci && ci->socket_context == &BUSY;
         *con_cls = st;
         atomic_fetch_add(&a->requests, 1); /* completed() takes it back */
         return MHD_YES;
     }
     if (*upload_data_size) {
-        if (!st->too_large && st->len + *upload_data_size <= ADMIN_BODY_MAX) {
+        if (!st->busy && !st->too_large && st->len + *upload_data_size <= ADMIN_BODY_MAX) {
             char *grown = realloc(st->body, st->len + *upload_data_size);
             if (!grown)
                 return MHD_NO;
@@ -94,11 +155,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (st->busy)
+        return answer_busy(conn);
     struct admin_request rq = {
         .method = method,
         .path = url,
         .wait = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "wait"),
-        .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
+        .host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
+        .origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN),
+        .authorization =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        .content_type =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
         .body = st->body,
         .body_len = st->len,
         .body_too_large = st->too_large,
@@ -124,14 +192,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     return r;
 }
 
-/* Percent-decoding of the path, except that %00 stays as written: a NUL would
- * cut the C string and turn "/pools/p%00x" into "/pools/p". */
+/* Percent-decoding of the path (and query arguments), except that %00 and
+ * %2F stay as written: a NUL would cut the C string and turn "/pools/p%00x"
+ * into "/pools/p", and a decoded slash would make "b0%2Fdrain" two segments
+ * and drain b0. Kept escaped, they are in no name, so such paths are 404. */
 static size_t unescape(void *cls, struct MHD_Connection *conn, char *uri)
 {
     char *out = uri;
     for (const char *in = uri; *in; in++) {
         int hi, lo;
-        if (in[0] == '%' && (hi = hexval(in[1])) >= 0 && (lo = hexval(in[2])) >= 0 && (hi || lo)) {
+        if (in[0] == '%' && (hi = hexval(in[1])) >= 0 && (lo = hexval(in[2])) >= 0 && (hi || lo) &&
+            (hi * 16 + lo) != '/') {
             *out++ = (char)(hi * 16 + lo);
             in += 2;
         } else {
@@ -183,6 +254,8 @@ int admin_start(struct runtime *rt, const struct cfg_admin *cfg, struct admin **
         free(a);
         return err;
     }
+    a->ctx.allowed_hosts = cfg->allowed_hosts;
+    a->ctx.nallowed_hosts = cfg->nallowed_hosts;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG | MHD_USE_POLL;
     if (cfg->addr.ss.ss_family == AF_INET6)
@@ -190,8 +263,8 @@ int admin_start(struct runtime *rt, const struct cfg_admin *cfg, struct admin **
     a->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, handle, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&cfg->addr.ss, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)ADMIN_CONNECTION_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)ADMIN_PER_IP_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S,
+        (unsigned)ADMIN_CONNECTION_LIMIT, MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_MEMORY_LIMIT,
         MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_NOTIFY_COMPLETED, completed, a,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);

@@ -4,12 +4,15 @@
 #define _GNU_SOURCE
 #include "router.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "config/config_addr.h"
@@ -35,6 +38,8 @@ int admin_ctx_init(struct admin_ctx *a, struct runtime *rt, const char *token)
 {
     a->rt = rt;
     a->token = token && *token ? token : NULL;
+    a->allowed_hosts = NULL;
+    a->nallowed_hosts = 0;
     a->started_mono_ms = poller_clock_ms();
     atomic_init(&a->shutting_down, 0);
     pthread_condattr_t attr;
@@ -121,6 +126,83 @@ static int token_ok(const char *token, const char *auth)
     for (size_t i = 0; i < gl; i++)
         diff |= (unsigned char)(given[i] ^ token[i % (tl ? tl : 1)]);
     return diff == 0;
+}
+
+/* ":port" or nothing. */
+static int port_ok(const char *s)
+{
+    if (!*s)
+        return 1;
+    if (*s++ != ':')
+        return 0;
+    unsigned long port = 0;
+    size_t n = 0;
+    for (; *s >= '0' && *s <= '9' && n < 5; s++, n++)
+        port = port * 10 + (unsigned long)(*s - '0');
+    return n > 0 && !*s && port <= 65535;
+}
+
+/* DNS rebinding: a page of evil.example whose name was re-pointed at
+ * 127.0.0.1 reaches this API as same-origin, but its requests still carry
+ * "Host: evil.example". Only names no outsider controls pass: IP literals,
+ * localhost, and admin.allowed_hosts. A request without Host (HTTP/1.0;
+ * libmicrohttpd refuses HTTP/1.1 without one) comes from no browser. */
+static int host_ok(const struct admin_ctx *a, const char *host)
+{
+    char name[256];
+    const char *rest;
+    if (!host)
+        return 1;
+    if (host[0] == '[') {
+        struct in6_addr a6;
+        const char *close = strchr(host, ']');
+        size_t len = close ? (size_t)(close - host - 1) : 0;
+        if (!close || len >= sizeof(name))
+            return 0;
+        memcpy(name, host + 1, len);
+        name[len] = '\0';
+        return inet_pton(AF_INET6, name, &a6) == 1 && port_ok(close + 1);
+    }
+    rest = strchr(host, ':');
+    size_t len = rest ? (size_t)(rest - host) : strlen(host);
+    if (len == 0 || len >= sizeof(name) || !port_ok(rest ? rest : ""))
+        return 0;
+    memcpy(name, host, len);
+    name[len] = '\0';
+    struct in_addr a4;
+    if (inet_pton(AF_INET, name, &a4) == 1 || strcasecmp(name, "localhost") == 0)
+        return 1;
+    for (size_t i = 0; i < a->nallowed_hosts; i++)
+        if (strcasecmp(name, a->allowed_hosts[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* A browser names the page behind every cross-origin request (and every
+ * POST) in Origin; ours is http:// plus the Host it was reached by, which
+ * host_ok() has already vetted. Anything else, "null" included, is a page
+ * of another site riding the operator's network position. */
+static int origin_ok(const char *origin, const char *host)
+{
+    static const char scheme[] = "http://";
+    return !origin || (host && strncasecmp(origin, scheme, sizeof(scheme) - 1) == 0 &&
+                       strcasecmp(origin + sizeof(scheme) - 1, host) == 0);
+}
+
+/* application/json, with any parameters ("; charset=utf-8"). A page may send
+ * text/plain, form and multipart bodies cross-site without a preflight;
+ * requiring JSON makes a browser ask first, and we never answer yes. */
+static int json_content_type(const char *ct)
+{
+    static const char json[] = "application/json";
+    if (!ct)
+        return 0;
+    ct += strspn(ct, " \t");
+    if (strncasecmp(ct, json, sizeof(json) - 1) != 0)
+        return 0;
+    ct += sizeof(json) - 1;
+    ct += strspn(ct, " \t");
+    return *ct == '\0' || *ct == ';';
 }
 
 static int valid_name(const char *s)
@@ -608,6 +690,20 @@ void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct adm
     rs->body = NULL;
     rs->content_type = "application/json";
     rs->allow = NULL;
+    /* Request rules (README "Admin request rules"): who may ask comes first,
+     * then what the body may be; nothing is looked up or changed before. */
+    if (!host_ok(a, rq->host)) {
+        fail(rs, 403, "forbidden",
+             "Host %.64s is not an IP address, localhost or a name in admin.allowed_hosts",
+             rq->host);
+        return;
+    }
+    if (!origin_ok(rq->origin, rq->host)) {
+        fail(rs, 403, "forbidden",
+             "cross-site request: Origin %.64s is not this admin API (http://%.64s)", rq->origin,
+             rq->host ? rq->host : "?");
+        return;
+    }
     if (a->token && !token_ok(a->token, rq->authorization)) {
         fail(rs, 401, "unauthorized", "send the admin token as \"Authorization: Bearer <token>\"");
         return;
@@ -615,6 +711,18 @@ void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct adm
     if (rq->body_too_large) {
         fail(rs, 413, "payload too large", "request bodies are limited to %u bytes",
              ADMIN_BODY_MAX);
+        return;
+    }
+    if (rq->body_len && !json_content_type(rq->content_type)) {
+        fail(rs, 415, "unsupported media type",
+             "send request bodies as Content-Type: application/json (got %.64s)",
+             rq->content_type ? rq->content_type : "none");
+        return;
+    }
+    /* jansson ends the text at a NUL: it took {"weight": 2<NUL>} for
+     * {"weight": 2}, so a body cut by a NUL would be applied. */
+    if (rq->body_len && memchr(rq->body, '\0', rq->body_len)) {
+        fail(rs, 400, "bad request", "the body contains a NUL byte");
         return;
     }
     int n = split(rq->path, seg);

@@ -1,7 +1,7 @@
 /* admin/router.h — the admin API as a plain function: a request (method,
- * path, the `wait` query argument, the Authorization header, the body) in, a
- * status and a body out. No libmicrohttpd here, so tests and fuzzers can drive
- * it directly. Calls are serialised by the context's lock. */
+ * path, the `wait` query argument, the Host, Origin, Authorization and
+ * Content-Type headers, the body) in, a status and a body out. No libmicrohttpd here, so tests and
+ * fuzzers can drive it directly. Calls are serialised by the context's lock. */
 #pragma once
 
 #include <pthread.h>
@@ -16,6 +16,10 @@ struct runtime;
 struct admin_ctx {
     struct runtime *rt; /* not owned */
     const char *token;  /* not owned; NULL: no auth */
+    /* Host names accepted besides IP literals and localhost (admin.allowed_hosts);
+     * not owned (the config outlives the admin). Zero after init. */
+    char *const *allowed_hosts;
+    size_t nallowed_hosts;
     uint64_t started_mono_ms;
     pthread_mutex_t lock;     /* serialises every route call: admin threads only */
     pthread_cond_t wake;      /* with lock: ?wait= sleeps on it; shutdown broadcasts */
@@ -24,9 +28,12 @@ struct admin_ctx {
 
 struct admin_request {
     const char *method;
-    const char *path;          /* decoded, without the query string */
+    const char *path;          /* decoded but for %00 and %2F, without the query string */
     const char *wait;          /* ?wait=S, or NULL */
+    const char *host;          /* header value, or NULL (HTTP/1.0 may omit it) */
+    const char *origin;        /* header value, or NULL (not a browser, or same-origin GET) */
     const char *authorization; /* header value, or NULL */
+    const char *content_type;  /* header value, or NULL */
     const char *body;
     size_t body_len;
     int body_too_large;

@@ -59,7 +59,7 @@ json_t *view_pollers(struct runtime *rt)
 
 json_t *view_listener(const struct listener *l)
 {
-    return json_pack("{s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:i}", "name", l->name, "listen",
+    return json_pack("{s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:I}", "name", l->name, "listen",
                      l->listen, "pool", l->pool->name, "bound", listener_bound(l),
                      "active_connections", u64(GET(l->active_connections)), "accepted",
                      u64(GET(l->accepted)), "refused", u64(GET(l->refused)), "max_connections",
@@ -90,7 +90,7 @@ static json_t *rfc3339(int64_t unix_ms)
 static json_t *view_health(const struct backend *b)
 {
     uint64_t total = GET(b->checks_total);
-    return json_pack("{s:s, s:b, s:s, s:f, s:i, s:i, s:o, s:o}", "status",
+    return json_pack("{s:s, s:b, s:s, s:f, s:I, s:I, s:o, s:o}", "status",
                      atomic_load(&b->healthy) ? "passing" : "failing", "active_checks",
                      b->hc != NULL, "last_check",
                      health_result_name((enum health_result)atomic_load(&b->last_check_result)),
@@ -104,7 +104,7 @@ json_t *view_backend(const struct backend *b)
 {
     enum backend_state st = backend_state_now(b);
     json_t *o =
-        json_pack("{s:s, s:s, s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "name", b->name, "address",
+        json_pack("{s:s, s:s, s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "name", b->name, "address",
                   b->address, "weight", (json_int_t)atomic_load(&b->weight), "state",
                   backend_state_name(st), "active_connections", u64(GET(b->active_connections)),
                   "total_connections", u64(GET(b->total_connections)), "connect_failures",
@@ -129,7 +129,7 @@ json_t *view_pool(struct pool *pl)
         active += GET(set->b[i]->active_connections);
         up += backend_state_now(set->b[i]) == BACKEND_UP;
     }
-    return json_pack("{s:s, s:s, s:i, s:i, s:i, s:o, s:i, s:o}", "name", pl->name, "balance",
+    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:i, s:o}", "name", pl->name, "balance",
                      config_pool_balance_name(pl->balance), "connect_timeout_ms",
                      (json_int_t)pl->connect_timeout_ms, "idle_timeout_ms",
                      (json_int_t)pl->idle_timeout_ms, "retries", (json_int_t)pl->retries,

@@ -87,6 +87,10 @@ struct cfg_admin {
     char *listen; /* owned */
     struct cfg_sockaddr addr;
     char *token; /* owned; NULL when unset */
+    /* Host names the admin answers to besides IP literals and localhost (the
+     * Host header check against DNS rebinding); owned, each owned. */
+    char **allowed_hosts;
+    size_t nallowed_hosts;
 };
 
 struct config {

@@ -59,6 +59,11 @@ static const char *type_name(const json_t *v)
     }
 }
 
+const char *cfg_type_name(const json_t *v)
+{
+    return type_name(v);
+}
+
 void cfg_join(char *out, const char *path, const char *key)
 {
     snprintf(out, CFG_PATH_MAX, "%s%s%s", path, *path ? "." : "", key);

@@ -24,6 +24,8 @@ struct cfg_ctx {
 /* Records "FILE: PATH: message" (at most CFG_MAX_ERRORS lines, then one "further errors"). */
 __attribute__((format(printf, 3, 4))) void cfg_fail(struct cfg_ctx *c, const char *path,
                                                     const char *fmt, ...);
+/* "a string", "an array", ... for messages that say what was found. */
+const char *cfg_type_name(const json_t *v);
 /* out (CFG_PATH_MAX bytes) = path + "." + key */
 void cfg_join(char *out, const char *path, const char *key);
 /* Every key of obj must be one of allowed (NULL-terminated). */

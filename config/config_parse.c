@@ -39,6 +39,9 @@
 #define MAX_WEIGHT                 1000
 #define MAX_POLLERS                256
 #define MAX_TIMEOUT_MS             (24u * 3600 * 1000)
+#define MAX_ALLOWED_HOSTS          64
+#define MAX_HOST_NAME              253 /* DNS: a name of at most 253 characters ... */
+#define MAX_HOST_LABEL             63  /* ... in labels of at most 63 */
 
 static const char *const POLLER_BALANCES[] = {"round_robin", "random", "least_loaded", NULL};
 static const char *const POOL_BALANCES[] = {"round_robin", "least_conn", "random", "source_hash",
@@ -197,9 +200,75 @@ static void parse_listener(struct cfg_ctx *c, json_t *v, const char *path, struc
     l->backlog = cfg_get_uint(c, v, path, "backlog", DEF_BACKLOG, 1, 65535);
 }
 
+/* A DNS name as a Host header carries it: letters, digits and '-' in
+ * dot-separated labels, no port, no wildcard, no trailing dot. */
+static int valid_host_name(const char *s)
+{
+    size_t n = strlen(s), label = 0;
+    if (n == 0 || n > MAX_HOST_NAME)
+        return 0;
+    for (size_t i = 0; i <= n; i++) {
+        char ch = s[i];
+        if (ch == '.' || ch == '\0') {
+            if (label == 0 || label > MAX_HOST_LABEL || s[i - 1] == '-')
+                return 0;
+            label = 0;
+            continue;
+        }
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-') ||
+            (ch == '-' && label == 0))
+            return 0;
+        label++;
+    }
+    return 1;
+}
+
+static void parse_allowed_hosts(struct cfg_ctx *c, json_t *admin, struct cfg_admin *a)
+{
+    json_t *v = json_object_get(admin, "allowed_hosts");
+    if (!v || json_is_null(v))
+        return;
+    if (!json_is_array(v)) {
+        cfg_fail(c, "admin.allowed_hosts", "expected an array of host names, got %s",
+                 cfg_type_name(v));
+        return;
+    }
+    if (json_array_size(v) > MAX_ALLOWED_HOSTS) {
+        cfg_fail(c, "admin.allowed_hosts", "expected at most %d host names, got %zu",
+                 MAX_ALLOWED_HOSTS, json_array_size(v));
+        return;
+    }
+    a->allowed_hosts = calloc(json_array_size(v) + 1, sizeof(*a->allowed_hosts));
+    if (!a->allowed_hosts) {
+        cfg_fail(c, "admin.allowed_hosts", "out of memory");
+        return;
+    }
+    size_t i;
+    json_t *name;
+    json_array_foreach(v, i, name)
+    {
+        char p[CFG_PATH_MAX];
+        snprintf(p, sizeof(p), "admin.allowed_hosts[%zu]", i);
+        const char *s = json_string_value(name);
+        if (!s) {
+            cfg_fail(c, p, "expected a host name (a string), got %s", cfg_type_name(name));
+        } else if (strlen(s) != json_string_length(name) || !valid_host_name(s)) {
+            cfg_fail(c, p,
+                     "expected a host name: labels of letters, digits and '-' joined by '.', at "
+                     "most %d characters, no port, no wildcard; got \"%.80s\"",
+                     MAX_HOST_NAME, s);
+        } else if (!(a->allowed_hosts[a->nallowed_hosts] = strdup(s))) {
+            cfg_fail(c, p, "out of memory");
+        } else {
+            a->nallowed_hosts++;
+        }
+    }
+}
+
 static void parse_admin(struct cfg_ctx *c, json_t *root, struct cfg_admin *a)
 {
-    static const char *const keys[] = {"listen", "token", NULL};
+    static const char *const keys[] = {"listen", "token", "allowed_hosts", NULL};
     json_t *v = json_object_get(root, "admin");
     if (v && !cfg_is_object(c, v, "admin"))
         v = NULL;
@@ -210,6 +279,7 @@ static void parse_admin(struct cfg_ctx *c, json_t *root, struct cfg_admin *a)
     a->listen = cfg_get_string(c, obj, "admin", "listen", 0, DEF_ADMIN_LISTEN);
     cfg_get_addr(c, "admin", "listen", a->listen, 1, &a->addr);
     a->token = cfg_get_string(c, obj, "admin", "token", 0, NULL);
+    parse_allowed_hosts(c, obj, a);
     json_decref(empty);
 }
 
@@ -407,6 +477,9 @@ void config_free(struct config *cfg)
     free(cfg->pools);
     free(cfg->admin.listen);
     free(cfg->admin.token);
+    for (size_t i = 0; i < cfg->admin.nallowed_hosts; i++)
+        free(cfg->admin.allowed_hosts[i]);
+    free(cfg->admin.allowed_hosts);
     free(cfg->user);
     free(cfg->group);
     free(cfg->path);

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "config/config_addr.h"
 #include "sock.h"
 
 #define REPLY_MAX 512
@@ -57,9 +58,12 @@ int selfcheck_run(const struct cfg_admin *admin, const char *token, unsigned tim
             close(fd);
         return 1;
     }
-    char req[1024];
+    /* The address dialled, an IP literal: the admin answers only Hosts that
+     * no DNS rebinding can fake (IP literals, localhost, allowed_hosts). */
+    char req[1024], host[64];
+    config_addr_format(&t, host, sizeof(host));
     int n =
-        snprintf(req, sizeof(req), "GET /healthz HTTP/1.0\r\nHost: sluice\r\n%s%s%s\r\n",
+        snprintf(req, sizeof(req), "GET /healthz HTTP/1.0\r\nHost: %s\r\n%s%s%s\r\n", host,
                  token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
     char reply[REPLY_MAX + 1];
     size_t got = 0;

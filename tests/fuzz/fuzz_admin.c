@@ -2,7 +2,8 @@
  * path, Authorization and body from the input; every answer must be a known
  * status with a JSON body (or none for 204), and the runtime must survive
  * whatever state changes the input asks for. Input layout:
- *   byte 0: method; then path '\n' authorization '\n' body. */
+ *   byte 0: method (bit 7: the authorization line instead of the token;
+ *   bit 6: a text/plain body); then path '\n' authorization '\n' body. */
 #define _GNU_SOURCE
 #include <jansson.h>
 #include <stddef.h>
@@ -69,7 +70,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .method = methods[data[0] % (sizeof(methods) / sizeof(methods[0]))],
         .path = path,
         .wait = NULL, /* ?wait= sleeps: not fuzzed */
+        .host = "localhost:1",
+        .origin = NULL,
         .authorization = (data[0] & 0x80) ? auth : "Bearer fuzz-token",
+        .content_type = (data[0] & 0x40) ? "text/plain" : "application/json",
         .body = p,
         .body_len = (size_t)(end - p),
         .body_too_large = (size_t)(end - p) > ADMIN_BODY_MAX,

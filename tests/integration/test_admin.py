@@ -1,7 +1,10 @@
 """Admin API against the real binary with real backends, through a real HTTP
-client (urllib): every endpoint and error status, JSON shapes, token, drain
-under load with zero client errors, drain deadline, add/delete backends, and
-/metrics checked by the Prometheus client library's own parser."""
+client (urllib; raw sockets where a client would fix the request up): every
+endpoint and error status, JSON shapes, token, the request rules (Host,
+Origin, Content-Type, NUL, %2F), many concurrent clients from one address,
+drain under load with zero client errors, drain deadline, add/delete
+backends, and /metrics checked by the Prometheus client library's own
+parser."""
 
 import json
 import os
@@ -31,6 +34,8 @@ class Api:
         tok = token if token is not None else self.token
         if tok:
             req.add_header("Authorization", "Bearer " + tok)
+        if data:
+            req.add_header("Content-Type", "application/json")
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:
@@ -58,6 +63,57 @@ POLLER_KEYS = {"id": int, "role": str, "active_connections": int, "accepted": in
                "connect_failures": int, "bytes_in": int, "bytes_out": int, "wakeups": int,
                "events": int, "tasks": int, "timers_pending": int, "blocks_in_use": int,
                "blocks_cached": int, "loop_busy_ratio": float}
+
+
+def http_raw(addr, request, timeout=30):
+    """Sends the bytes as they are (no client fixes anything up), reads to EOF
+    and returns (status, headers with lower-case names, body). Raises OSError
+    on a reset and ValueError when the connection ends with no answer."""
+    host, port = addr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    try:
+        s.sendall(request)
+        return parse_answer(recv_all(s))
+    finally:
+        s.close()
+
+
+def parse_answer(data):
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    if not lines[0].startswith("HTTP/1."):
+        raise ValueError(f"no HTTP answer: {data[:80]!r}")
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
+def read_answer(sock):
+    """One answer on a kept-alive connection, its body read by Content-Length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ValueError(f"connection ended before an answer: {data[:80]!r}")
+        data += chunk
+    st, headers, body = parse_answer(data)
+    want = int(headers.get("content-length", "0"))
+    while len(body) < want:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ValueError("connection ended inside the body")
+        body += chunk
+    return st, headers, body
+
+
+def request_bytes(method, path, host, headers=(), body=b""):
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    if body or method in ("POST", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def shape(test, obj, keys):
@@ -216,6 +272,231 @@ class Admin(ProxyTest):
         self.assertEqual(p.returncode, 1)
         self.assertIn("refusing to serve 0.0.0.0", p.stderr)
         self.assertIn("SLUICE_ADMIN_TOKEN", p.stderr)
+
+    def addr_port(self):
+        addr = self.cfg["admin"]["listen"]
+        return addr, addr.rsplit(":", 1)[1]
+
+    def test_cross_site_requests_are_refused(self):
+        """A page of another site (its Origin), a DNS-rebound name (its Host)
+        and a body a page may send without a preflight (not JSON) change and
+        read nothing: 403 or 415, with JSON errors. The operator's own tools
+        pass."""
+        api = self.start()
+        addr, port = self.addr_port()
+        add = json.dumps({"name": "x", "address": "127.0.0.1:1"}).encode()
+        jct = ("Content-Type", "application/json")
+        evil = ("Origin", "http://evil.example")
+        refused = [
+            # The issue's request: a simple cross-site POST from any page.
+            (403, "POST", "/api/v1/pools/p/backends", addr, [evil, ("Content-Type", "text/plain")], add),
+            (403, "POST", "/api/v1/pools/p/backends", addr, [evil, jct], add),
+            (403, "POST", "/api/v1/pools/p/backends/b0/drain", addr, [evil], b""),
+            (403, "POST", "/api/v1/pools/p/backends/b0/drain", addr, [("Origin", "null")], b""),
+            (403, "POST", "/api/v1/pools/p/backends/b0/drain", addr,
+             [("Origin", f"http://{addr}.evil.example")], b""),
+            (403, "GET", "/api/v1/stats", addr, [("Origin", f"https://{addr}")], b""),
+            (403, "GET", "/api/v1/stats", addr, [("Origin", f"http://localhost:{port}")], b""),
+            # DNS rebinding: same origin to the browser, but Host names the attacker's domain.
+            (403, "GET", "/api/v1/stats", f"evil.example:{port}", [], b""),
+            (403, "GET", "/metrics", f"evil.example:{port}", [], b""),
+            (403, "GET", "/healthz", "evil.example", [], b""),
+            (403, "POST", "/api/v1/pools/p/backends", f"evil.example:{port}",
+             [("Origin", f"http://evil.example:{port}"), jct], add),
+            (403, "GET", "/api/v1/stats", f"localhost.evil.example:{port}", [], b""),
+            (403, "GET", "/api/v1/stats", "127.0.0.1.evil.example", [], b""),
+            (403, "GET", "/api/v1/stats", f"127.0.0.1:{port}x", [], b""),
+            (403, "GET", "/api/v1/stats", "[::1", [], b""),
+            # Bodies a form or fetch() sends without a preflight, or no type at all.
+            (415, "POST", "/api/v1/pools/p/backends", addr, [("Content-Type", "text/plain")], add),
+            (415, "POST", "/api/v1/pools/p/backends", addr,
+             [("Content-Type", "application/x-www-form-urlencoded")], add),
+            (415, "POST", "/api/v1/pools/p/backends", addr,
+             [("Content-Type", "multipart/form-data; boundary=x")], add),
+            (415, "POST", "/api/v1/pools/p/backends", addr, [("Content-Type", "application/jsonp")], add),
+            (415, "POST", "/api/v1/pools/p/backends", addr, [], add),
+            (415, "PATCH", "/api/v1/pools/p/backends/b0", addr, [("Content-Type", "text/plain")],
+             b'{"weight": 2}'),
+            (415, "POST", "/api/v1/pools/p/backends/b0/drain", addr, [("Content-Type", "text/plain")],
+             b'{"deadline_ms": 5}'),
+        ]
+        for want, method, path, host, headers, body in refused:
+            st, hdrs, out = http_raw(addr, request_bytes(method, path, host, headers, body))
+            what = f"{method} {path} Host {host} {headers}"
+            self.assertEqual(st, want, f"{what}: {out!r}")
+            self.assertEqual(hdrs.get("content-type"), "application/json", what)
+            self.assertEqual(set(json.loads(out)), {"error", "detail"}, what)
+        st, pool = api.get("/api/v1/pools/p")
+        self.assertEqual([(b["name"], b["state"], b["weight"]) for b in pool["backends"]],
+                         [("b0", "up", 1), ("b1", "up", 1)])
+        # What the operator's own tools send: IP literals, localhost, the
+        # admin's own origin, JSON with parameters, no body without a type.
+        allowed = [
+            (200, "GET", "/api/v1/stats", addr, [], b""),
+            (200, "GET", "/api/v1/stats", f"localhost:{port}", [], b""),
+            (200, "GET", "/api/v1/stats", f"LocalHost:{port}", [], b""),
+            (200, "GET", "/healthz", "localhost", [], b""),
+            (200, "GET", "/api/v1/stats", f"[::1]:{port}", [], b""),
+            (200, "GET", "/api/v1/stats", f"10.1.2.3:{port}", [], b""),
+            (200, "GET", "/api/v1/stats", addr, [("Origin", f"http://{addr}")], b""),
+            (200, "GET", "/api/v1/stats", f"localhost:{port}", [("Origin", f"http://localhost:{port}")],
+             b""),
+            (200, "PATCH", "/api/v1/pools/p/backends/b1", addr,
+             [("Origin", f"http://{addr}"), ("Content-Type", "application/json; charset=utf-8")],
+             b'{"weight": 2}'),
+            (201, "POST", "/api/v1/pools/p/backends", addr, [("Content-Type", "Application/JSON")], add),
+            (200, "POST", "/api/v1/pools/p/backends/x/drain", addr, [], b""),
+        ]
+        for want, method, path, host, headers, body in allowed:
+            st, _, out = http_raw(addr, request_bytes(method, path, host, headers, body))
+            self.assertEqual(st, want, f"{method} {path} Host {host} {headers}: {out!r}")
+        self.assertEqual(api.get("/api/v1/pools/p/backends/b1")[1]["weight"], 2)
+        # HTTP/1.0 without Host: no browser sends that.
+        st, _, _ = http_raw(addr, b"GET /healthz HTTP/1.0\r\n\r\n")
+        self.assertEqual(st, 200)
+
+    def test_allowed_hosts_admit_configured_names(self):
+        b = self.backend()
+        cfg = simple_config([b.port])
+        cfg["admin"]["allowed_hosts"] = ["sluice.internal", "Admin-1"]
+        self.cfg = cfg
+        self.sluice(cfg)
+        addr, port = self.addr_port()
+        for host, want in ((f"sluice.internal:{port}", 200), ("SLUICE.Internal", 200),
+                           (f"admin-1:{port}", 200), (f"127.0.0.1:{port}", 200),
+                           (f"sluice.internal.evil.example:{port}", 403),
+                           (f"evil.sluice.internal:{port}", 403), (f"other.internal:{port}", 403)):
+            st, _, out = http_raw(addr, request_bytes("GET", "/api/v1/stats", host))
+            self.assertEqual(st, want, f"Host {host}: {out!r}")
+        own = f"sluice.internal:{port}"
+        st, _, out = http_raw(addr, request_bytes("POST", "/api/v1/pools/p/backends/b0/drain", own,
+                                                  [("Origin", f"http://{own}")]))
+        self.assertEqual(st, 200, out)
+        st, _, out = http_raw(addr, request_bytes("POST", "/api/v1/pools/p/backends/b0/enable", addr,
+                                                  [("Origin", f"http://{own}")]))
+        self.assertEqual(st, 403, out)
+
+    def test_healthcheck_command_passes_the_request_rules(self):
+        """`sluice --healthcheck` (the image's HEALTHCHECK) names the address
+        it dials as its Host."""
+        self.start(token="hc-token")
+        p = subprocess.run([SLUICE, "--healthcheck", "-c", self.sl.path], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_body_with_a_nul_is_refused(self):
+        """jansson ends the text at a NUL: {"weight": 2<NUL>} must not be
+        applied as {"weight": 2}."""
+        api = self.start()
+        addr, _ = self.addr_port()
+        jct = [("Content-Type", "application/json")]
+        for body in (b'{"weight": 2\x00}', b'{"weight": 2}\x00', b'\x00{"weight": 2}'):
+            st, _, out = http_raw(addr, request_bytes("PATCH", "/api/v1/pools/p/backends/b0", addr,
+                                                      jct, body))
+            self.assertEqual(st, 400, f"{body!r}: {out!r}")
+            self.assertEqual(set(json.loads(out)), {"error", "detail"})
+        self.assertEqual(api.get("/api/v1/pools/p/backends/b0")[1]["weight"], 1)
+
+    def test_encoded_slash_is_no_path_separator(self):
+        """A name segment never holds a '/': b0%2Fdrain names no backend."""
+        api = self.start()
+        addr, _ = self.addr_port()
+        for method, path in (("POST", "/api/v1/pools/p/backends/b0%2Fdrain"),
+                             ("POST", "/api/v1/pools/p/backends/b0%2fdisable"),
+                             ("POST", "/api/v1/pools/p%2Fbackends%2Fb0/drain"),
+                             ("POST", "/api/v1/pools/p/backends%2Fb0/drain"),
+                             ("GET", "/api/v1/pools/p%2Fbackends"),
+                             ("GET", "/api%2Fv1/stats")):
+            st, _, out = http_raw(addr, request_bytes(method, path, addr))
+            self.assertEqual(st, 404, f"{method} {path}: {out!r}")
+            self.assertEqual(set(json.loads(out)), {"error", "detail"})
+        self.assertEqual([b["state"] for b in api.get("/api/v1/pools/p/backends")[1]], ["up", "up"])
+        # Other escapes still decode.
+        st, _, out = http_raw(addr, request_bytes("GET", "/api/v1/pools/p/backends/b%30", addr))
+        self.assertEqual((st, json.loads(out)["name"]), (200, "b0"))
+
+    def half_sent(self, n):
+        """n connections, each holding the first half of a request."""
+        addr, port = self.addr_port()
+        socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", int(port)), timeout=30)
+            socks.append(s)
+            s.sendall(f"GET /api/v1/stats HTTP/1.1\r\nHost: {addr}\r\n".encode())
+        return socks
+
+    @staticmethod
+    def finish(socks, keep_open=False):
+        """Sends the rest of each request; returns each answer, or the error.
+        keep_open: keep-alive requests, answers read by Content-Length and
+        the sockets left open (the caller closes them), so no connection
+        gives its serving slot back meanwhile."""
+        out = [None] * len(socks)
+        for i, s in enumerate(socks):
+            try:
+                s.sendall(b"\r\n" if keep_open else b"Connection: close\r\n\r\n")
+            except OSError as e:
+                out[i] = e
+        for i, s in enumerate(socks):
+            try:
+                if out[i] is None:
+                    out[i] = read_answer(s) if keep_open else parse_answer(recv_all(s))
+            except (OSError, ValueError) as e:
+                out[i] = e
+            finally:
+                if not keep_open:
+                    s.close()
+        return out
+
+    def assert_busy(self, answer):
+        st, hdrs, body = answer
+        self.assertEqual(st, 503)
+        self.assertTrue(hdrs.get("retry-after", "").isdigit(), hdrs)
+        self.assertEqual(hdrs.get("content-type"), "application/json")
+        self.assertEqual(set(json.loads(body)), {"error", "detail"})
+
+    def test_many_clients_from_one_address_all_get_an_answer(self):
+        """80 clients from 127.0.0.1, each holding a half-sent request: every
+        one gets an HTTP answer, no reset; at least 64 are served, the rest
+        told to come back (JSON 503, Retry-After)."""
+        api = self.start()
+        socks = self.half_sent(80)
+        time.sleep(0.5)  # the issue's clients held their requests this long
+        answers = self.finish(socks)
+        self.assertEqual([a for a in answers if isinstance(a, Exception)], [])
+        served = [a for a in answers if a[0] == 200]
+        self.assertGreaterEqual(len(served), 64)
+        for a in served:
+            self.assertIn("pools", json.loads(a[2]))
+        for a in answers:
+            if a[0] != 200:
+                self.assert_busy(a)
+        wait_until(lambda: api.get("/api/v1/stats")[0] == 200, what="the API to serve again")
+
+    def test_beyond_the_limit_is_a_json_503_with_retry_after(self):
+        """70 clients at once from one address: 64 served, 6 told to come
+        back. While the 64 keep their connections, a GET and a PATCH are
+        answered 503 too, and the PATCH changes nothing."""
+        api = self.start()
+        addr, _ = self.addr_port()
+        socks = self.half_sent(70)
+        try:
+            answers = self.finish(socks, keep_open=True)
+            self.assertEqual([a for a in answers if isinstance(a, Exception)], [])
+            self.assertEqual(sorted(a[0] for a in answers), [200] * 64 + [503] * 6)
+            for a in answers:
+                if a[0] == 503:
+                    self.assert_busy(a)
+            self.assert_busy(http_raw(addr, request_bytes("GET", "/api/v1/stats", addr)))
+            self.assert_busy(http_raw(addr, request_bytes(
+                "PATCH", "/api/v1/pools/p/backends/b0", addr,
+                [("Content-Type", "application/json")], b'{"weight": 5}')))
+        finally:
+            for s in socks:
+                s.close()
+        b0 = wait_until(lambda: (lambda r: r[1] if r[0] == 200 else None)(
+            api.get("/api/v1/pools/p/backends/b0")), what="the API to serve again")
+        self.assertEqual(b0["weight"], 1)  # the 503'd PATCH changed nothing
 
     def test_drain_under_load_drops_nothing(self):
         api = self.start(nbackends=2)

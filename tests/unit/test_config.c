@@ -212,6 +212,51 @@ START_TEST(empty_pool_and_bad_numbers)
 }
 END_TEST
 
+START_TEST(admin_allowed_hosts)
+{
+    const char *json =
+        "{\"admin\":{\"allowed_hosts\":[\"sluice.internal\",\"Admin-1\"]}," LISTENER_OK "," POOL_OK
+        "}";
+    struct config *cfg;
+    char *errors;
+    ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+    ck_assert_uint_eq(cfg->admin.nallowed_hosts, 2);
+    ck_assert_str_eq(cfg->admin.allowed_hosts[0], "sluice.internal");
+    ck_assert_str_eq(cfg->admin.allowed_hosts[1], "Admin-1");
+    config_free(cfg);
+    json = "{" LISTENER_OK "," POOL_OK "}";
+    ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+    ck_assert_uint_eq(cfg->admin.nallowed_hosts, 0);
+    config_free(cfg);
+
+    expect_error("{\"admin\":{\"allowed_hosts\":\"sluice\"}," LISTENER_OK "," POOL_OK "}",
+                 "t.json: admin.allowed_hosts: expected an array of host names, got a string");
+    expect_error("{\"admin\":{\"allowed_hosts\":[\"ok\",7]}," LISTENER_OK "," POOL_OK "}",
+                 "t.json: admin.allowed_hosts[1]: expected a host name (a string), got an integer");
+    const char *bad[] = {"",     "sluice:9090", "*.example", "a..b",  "-a.b",
+                         "a-.b", "a b",         "sluice.",   "[::1]", "a_b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char in[512], want[256];
+        snprintf(in, sizeof(in),
+                 "{\"admin\":{\"allowed_hosts\":[\"%s\"]}," LISTENER_OK "," POOL_OK "}", bad[i]);
+        snprintf(want, sizeof(want),
+                 "admin.allowed_hosts[0]: expected a host name: labels of letters, digits and "
+                 "'-' joined by '.', at most 253 characters, no port, no wildcard; got \"%s\"",
+                 bad[i]);
+        expect_error(in, want);
+    }
+    char many[4096] = "{\"admin\":{\"allowed_hosts\":[";
+    for (int i = 0; i < 65; i++)
+        strcat(many, i ? ",\"h\"" : "\"h\"");
+    strcat(many, "]}," LISTENER_OK "," POOL_OK "}");
+    expect_error(many, "admin.allowed_hosts: expected at most 64 host names, got 65");
+    char label[512] = "{\"admin\":{\"allowed_hosts\":[\"";
+    memset(label + strlen(label), 'a', 64);
+    expect_error(strcat(label, "\"]}," LISTENER_OK "," POOL_OK "}"),
+                 "admin.allowed_hosts[0]: expected a host name");
+}
+END_TEST
+
 START_TEST(every_error_is_reported_once)
 {
     char *errors = load_errors("{\"polers\":1,\"pollers\":\"x\",\"listeners\":[{\"name\":\"l\","
@@ -262,6 +307,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, listener_naming_a_missing_pool);
     tcase_add_test(tc, bad_addresses_and_ports);
     tcase_add_test(tc, empty_pool_and_bad_numbers);
+    tcase_add_test(tc, admin_allowed_hosts);
     tcase_add_test(tc, every_error_is_reported_once);
     tcase_add_test(tc, missing_file);
     tcase_add_test(tc, address_round_trip);
