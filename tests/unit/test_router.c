@@ -65,7 +65,9 @@ static int call(const char *method, const char *path, const char *wait, const ch
                                .path = path,
                                .wait = wait,
                                .body = json,
-                               .body_len = json ? strlen(json) : 0};
+                               .body_len = json ? strlen(json) : 0,
+                               .host = "127.0.0.1",
+                               .content_type = json ? "application/json" : NULL};
     struct admin_response rs;
     admin_route(&ctx, &rq, &rs);
     if (body)
