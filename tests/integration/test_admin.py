@@ -535,8 +535,16 @@ class Admin(ProxyTest):
                 self.assertEqual(b0["total_connections"], total_at_drain)
                 # What b0 itself saw matches: nothing reached it after the drain
                 # beyond connects already under way (its accept thread may lag).
-                wait_until(lambda: self.bs[0].accepted == total_at_drain, timeout=5,
-                           what=f"b0 accepts == {total_at_drain} (now {self.bs[0].accepted})")
+                # Every session counted on b0 either reached it or failed to
+                # connect: on a loaded machine a loopback SYN is sometimes
+                # retransmitted past connect_timeout_ms, and that session went
+                # to b1 on retry without b0 ever accepting it.
+                def b0_seen():
+                    failed = api.get("/api/v1/pools/p/backends/b0")[1]["connect_failures"]
+                    return self.bs[0].accepted + failed
+                wait_until(lambda: b0_seen() == total_at_drain, timeout=10, step=0.05,
+                           what=f"b0 accepts + connect failures == {total_at_drain} "
+                                f"(now {b0_seen()})")
                 # Existing long sessions on b0 still work while it drains.
                 for i, s in enumerate(longs):
                     s.sendall(b"again%d" % i)
