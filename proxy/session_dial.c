@@ -121,7 +121,12 @@ void session_dial_check(struct session *s)
     s->last_active_ms = poller_now_ms(p);
     if (s->pool->idle_timeout_ms)
         poller_timer_start(p, &s->timer, s->pool->idle_timeout_ms);
-    /* Edge-triggered: anything already readable will not be announced again. */
+    /* Edge-triggered: anything already readable will not be announced again.
+     * Nor will a FIN or RST that came with the connect's completion (a
+     * backend that writes a line and closes): note it as on_read does, or a
+     * short read would end the reading before the EOF. */
     up->flags |= SIDE_RD_READY | SIDE_WR_READY;
+    if (up->op.revents & (POLL_EV_RDHUP | POLL_EV_HUP))
+        up->flags |= SIDE_HUP;
     session_pump(s);
 }

@@ -408,7 +408,28 @@ def echo_process_main(tag):
         time.sleep(3600)
 
 
+def banner_process_main(text):
+    """`python3 harness.py banner TEXT`: a separate process (so the test's own
+    threads cannot slow it) that accepts, writes TEXT and closes at once, as
+    Redis at maxclients or an SMTP 421 does; prints its port first."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4096)
+    print(srv.getsockname()[1], flush=True)
+    line = text.encode()
+    while True:
+        conn, _ = srv.accept()
+        try:
+            conn.sendall(line)
+        except OSError:
+            pass
+        conn.close()
+
+
 if __name__ == "__main__":
     import sys
     if len(sys.argv) == 3 and sys.argv[1] == "echo":
         echo_process_main(sys.argv[2])
+    if len(sys.argv) == 3 and sys.argv[1] == "banner":
+        banner_process_main(sys.argv[2])

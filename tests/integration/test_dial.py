@@ -1,16 +1,23 @@
 """Upstream dial: retry on refusal with the client's early bytes replayed,
 every backend down, connect timeout on a backend that never answers, idle
-timeout, and the per-listener connection limit."""
+timeout, the per-listener connection limit, and a backend whose banner and
+close come with the connect's completion."""
 
 import os
+import selectors
 import socket
+import subprocess
 import sys
+import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (ProxyTest, connect, free_port, listen_port, payload, recv_all, sha,
-                     simple_config, wait_until)
+from harness import (ProxyTest, connect, free_port, listen_port, payload, raise_nofile, recv_all,
+                     sha, simple_config, wait_until)
+from test_admin import Api
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def blackhole():
@@ -185,6 +192,132 @@ class Dial(ProxyTest):
         self.assertEqual(b.accepted, 5)
         for s in socks:
             s.close()
+
+
+def firehose(conn, backend):
+    """Sends zeros until the test stops: keeps a sub-reactor busy."""
+    chunk = bytes(1 << 20)
+    while not backend.stopping:
+        conn.sendall(chunk)
+
+
+def read_to_end(socks, timeout):
+    """Reads every socket until EOF, reset or the deadline; closes a socket
+    as soon as it ended, as a client would. Returns {sock: (bytes, how)}
+    with how "eof", "reset" or None (still open at the deadline)."""
+    sel = selectors.DefaultSelector()
+    got = {}
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, bytearray())
+        got[s] = (b"", None)
+    deadline = time.monotonic() + timeout
+    while sel.get_map() and time.monotonic() < deadline:
+        for key, _ in sel.select(0.1):
+            s, buf = key.fileobj, key.data
+            try:
+                data = s.recv(4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data, how = None, "reset"
+            else:
+                how = "eof"
+            if data:
+                buf += data
+                got[s] = (bytes(buf), None)
+                continue
+            sel.unregister(s)
+            s.close()
+            got[s] = (bytes(buf), how)
+    sel.close()
+    return got
+
+
+class BannerAndClose(ProxyTest):
+    """A backend that accepts, writes one line and closes (Redis at
+    maxclients, SMTP 421) while the only sub-reactor is busy relaying bulk
+    streams: the connect's completion, the line and the FIN then often come
+    as one event. Every client must get the line and then EOF, with no idle
+    timeout to end a session that missed it, and the backend's slots must
+    all come back."""
+
+    extra = {}  # pool options of the banner pool (BannerAndCloseSplice: zero_copy)
+    BANNER = "-ERR max number of clients reached\r\n"
+    ROUNDS, CLIENTS, STREAMS = 4, 150, 4
+    EOF_WAIT = 30  # seconds for a round's clients to see EOF: generous, never reached when fixed
+
+    def setUp(self):
+        super().setUp()
+        raise_nofile()
+        self.proc = None
+        self.streams, self.readers = [], []
+
+    def tearDown(self):
+        for s in self.streams:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in self.readers:
+            t.join(10)
+        for s in self.streams:
+            s.close()
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc.stdout.close()
+        super().tearDown()
+
+    def start_bulk_streams(self, port):
+        def drain(s):
+            buf = bytearray(1 << 20)
+            try:
+                while s.recv_into(buf):
+                    pass
+            except OSError:
+                pass
+        for _ in range(self.STREAMS):
+            s = connect(port, timeout=60)
+            self.streams.append(s)
+            t = threading.Thread(target=drain, args=(s,), daemon=True)
+            t.start()
+            self.readers.append(t)
+
+    def test_every_client_gets_the_banner_then_eof_from_a_busy_poller(self):
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "harness.py"), "banner",
+                                      self.BANNER], stdout=subprocess.PIPE, text=True)
+        banner_port = int(self.proc.stdout.readline())
+        bulk = self.backend(firehose)
+        cfg = simple_config([banner_port], pollers=1, idle_timeout_ms=0, **self.extra)
+        cfg["pools"].append({"name": "bulk", "backends": [
+            {"name": "f", "address": f"127.0.0.1:{bulk.port}"}]})
+        cfg["listeners"].append({"name": "bulk", "listen": f"127.0.0.1:{free_port()}",
+                                 "pool": "bulk"})
+        self.sluice(cfg)
+        api = Api(cfg)
+        self.start_bulk_streams(listen_port(cfg, 1))
+        wait_until(lambda: bulk.accepted == self.STREAMS, what="bulk streams")
+        expected = self.BANNER.encode()
+        for r in range(self.ROUNDS):
+            socks = [connect(listen_port(cfg)) for _ in range(self.CLIENTS)]
+            try:
+                got = read_to_end(socks, self.EOF_WAIT)
+                stuck = sum(how is None for _, how in got.values())
+                self.assertEqual(stuck, 0, f"round {r}: {stuck} of {self.CLIENTS} clients "
+                                 "never saw EOF")
+                for data, how in got.values():
+                    self.assertEqual((data, how), (expected, "eof"), f"round {r}")
+                # Every session ended: the backend's slots are all back.
+                wait_until(lambda: api.get("/api/v1/pools/p/backends/b0")[1]
+                           ["active_connections"] == 0, timeout=10, what="slots back")
+            finally:
+                for s in socks:
+                    s.close()
+
+
+class BannerAndCloseSplice(BannerAndClose):
+    extra = {"zero_copy": "splice"}
 
 
 if __name__ == "__main__":
