@@ -1,13 +1,16 @@
 """Upstream dial: retry on refusal with the client's early bytes replayed,
 every backend down, connect timeout on a backend that never answers, idle
-timeout, the per-listener connection limit, and a backend whose banner and
-close come with the connect's completion."""
+timeout, the per-listener connection limit, a backend whose banner and
+close come with the connect's completion, and a backend named localhost:PORT
+that listens on one of localhost's addresses only."""
 
 import os
 import selectors
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -318,6 +321,101 @@ class BannerAndClose(ProxyTest):
 
 class BannerAndCloseSplice(BannerAndClose):
     extra = {"zero_copy": "splice"}
+
+
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def localhost_both_families(tmpdir):
+    """A command prefix under which `localhost` resolves to both ::1 and
+    127.0.0.1, as Debian's default /etc/hosts has it: [] when this machine's
+    already does; otherwise `unshare` into a private mount namespace where
+    such a hosts file is bound over /etc/hosts (only sluice sees it; the
+    network is the machine's). None when neither can be had."""
+    families = {ai[0] for ai in socket.getaddrinfo("localhost", 1, type=socket.SOCK_STREAM)}
+    if {socket.AF_INET, socket.AF_INET6} <= families:
+        return []
+    if not shutil.which("unshare"):
+        return None
+    hosts = os.path.join(tmpdir, "hosts")
+    with open(hosts, "w") as f:
+        f.write("127.0.0.1 localhost\n::1 localhost\n")
+    prefix = ["unshare", "-m" if os.geteuid() == 0 else "-rm", "sh", "-c",
+              'mount --bind "$0" /etc/hosts && exec "$@"', hosts]
+    try:
+        got = subprocess.run(prefix + ["getent", "ahosts", "localhost"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if got.returncode == 0 and "::1" in got.stdout and "127.0.0.1" in got.stdout:
+        return prefix
+    return None
+
+
+class LocalhostName(ProxyTest):
+    """A backend written as localhost:PORT, where localhost is ::1 and
+    127.0.0.1, with a server on only one of them (an IPv4-only service on a
+    Debian host): sessions and health checks must reach it, whichever address
+    getaddrinfo lists first, and no failure is counted against it."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="sluice-hosts-")
+        self.wrapper = localhost_both_families(self.tmp)
+        if self.wrapper is None:
+            self.skipTest("cannot make localhost resolve to both ::1 and 127.0.0.1")
+        if not ipv6_loopback():
+            self.skipTest("no IPv6 loopback")
+
+    def tearDown(self):
+        super().tearDown()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def start(self, host, **pool):
+        b = self.backend(host=host)
+        cfg = simple_config([b.port], **pool)
+        cfg["pools"][0]["backends"][0]["address"] = f"localhost:{b.port}"
+        self.sluice(cfg, wrapper=self.wrapper)
+        return b, cfg, Api(cfg)
+
+    def sessions_relay(self, host):
+        b, cfg, api = self.start(host, retries=0)  # no other backend to hide a failure
+        for i in range(6):
+            s = connect(listen_port(cfg))
+            s.sendall(b"hello %d" % i)
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(recv_all(s), b"hello %d" % i, f"session {i}")
+            s.close()
+        self.assertEqual(b.accepted, 6)
+        st = api.get("/api/v1/pools/p/backends/b0")[1]
+        self.assertEqual((st["state"], st["connect_failures"]), ("up", 0))
+
+    def checks_pass(self, host):
+        hc = {"interval_ms": 200, "timeout_ms": 200, "rise": 1, "fall": 1}
+        b, cfg, api = self.start(host, health_check=hc)
+        health = lambda: api.get("/api/v1/pools/p/backends/b0")[1]["health"]
+        wait_until(lambda: health()["checks_total"] >= 4, timeout=20, what="four checks")
+        st = api.get("/api/v1/pools/p/backends/b0")[1]
+        self.assertEqual((st["state"], st["health"]["last_check"], st["health"]["checks_failed"]),
+                         ("up", "ok", 0))
+
+    def test_sessions_reach_a_server_on_127_0_0_1_only(self):
+        self.sessions_relay("127.0.0.1")
+
+    def test_sessions_reach_a_server_on_ipv6_loopback_only(self):
+        self.sessions_relay("::1")
+
+    def test_health_checks_pass_on_127_0_0_1_only(self):
+        self.checks_pass("127.0.0.1")
+
+    def test_health_checks_pass_on_ipv6_loopback_only(self):
+        self.checks_pass("::1")
 
 
 if __name__ == "__main__":
