@@ -185,7 +185,8 @@ class Sluice:
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=66")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=67")
         env.update(extra_env or {})
-        self.proc = subprocess.Popen(list(wrapper or []) + [SLUICE, "-c", self.path], stdout=self.log,
+        cmd = list(wrapper or []) + [SLUICE, "-c", self.path]
+        self.proc = subprocess.Popen(cmd, stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env, preexec_fn=preexec_fn)
         # Listeners are bound before the "started" line: no probe connection
         # (it would reach a backend and skew what the test counts).
