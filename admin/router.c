@@ -445,12 +445,12 @@ static void add_backend(struct admin_ctx *a, const struct admin_request *rq,
     const char *name = json_string_value(json_object_get(o, "name"));
     const char *address = json_string_value(json_object_get(o, "address"));
     long long w = 1;
-    struct cfg_sockaddr addr;
+    struct cfg_addrs addrs;
     char why[256];
     if (!name || !valid_name(name)) {
         fail(rs, 400, "bad request", "name: expected 1 to %d characters of A-Z a-z 0-9 - _ .",
              NAME_MAX_LEN);
-    } else if (!address || config_addr_parse(address, 0, &addr, why, sizeof(why)) < 0) {
+    } else if (!address || config_addr_parse_all(address, 0, &addrs, why, sizeof(why)) < 0) {
         fail(rs, 400, "bad request", "address: %s",
              address ? why : "expected \"IPv4:port\" or \"[IPv6]:port\"");
     } else if (int_key(o, "weight", 0, WEIGHT_MAX, &w, rs) >= 0) {
@@ -466,7 +466,7 @@ static void add_backend(struct admin_ctx *a, const struct admin_request *rq,
              * only while nothing was posted for it. */
             struct backend_set *cur = pool_current(pl), *set = NULL;
             struct backend **list = calloc(cur->n + 1, sizeof(*list));
-            struct backend *b = backend_new(name, address, &addr, (unsigned)w);
+            struct backend *b = backend_new(name, address, &addrs, (unsigned)w);
             if (list && b) {
                 memcpy(list, cur->b, cur->n * sizeof(*list));
                 list[cur->n] = b;

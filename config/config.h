@@ -13,6 +13,15 @@ struct cfg_sockaddr {
     socklen_t len;
 };
 
+/* Every address a backend's host name resolved to, in getaddrinfo's order
+ * (an address literal is one): "localhost" may be ::1 and 127.0.0.1, and
+ * only one of them may listen, so a dial tries them in turn. */
+#define CFG_ADDRS_MAX 8
+struct cfg_addrs {
+    struct cfg_sockaddr a[CFG_ADDRS_MAX];
+    unsigned n; /* 1..CFG_ADDRS_MAX once parsed */
+};
+
 enum cfg_poller_balance {
     CFG_POLLERS_ROUND_ROBIN,
     CFG_POLLERS_RANDOM,
@@ -52,7 +61,7 @@ struct cfg_health_check {
 struct cfg_backend {
     char *name;    /* owned */
     char *address; /* owned: as written; a host name is resolved once, at load */
-    struct cfg_sockaddr addr;
+    struct cfg_addrs addrs;
     unsigned weight;
 };
 

@@ -35,8 +35,26 @@ static int parse_port(const char *s, unsigned *port)
     return 0;
 }
 
-int config_addr_parse(const char *text, int allow_hostname, struct cfg_sockaddr *out, char *why,
-                      size_t whylen)
+static void set_port(struct cfg_sockaddr *a, unsigned port)
+{
+    if (a->ss.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&a->ss)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)&a->ss)->sin_port = htons((uint16_t)port);
+}
+
+/* getaddrinfo may list an address twice (a hosts file naming it twice). */
+static int listed(const struct cfg_addrs *out, const struct addrinfo *ai)
+{
+    for (unsigned i = 0; i < out->n; i++)
+        if (out->a[i].len == ai->ai_addrlen &&
+            memcmp(&out->a[i].ss, ai->ai_addr, ai->ai_addrlen) == 0)
+            return 1;
+    return 0;
+}
+
+int config_addr_parse_all(const char *text, int allow_hostname, struct cfg_addrs *out, char *why,
+                          size_t whylen)
 {
     const char *expected = allow_hostname
                                ? "expected \"IPv4:port\", \"[IPv6]:port\" or \"host:port\" "
@@ -68,20 +86,22 @@ int config_addr_parse(const char *text, int allow_hostname, struct cfg_sockaddr 
     if (parse_port(portstr, &port) < 0)
         goto bad;
 
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->ss;
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&out->ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->a[0].ss;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&out->a[0].ss;
     if (bracketed) {
         if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
             goto bad;
         s6->sin6_family = AF_INET6;
         s6->sin6_port = htons((uint16_t)port);
-        out->len = sizeof(*s6);
+        out->a[0].len = sizeof(*s6);
+        out->n = 1;
         return 0;
     }
     if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
         s4->sin_family = AF_INET;
         s4->sin_port = htons((uint16_t)port);
-        out->len = sizeof(*s4);
+        out->a[0].len = sizeof(*s4);
+        out->n = 1;
         return 0;
     }
     if (!allow_hostname)
@@ -92,17 +112,34 @@ int config_addr_parse(const char *text, int allow_hostname, struct cfg_sockaddr 
         snprintf(why, whylen, "cannot resolve host \"%s\": %s", host, gai_strerror(rc));
         return -1;
     }
-    memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
-    out->len = res->ai_addrlen;
-    if (res->ai_family == AF_INET6)
-        s6->sin6_port = htons((uint16_t)port);
-    else
-        s4->sin_port = htons((uint16_t)port);
+    for (const struct addrinfo *ai = res; ai && out->n < CFG_ADDRS_MAX; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+            ai->ai_addrlen > sizeof(out->a[0].ss) || listed(out, ai))
+            continue;
+        struct cfg_sockaddr *a = &out->a[out->n++];
+        memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
+        a->len = ai->ai_addrlen;
+    }
     freeaddrinfo(res);
+    if (!out->n) {
+        snprintf(why, whylen, "cannot resolve host \"%s\": no IPv4 or IPv6 address", host);
+        return -1;
+    }
+    for (unsigned i = 0; i < out->n; i++)
+        set_port(&out->a[i], port);
     return 0;
 bad:
     snprintf(why, whylen, "%s, got \"%s\"", expected, text);
     return -1;
+}
+
+int config_addr_parse(const char *text, int allow_hostname, struct cfg_sockaddr *out, char *why,
+                      size_t whylen)
+{
+    struct cfg_addrs all;
+    int r = config_addr_parse_all(text, allow_hostname, &all, why, whylen);
+    *out = all.a[0]; /* zeroed when it failed */
+    return r;
 }
 
 char *config_addr_format(const struct cfg_sockaddr *a, char *buf, size_t len)

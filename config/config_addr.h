@@ -1,5 +1,5 @@
 /* config/config_addr.h — "IPv4:port", "[IPv6]:port" and, where allowed,
- * "host:port" (resolved once, now) into a socket address; and back to text. */
+ * "host:port" (resolved once, now) into socket addresses; and back to text. */
 #pragma once
 
 #include <stddef.h>
@@ -9,6 +9,10 @@
 /* Returns 0, or -1 with a short reason in why (what was expected). */
 int config_addr_parse(const char *text, int allow_hostname, struct cfg_sockaddr *out, char *why,
                       size_t whylen);
+/* The same, keeping every address a host name resolves to (at most
+ * CFG_ADDRS_MAX, duplicates dropped) where config_addr_parse keeps the first. */
+int config_addr_parse_all(const char *text, int allow_hostname, struct cfg_addrs *out, char *why,
+                          size_t whylen);
 /* "1.2.3.4:80" / "[::1]:80" into buf; returns buf. */
 char *config_addr_format(const struct cfg_sockaddr *a, char *buf, size_t len);
 

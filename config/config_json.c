@@ -190,6 +190,17 @@ void cfg_get_addr(struct cfg_ctx *c, const char *path, const char *key, const ch
         cfg_fail(c, p, "%s", why);
 }
 
+void cfg_get_addrs(struct cfg_ctx *c, const char *path, const char *key, const char *text,
+                   struct cfg_addrs *out)
+{
+    char why[256], p[CFG_PATH_MAX];
+    if (!text)
+        return;
+    cfg_join(p, path, key);
+    if (config_addr_parse_all(text, 1, out, why, sizeof(why)) < 0)
+        cfg_fail(c, p, "%s", why);
+}
+
 /* Returns the array at key (or NULL), after checking it is a non-empty array. */
 json_t *cfg_get_array(struct cfg_ctx *c, json_t *obj, const char *path, const char *key)
 {

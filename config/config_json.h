@@ -41,6 +41,9 @@ int cfg_get_enum(struct cfg_ctx *c, json_t *obj, const char *path, const char *k
                  const char *const *names, int def);
 void cfg_get_addr(struct cfg_ctx *c, const char *path, const char *key, const char *text,
                   int allow_hostname, struct cfg_sockaddr *out);
+/* A backend's address: every address its host name resolves to. */
+void cfg_get_addrs(struct cfg_ctx *c, const char *path, const char *key, const char *text,
+                   struct cfg_addrs *out);
 /* The non-empty array at key, or NULL after recording why. */
 json_t *cfg_get_array(struct cfg_ctx *c, json_t *obj, const char *path, const char *key);
 int cfg_is_object(struct cfg_ctx *c, json_t *v, const char *path);

@@ -64,7 +64,7 @@ static void parse_backend(struct cfg_ctx *c, json_t *v, const char *path, struct
     cfg_check_keys(c, v, path, keys);
     b->name = cfg_get_name(c, v, path);
     b->address = cfg_get_string(c, v, path, "address", 1, NULL);
-    cfg_get_addr(c, path, "address", b->address, 1, &b->addr);
+    cfg_get_addrs(c, path, "address", b->address, &b->addrs);
     b->weight = cfg_get_uint(c, v, path, "weight", DEF_WEIGHT, 0, MAX_WEIGHT);
 }
 

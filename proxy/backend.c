@@ -1,10 +1,12 @@
-/* proxy/backend.c — backend lifetime, slots and operator state changes
- * (proxy/backend.h). */
+/* proxy/backend.c — backend lifetime, slots, the dial over its addresses
+ * and operator state changes (proxy/backend.h). */
 #define _GNU_SOURCE
 #include "backend.h"
 
 #include "reactor/poller.h"
+#include "sock.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,7 +24,7 @@ const char *backend_state_name(enum backend_state s)
     return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
 }
 
-struct backend *backend_new(const char *name, const char *address, const struct cfg_sockaddr *addr,
+struct backend *backend_new(const char *name, const char *address, const struct cfg_addrs *addrs,
                             unsigned weight)
 {
     struct backend *b = calloc(1, sizeof(*b));
@@ -34,7 +36,7 @@ struct backend *backend_new(const char *name, const char *address, const struct 
         backend_free(b);
         return NULL;
     }
-    b->addr = *addr;
+    b->addrs = *addrs;
     atomic_init(&b->weight, weight);
     atomic_init(&b->state, BACKEND_UP);
     atomic_init(&b->healthy, 1);
@@ -72,6 +74,18 @@ int backend_acquire(struct backend *b)
 void backend_release(struct backend *b)
 {
     atomic_fetch_sub_explicit(&b->active_connections, 1, memory_order_release);
+}
+
+int backend_dial(const struct backend *b, unsigned *i, int *fd)
+{
+    int err = -EDESTADDRREQ; /* no address left */
+    for (; *i < b->addrs.n; ++*i) {
+        const struct cfg_sockaddr *a = &b->addrs.a[*i];
+        err = sock_dial((const struct sockaddr *)&a->ss, a->len, fd);
+        if (!err || err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM)
+            break;
+    }
+    return err;
 }
 
 enum backend_change backend_drain(struct backend *b, uint64_t deadline_ms)

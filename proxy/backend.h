@@ -1,4 +1,4 @@
-/* proxy/backend.h — a backend's runtime state: address, weight, operator and
+/* proxy/backend.h — a backend's runtime state: addresses, weight, operator and
  * health state, counters, and the operator's state changes (drain, enable,
  * disable). Shared by every sub-reactor and the admin thread: state, weight
  * and counters are atomics, so a change is seen at the very next pick. Runtime
@@ -23,7 +23,8 @@ struct health_check;
 struct backend {
     char *name;    /* owned */
     char *address; /* owned: as configured */
-    struct cfg_sockaddr addr;
+    /* What address resolved to, all of a host name's: dials try them in turn. */
+    struct cfg_addrs addrs;
     atomic_uint weight;
     atomic_int state; /* enum backend_state, never BACKEND_DRAINED itself */
     /* Monotonic ms after which sub-reactors close this backend's remaining
@@ -63,7 +64,7 @@ enum backend_change {
 
 const char *backend_state_name(enum backend_state s);
 
-struct backend *backend_new(const char *name, const char *address, const struct cfg_sockaddr *addr,
+struct backend *backend_new(const char *name, const char *address, const struct cfg_addrs *addrs,
                             unsigned weight);
 void backend_free(struct backend *b);
 
@@ -82,6 +83,12 @@ static inline int backend_pickable(const struct backend *b)
  * session that picked the backend just before. 1 on success. */
 int backend_acquire(struct backend *b);
 void backend_release(struct backend *b);
+
+/* Starts a non-blocking connect to address *i of b or, when that fails at
+ * once, to the ones after it. Returns 0 with *fd set and *i the address
+ * being tried; otherwise the last -errno. Stops early on a shortage of this
+ * host (fds, buffers, memory), which another address would not avoid. */
+int backend_dial(const struct backend *b, unsigned *i, int *fd);
 
 /* Operator changes; any thread. deadline_ms 0: no deadline. */
 enum backend_change backend_drain(struct backend *b, uint64_t deadline_ms);

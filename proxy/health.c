@@ -26,7 +26,8 @@ struct health_check {
     struct fdop op;
     struct timer timer;
     uint8_t phase;
-    size_t sent, got; /* bytes of send written, of expect matched */
+    uint8_t addr_index; /* which of the backend's addresses is being dialed */
+    size_t sent, got;   /* bytes of send written, of expect matched */
     uint64_t started_ns;
     /* Posted by health_check_start_on / health_check_stop_on: carried here so
      * that posting needs no allocation and a full inbox is the only failure. */
@@ -144,6 +145,25 @@ static void finish(struct health_check *hc, enum health_result r)
     health_record(hc->pl, b, r == HEALTH_OK, 1);
 }
 
+/* Connects to the backend from its address i on, as a session does (a name
+ * may resolve to ::1 and 127.0.0.1 with one listening); 0 or -errno. */
+static int dial_from(struct health_check *hc, unsigned i)
+{
+    int fd;
+    int err = backend_dial(hc->b, &i, &fd);
+    if (err)
+        return err;
+    fdop_init(&hc->op, fd, &hc_ops, hc);
+    err = poller_register(hc->p, &hc->op, POLL_READ | POLL_WRITE | POLL_EDGE);
+    if (err) {
+        close(fd);
+        hc->op.fd = -1;
+        return err;
+    }
+    hc->addr_index = (uint8_t)i;
+    return 0;
+}
+
 static void probe(struct health_check *hc)
 {
     struct backend *b = hc->b;
@@ -153,17 +173,9 @@ static void probe(struct health_check *hc)
         poller_timer_start(hc->p, &hc->timer, jittered(hc)); /* maintenance: not checked */
         return;
     }
-    int fd;
-    int err = sock_dial((const struct sockaddr *)&b->addr.ss, b->addr.len, &fd);
+    int err = dial_from(hc, 0);
     if (err) {
         finish(hc, err == -ECONNREFUSED ? HEALTH_REFUSED : HEALTH_ERROR);
-        return;
-    }
-    fdop_init(&hc->op, fd, &hc_ops, hc);
-    if (poller_register(hc->p, &hc->op, POLL_READ | POLL_WRITE | POLL_EDGE) < 0) {
-        close(fd);
-        hc->op.fd = -1;
-        finish(hc, HEALTH_ERROR);
         return;
     }
     hc->phase = HC_CONNECTING;
@@ -187,6 +199,10 @@ static void advance(struct health_check *hc)
         if (r == 0)
             return;
         if (r < 0) {
+            /* The next address, within the same timeout_ms. */
+            close(poller_forget(hc->p, &hc->op));
+            if (hc->addr_index + 1u < hc->b->addrs.n && dial_from(hc, hc->addr_index + 1u) == 0)
+                return;
             finish(hc, HEALTH_REFUSED);
             return;
         }

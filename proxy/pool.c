@@ -157,7 +157,7 @@ int pool_init(struct pool *pl, const struct cfg_pool *cfg)
         goto fail;
     for (; made < cfg->nbackends; made++) {
         const struct cfg_backend *cb = &cfg->backends[made];
-        if (!(list[made] = backend_new(cb->name, cb->address, &cb->addr, cb->weight)))
+        if (!(list[made] = backend_new(cb->name, cb->address, &cb->addrs, cb->weight)))
             goto fail;
     }
     struct backend_set *set = set_build(pl, list, made);

@@ -58,7 +58,8 @@ struct session {
     uint64_t last_active_ms;
     uint64_t client_key; /* hashed client address, for source_hash */
     uint8_t state;
-    uint8_t attempts;            /* connects started */
+    uint8_t attempts;            /* backends tried */
+    uint8_t addr_index;          /* which of the backend's addresses is being dialed */
     uint8_t starved;             /* waiting for buffer memory (buffer_memory_limit) */
     struct session_pipes *pipes; /* owned: splice mode's pipes, NULL otherwise */
 };

@@ -1,7 +1,8 @@
 /* proxy/session_dial.c — the upstream side of a session before it relays:
- * pick a backend, non-blocking connect under connect_timeout_ms, and on
- * failure or timeout retry another backend up to the pool's retries. Bytes the
- * client sent meanwhile wait in its linkbuf and go out once connected. */
+ * pick a backend, non-blocking connect under connect_timeout_ms (to each of
+ * the addresses its name resolved to in turn), and on failure or timeout
+ * retry another backend up to the pool's retries. Bytes the client sent
+ * meanwhile wait in its linkbuf and go out once connected. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <unistd.h>
@@ -34,11 +35,34 @@ static void note_failure(struct session *s, struct backend *b)
     health_record(s->pool, b, 0, 0); /* passive: counts toward fall / max_fails */
 }
 
+/* Connects to b from its address i on; 0 once a connect is under way (the
+ * session then holds b and its slot), otherwise -errno. */
+static int dial_from(struct session *s, struct backend *b, unsigned i)
+{
+    struct poller *p = s->w->poller;
+    struct side *up = &s->side[SIDE_UPSTREAM];
+    int fd = -1;
+    int err = backend_dial(b, &i, &fd);
+    if (err)
+        return err;
+    fdop_init(&up->op, fd, &session_io_ops, s);
+    up->flags = 0;
+    err = poller_register(p, &up->op, POLL_READ | POLL_WRITE | POLL_EDGE);
+    if (err) {
+        close(fd);
+        up->op.fd = -1;
+        return err;
+    }
+    s->backend = b; /* pool_pick gave us its active_connections slot */
+    s->addr_index = (uint8_t)i;
+    s->state = SESSION_CONNECTING;
+    poller_timer_start(p, &s->timer, s->pool->connect_timeout_ms);
+    return 0;
+}
+
 void session_dial(struct session *s, struct backend *avoid)
 {
     struct worker *w = s->w;
-    struct poller *p = w->poller;
-    struct side *up = &s->side[SIDE_UPSTREAM];
     for (;;) {
         struct backend *b = pool_pick(s->pool, avoid, s->client_key);
         if (!b) {
@@ -47,23 +71,9 @@ void session_dial(struct session *s, struct backend *avoid)
         }
         s->attempts++;
         counter_add(&w->c.dialed, 1);
-        int fd = -1;
-        int err = sock_dial((const struct sockaddr *)&b->addr.ss, b->addr.len, &fd);
-        if (!err) {
-            fdop_init(&up->op, fd, &session_io_ops, s);
-            up->flags = 0;
-            err = poller_register(p, &up->op, POLL_READ | POLL_WRITE | POLL_EDGE);
-            if (err) {
-                close(fd);
-                up->op.fd = -1;
-            }
-        }
-        if (!err) {
-            s->backend = b; /* pool_pick gave us its active_connections slot */
-            s->state = SESSION_CONNECTING;
-            poller_timer_start(p, &s->timer, s->pool->connect_timeout_ms);
+        int err = dial_from(s, b, 0);
+        if (!err)
             return;
-        }
         backend_release(b);
         if (local_error(err)) {
             counter_add(&w->c.local_errors, 1);
@@ -88,8 +98,20 @@ void session_dial_failed(struct session *s, int err)
     poller_timer_stop(p, &s->timer);
     close(poller_forget(p, &up->op));
     up->flags = 0;
+    /* The name's other addresses before another backend: only when none
+     * answers has the backend failed. */
+    if (s->addr_index + 1u < b->addrs.n) {
+        err = dial_from(s, b, s->addr_index + 1u);
+        if (!err)
+            return;
+    }
     backend_release(b);
     s->backend = NULL;
+    if (local_error(err)) {
+        counter_add(&s->w->c.local_errors, 1);
+        give_up(s);
+        return;
+    }
     note_failure(s, b);
     if (s->attempts > s->pool->retries) {
         give_up(s);
@@ -103,11 +125,13 @@ void session_dial_check(struct session *s)
 {
     struct poller *p = s->w->poller;
     struct side *up = &s->side[SIDE_UPSTREAM];
-    /* SO_ERROR alone tells after the first dial; after a re-dial a stale
-     * event of the previous fd may arrive in the same batch, so then also ask
-     * whether the new one is really connected. */
-    int r = s->attempts > 1 ? sock_connected(up->op.fd) : sock_error(up->op.fd);
-    if (r == 0 && s->attempts == 1)
+    /* SO_ERROR alone tells after the first dial; after a re-dial (another
+     * backend, or another address) a stale event of the previous fd may
+     * arrive in the same batch, so then also ask whether the new one is
+     * really connected. */
+    int redialed = s->attempts > 1 || s->addr_index > 0;
+    int r = redialed ? sock_connected(up->op.fd) : sock_error(up->op.fd);
+    if (r == 0 && !redialed)
         r = 1;
     if (r == 0)
         return; /* a stale event, or still in progress */
@@ -121,7 +145,12 @@ void session_dial_check(struct session *s)
     s->last_active_ms = poller_now_ms(p);
     if (s->pool->idle_timeout_ms)
         poller_timer_start(p, &s->timer, s->pool->idle_timeout_ms);
-    /* Edge-triggered: anything already readable will not be announced again. */
+    /* Edge-triggered: anything already readable will not be announced again.
+     * Nor will a FIN or RST that came with the connect's completion (a
+     * backend that writes a line and closes): note it as on_read does, or a
+     * short read would end the reading before the EOF. */
     up->flags |= SIDE_RD_READY | SIDE_WR_READY;
+    if (up->op.revents & (POLL_EV_RDHUP | POLL_EV_HUP))
+        up->flags |= SIDE_HUP;
     session_pump(s);
 }

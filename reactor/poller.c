@@ -20,7 +20,10 @@ struct poller {
     struct timer_heap timers;
     struct lb_cache blocks;
     struct fdop *rq_head, *rq_tail; /* re-run queue (intrusive, not owned) */
-    struct poller_task *deferred;   /* run at end of iteration (not owned) */
+    /* During a re-run pass: the last fdop queued before the pass began that
+     * is still queued (NULL: none left, the pass is over). */
+    struct fdop *rq_stop;
+    struct poller_task *deferred; /* run at end of iteration (not owned) */
     uint64_t now_ms;
     uint64_t born_ns;
     void *user; /* not owned */
@@ -107,6 +110,10 @@ int poller_modify(struct poller *p, struct fdop *op, uint32_t interest)
 
 static void rq_remove(struct poller *p, struct fdop *op)
 {
+    /* Everything from the head to rq_stop was queued before the pass, so
+     * its predecessor is the pass's new end (NULL when op was the head). */
+    if (op == p->rq_stop)
+        p->rq_stop = op->rq_prev;
     if (op->rq_prev)
         op->rq_prev->rq_next = op->rq_next;
     else
@@ -219,15 +226,16 @@ static void run_tasks(struct poller *p, struct poller_task *t)
 
 static void run_rerun_queue(struct poller *p)
 {
-    /* Only what was queued before this pass: re-queued fdops wait one turn. */
-    struct fdop *last = p->rq_tail;
-    while (p->rq_head) {
-        struct fdop *op = p->rq_head;
+    /* Only what was queued before this pass: re-queued fdops wait one turn.
+     * The end is tracked by rq_remove, not remembered here: a callback may
+     * forget the pass's last fdop (a session closing its other side), and a
+     * pass that looked for it would then run re-queued fdops without end. */
+    p->rq_stop = p->rq_tail;
+    while (p->rq_stop) {
+        struct fdop *op = p->rq_head; /* queued before the pass, as rq_stop is */
         uint32_t ev = op->pending;
         rq_remove(p, op);
         dispatch(p, op, ev);
-        if (op == last)
-            break;
     }
 }
 

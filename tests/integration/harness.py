@@ -93,14 +93,15 @@ def sha(data):
 
 
 class Backend:
-    """A threaded TCP server on loopback. `handler(conn, backend)` runs per
-    connection on its own thread; the socket is closed after it returns."""
+    """A threaded TCP server on loopback (127.0.0.1, or `host` such as "::1").
+    `handler(conn, backend)` runs per connection on its own thread; the
+    socket is closed after it returns."""
 
-    def __init__(self, handler, port=None, backlog=128):
+    def __init__(self, handler, port=None, backlog=128, host="127.0.0.1"):
         self.handler = handler
-        self.sock = socket.socket()
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port or 0))
+        self.sock.bind((host, port or 0))
         self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
@@ -167,9 +168,11 @@ def echo_handler(conn, backend):
 
 
 class Sluice:
-    """The real binary with a config written to a temp file."""
+    """The real binary with a config written to a temp file. `wrapper`: a
+    command prefix that execs it (same pid), e.g. to give it a namespace."""
 
-    def __init__(self, config, extra_env=None, check_clean_exit=True, preexec_fn=None):
+    def __init__(self, config, extra_env=None, check_clean_exit=True, preexec_fn=None,
+                 wrapper=None):
         self.dir = tempfile.mkdtemp(prefix="sluice-test-")
         self.path = os.path.join(self.dir, "sluice.json")
         with open(self.path, "w") as f:
@@ -182,7 +185,8 @@ class Sluice:
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=66")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=67")
         env.update(extra_env or {})
-        self.proc = subprocess.Popen([SLUICE, "-c", self.path], stdout=self.log,
+        cmd = list(wrapper or []) + [SLUICE, "-c", self.path]
+        self.proc = subprocess.Popen(cmd, stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env, preexec_fn=preexec_fn)
         # Listeners are bound before the "started" line: no probe connection
         # (it would reach a backend and skew what the test counts).
@@ -421,7 +425,28 @@ def echo_process_main(tag):
         time.sleep(3600)
 
 
+def banner_process_main(text):
+    """`python3 harness.py banner TEXT`: a separate process (so the test's own
+    threads cannot slow it) that accepts, writes TEXT and closes at once, as
+    Redis at maxclients or an SMTP 421 does; prints its port first."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4096)
+    print(srv.getsockname()[1], flush=True)
+    line = text.encode()
+    while True:
+        conn, _ = srv.accept()
+        try:
+            conn.sendall(line)
+        except OSError:
+            pass
+        conn.close()
+
+
 if __name__ == "__main__":
     import sys
     if len(sys.argv) == 3 and sys.argv[1] == "echo":
         echo_process_main(sys.argv[2])
+    if len(sys.argv) == 3 and sys.argv[1] == "banner":
+        banner_process_main(sys.argv[2])

@@ -1,16 +1,26 @@
 """Upstream dial: retry on refusal with the client's early bytes replayed,
 every backend down, connect timeout on a backend that never answers, idle
-timeout, and the per-listener connection limit."""
+timeout, the per-listener connection limit, a backend whose banner and
+close come with the connect's completion, and a backend named localhost:PORT
+that listens on one of localhost's addresses only."""
 
 import os
+import selectors
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (ProxyTest, connect, free_port, listen_port, payload, recv_all, sha,
-                     simple_config, wait_until)
+from harness import (ProxyTest, connect, free_port, listen_port, payload, raise_nofile, recv_all,
+                     sha, simple_config, wait_until)
+from test_admin import Api
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def blackhole():
@@ -185,6 +195,227 @@ class Dial(ProxyTest):
         self.assertEqual(b.accepted, 5)
         for s in socks:
             s.close()
+
+
+def firehose(conn, backend):
+    """Sends zeros until the test stops: keeps a sub-reactor busy."""
+    chunk = bytes(1 << 20)
+    while not backend.stopping:
+        conn.sendall(chunk)
+
+
+def read_to_end(socks, timeout):
+    """Reads every socket until EOF, reset or the deadline; closes a socket
+    as soon as it ended, as a client would. Returns {sock: (bytes, how)}
+    with how "eof", "reset" or None (still open at the deadline)."""
+    sel = selectors.DefaultSelector()
+    got = {}
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, bytearray())
+        got[s] = (b"", None)
+    deadline = time.monotonic() + timeout
+    while sel.get_map() and time.monotonic() < deadline:
+        for key, _ in sel.select(0.1):
+            s, buf = key.fileobj, key.data
+            try:
+                data = s.recv(4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data, how = None, "reset"
+            else:
+                how = "eof"
+            if data:
+                buf += data
+                got[s] = (bytes(buf), None)
+                continue
+            sel.unregister(s)
+            s.close()
+            got[s] = (bytes(buf), how)
+    sel.close()
+    return got
+
+
+class BannerAndClose(ProxyTest):
+    """A backend that accepts, writes one line and closes (Redis at
+    maxclients, SMTP 421) while the only sub-reactor is busy relaying bulk
+    streams: the connect's completion, the line and the FIN then often come
+    as one event. Every client must get the line and then EOF, with no idle
+    timeout to end a session that missed it, and the backend's slots must
+    all come back."""
+
+    extra = {}  # pool options of the banner pool (BannerAndCloseSplice: zero_copy)
+    BANNER = "-ERR max number of clients reached\r\n"
+    ROUNDS, CLIENTS, STREAMS = 4, 150, 4
+    EOF_WAIT = 30  # seconds for a round's clients to see EOF: generous, never reached when fixed
+
+    def setUp(self):
+        super().setUp()
+        raise_nofile()
+        self.proc = None
+        self.streams, self.readers = [], []
+
+    def tearDown(self):
+        for s in self.streams:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in self.readers:
+            t.join(10)
+        for s in self.streams:
+            s.close()
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc.stdout.close()
+        super().tearDown()
+
+    def start_bulk_streams(self, port):
+        def drain(s):
+            buf = bytearray(1 << 20)
+            try:
+                while s.recv_into(buf):
+                    pass
+            except OSError:
+                pass
+        for _ in range(self.STREAMS):
+            s = connect(port, timeout=60)
+            self.streams.append(s)
+            t = threading.Thread(target=drain, args=(s,), daemon=True)
+            t.start()
+            self.readers.append(t)
+
+    def test_every_client_gets_the_banner_then_eof_from_a_busy_poller(self):
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "harness.py"), "banner",
+                                      self.BANNER], stdout=subprocess.PIPE, text=True)
+        banner_port = int(self.proc.stdout.readline())
+        bulk = self.backend(firehose)
+        cfg = simple_config([banner_port], pollers=1, idle_timeout_ms=0, **self.extra)
+        cfg["pools"].append({"name": "bulk", "backends": [
+            {"name": "f", "address": f"127.0.0.1:{bulk.port}"}]})
+        cfg["listeners"].append({"name": "bulk", "listen": f"127.0.0.1:{free_port()}",
+                                 "pool": "bulk"})
+        self.sluice(cfg)
+        api = Api(cfg)
+        self.start_bulk_streams(listen_port(cfg, 1))
+        wait_until(lambda: bulk.accepted == self.STREAMS, what="bulk streams")
+        expected = self.BANNER.encode()
+        for r in range(self.ROUNDS):
+            socks = [connect(listen_port(cfg)) for _ in range(self.CLIENTS)]
+            try:
+                got = read_to_end(socks, self.EOF_WAIT)
+                stuck = sum(how is None for _, how in got.values())
+                self.assertEqual(stuck, 0, f"round {r}: {stuck} of {self.CLIENTS} clients "
+                                 "never saw EOF")
+                for data, how in got.values():
+                    self.assertEqual((data, how), (expected, "eof"), f"round {r}")
+                # Every session ended: the backend's slots are all back.
+                wait_until(lambda: api.get("/api/v1/pools/p/backends/b0")[1]
+                           ["active_connections"] == 0, timeout=10, what="slots back")
+            finally:
+                for s in socks:
+                    s.close()
+
+
+class BannerAndCloseSplice(BannerAndClose):
+    extra = {"zero_copy": "splice"}
+
+
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def localhost_both_families(tmpdir):
+    """A command prefix under which `localhost` resolves to both ::1 and
+    127.0.0.1, as Debian's default /etc/hosts has it: [] when this machine's
+    already does; otherwise `unshare` into a private mount namespace where
+    such a hosts file is bound over /etc/hosts (only sluice sees it; the
+    network is the machine's). None when neither can be had."""
+    families = {ai[0] for ai in socket.getaddrinfo("localhost", 1, type=socket.SOCK_STREAM)}
+    if {socket.AF_INET, socket.AF_INET6} <= families:
+        return []
+    if not shutil.which("unshare"):
+        return None
+    hosts = os.path.join(tmpdir, "hosts")
+    with open(hosts, "w") as f:
+        f.write("127.0.0.1 localhost\n::1 localhost\n")
+    prefix = ["unshare", "-m" if os.geteuid() == 0 else "-rm", "sh", "-c",
+              'mount --bind "$0" /etc/hosts && exec "$@"', hosts]
+    try:
+        got = subprocess.run(prefix + ["getent", "ahosts", "localhost"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if got.returncode == 0 and "::1" in got.stdout and "127.0.0.1" in got.stdout:
+        return prefix
+    return None
+
+
+class LocalhostName(ProxyTest):
+    """A backend written as localhost:PORT, where localhost is ::1 and
+    127.0.0.1, with a server on only one of them (an IPv4-only service on a
+    Debian host): sessions and health checks must reach it, whichever address
+    getaddrinfo lists first, and no failure is counted against it."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="sluice-hosts-")
+        self.wrapper = localhost_both_families(self.tmp)
+        if self.wrapper is None:
+            self.skipTest("cannot make localhost resolve to both ::1 and 127.0.0.1")
+        if not ipv6_loopback():
+            self.skipTest("no IPv6 loopback")
+
+    def tearDown(self):
+        super().tearDown()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def start(self, host, **pool):
+        b = self.backend(host=host)
+        cfg = simple_config([b.port], **pool)
+        cfg["pools"][0]["backends"][0]["address"] = f"localhost:{b.port}"
+        self.sluice(cfg, wrapper=self.wrapper)
+        return b, cfg, Api(cfg)
+
+    def sessions_relay(self, host):
+        b, cfg, api = self.start(host, retries=0)  # no other backend to hide a failure
+        for i in range(6):
+            s = connect(listen_port(cfg))
+            s.sendall(b"hello %d" % i)
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(recv_all(s), b"hello %d" % i, f"session {i}")
+            s.close()
+        self.assertEqual(b.accepted, 6)
+        st = api.get("/api/v1/pools/p/backends/b0")[1]
+        self.assertEqual((st["state"], st["connect_failures"]), ("up", 0))
+
+    def checks_pass(self, host):
+        hc = {"interval_ms": 200, "timeout_ms": 200, "rise": 1, "fall": 1}
+        b, cfg, api = self.start(host, health_check=hc)
+        health = lambda: api.get("/api/v1/pools/p/backends/b0")[1]["health"]
+        wait_until(lambda: health()["checks_total"] >= 4, timeout=20, what="four checks")
+        st = api.get("/api/v1/pools/p/backends/b0")[1]
+        self.assertEqual((st["state"], st["health"]["last_check"], st["health"]["checks_failed"]),
+                         ("up", "ok", 0))
+
+    def test_sessions_reach_a_server_on_127_0_0_1_only(self):
+        self.sessions_relay("127.0.0.1")
+
+    def test_sessions_reach_a_server_on_ipv6_loopback_only(self):
+        self.sessions_relay("::1")
+
+    def test_health_checks_pass_on_127_0_0_1_only(self):
+        self.checks_pass("127.0.0.1")
+
+    def test_health_checks_pass_on_ipv6_loopback_only(self):
+        self.checks_pass("::1")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ START_TEST(minimal_config_gets_documented_defaults)
     ck_assert_uint_eq(p->buffer_high_watermark, 256 * 1024);
     ck_assert_uint_eq(p->buffer_low_watermark, 64 * 1024);
     ck_assert_uint_eq(p->backends[0].weight, 1);
-    const struct sockaddr_in *sin = (const struct sockaddr_in *)&p->backends[0].addr.ss;
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&p->backends[0].addrs.a[0].ss;
     ck_assert_int_eq(sin->sin_family, AF_INET);
     ck_assert_int_eq(ntohs(sin->sin_port), 7001);
     config_free(cfg);
@@ -79,7 +79,7 @@ START_TEST(the_issue_example_loads)
     ck_assert_uint_eq(cfg->pollers, 2);
     ck_assert_uint_eq(cfg->pools[0].nbackends, 2);
     ck_assert_uint_eq(cfg->pools[0].backends[1].weight, 3);
-    ck_assert_int_eq(cfg->pools[0].backends[1].addr.ss.ss_family, AF_INET6);
+    ck_assert_int_eq(cfg->pools[0].backends[1].addrs.a[0].ss.ss_family, AF_INET6);
     config_free(cfg);
 }
 END_TEST
@@ -289,6 +289,19 @@ START_TEST(address_round_trip)
     ck_assert_str_eq(config_addr_format(&a, buf, sizeof(buf)), "10.1.2.3:1");
     ck_assert_int_eq(config_addr_parse("localhost:80", 1, &a, why, sizeof(why)), 0);
     ck_assert_int_eq(config_addr_parse("localhost:80", 0, &a, why, sizeof(why)), -1);
+    /* A backend keeps every address of its name, each with the port. */
+    struct cfg_addrs all;
+    ck_assert_int_eq(config_addr_parse_all("[::1]:6379", 0, &all, why, sizeof(why)), 0);
+    ck_assert_uint_eq(all.n, 1);
+    ck_assert_int_eq(config_addr_parse_all("localhost:80", 1, &all, why, sizeof(why)), 0);
+    ck_assert_uint_ge(all.n, 1);
+    ck_assert_uint_le(all.n, CFG_ADDRS_MAX);
+    for (unsigned i = 0; i < all.n; i++) {
+        ck_assert_ptr_nonnull(strstr(config_addr_format(&all.a[i], buf, sizeof(buf)), ":80"));
+        for (unsigned j = 0; j < i; j++) /* no address twice */
+            ck_assert_int_ne(memcmp(&all.a[i].ss, &all.a[j].ss, all.a[i].len), 0);
+    }
+    ck_assert_int_eq(config_addr_parse_all("localhost:80", 0, &all, why, sizeof(why)), -1);
 }
 END_TEST
 

@@ -164,6 +164,58 @@ START_TEST(rerun_waits_one_turn_and_others_are_served)
 }
 END_TEST
 
+/* An fdop whose callback forgets another queued fdop (as a session closing
+ * both its sides does) and re-queues itself, up to a bound that only a
+ * runaway pass reaches. */
+#define RUNAWAY_BOUND 1000
+struct forgetter {
+    struct fdop *victim; /* forgotten (and closed) on the first call */
+    int calls;
+};
+
+static void forget_and_rerun(struct poller *p, struct fdop *op, void *data)
+{
+    struct forgetter *f = data;
+    f->calls++;
+    if (f->victim) {
+        close(poller_forget(p, f->victim));
+        f->victim = NULL;
+    }
+    if (f->calls < RUNAWAY_BOUND)
+        poller_rerun(p, op, POLL_EV_IN);
+}
+static const struct fdop_ops forget_ops = {forget_and_rerun, NULL, NULL};
+
+START_TEST(rerun_pass_ends_when_its_last_fdop_is_forgotten)
+{
+    struct poller *p;
+    ck_assert_int_eq(poller_create(1, NULL, &p), 0);
+    int a[2], b[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a), 0);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
+    struct probe victim = {0};
+    struct fdop op_a, op_b;
+    struct forgetter f = {.victim = &op_b};
+    fdop_init(&op_a, a[0], &forget_ops, &f);
+    fdop_init(&op_b, b[0], &probe_ops, &victim);
+    ck_assert_int_eq(poller_register(p, &op_a, POLL_READ | POLL_EDGE), 0);
+    ck_assert_int_eq(poller_register(p, &op_b, POLL_READ | POLL_EDGE), 0);
+    /* b is the tail of the pass: a's callback forgets it, then re-queues a. */
+    poller_rerun(p, &op_a, POLL_EV_IN);
+    poller_rerun(p, &op_b, POLL_EV_IN);
+    poller_run_once(p, 0);
+    ck_assert_int_eq(f.calls, 1); /* not RUNAWAY_BOUND: the re-queued a waits a turn */
+    ck_assert_int_eq(victim.reads, 0);
+    ck_assert_int_eq(op_b.fd, -1);
+    poller_run_once(p, 0);
+    ck_assert_int_eq(f.calls, 2);
+    close(poller_unregister(p, &op_a));
+    close(a[1]);
+    close(b[1]);
+    poller_destroy(p);
+}
+END_TEST
+
 struct posted {
     struct poller_task task;
     pthread_t ran_on;
@@ -352,6 +404,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, read_and_write_interest);
     tcase_add_test(tc, hangup_goes_to_on_hup);
     tcase_add_test(tc, rerun_waits_one_turn_and_others_are_served);
+    tcase_add_test(tc, rerun_pass_ends_when_its_last_fdop_is_forgotten);
     tcase_add_test(tc, post_wakes_the_poller_thread_in_fifo_order);
     tcase_add_test(tc, inbox_is_bounded);
     tcase_add_test(tc, pick_round_robin_and_random);
