@@ -16,7 +16,7 @@
 static void give_up(struct session *s)
 {
     counter_add(&s->w->c.connect_exhausted, 1);
-    session_close(s, 0);
+    session_close(s, SESSION_RESET_BOTH); /* served nothing: a reset, not an end */
 }
 
 /* Failures of this host, not of the backend: no other backend would do
