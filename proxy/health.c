@@ -52,6 +52,8 @@ static void go_down(struct pool *pl, struct backend *b, const char *why)
 {
     int up = BACKEND_UP;
     atomic_store(&b->healthy, 0);
+    /* Whatever took it down, coming back takes `rise` fresh passing checks. */
+    atomic_store_explicit(&b->consecutive_successes, 0, memory_order_relaxed);
     if (atomic_compare_exchange_strong(&b->state, &up, BACKEND_DOWN))
         log_warn("pool %s backend %s is down: %s", pl->name, b->name, why);
 }
@@ -60,18 +62,19 @@ static void go_up(struct pool *pl, struct backend *b, const char *why)
 {
     int down = BACKEND_DOWN;
     atomic_store(&b->healthy, 1);
-    if (atomic_compare_exchange_strong(&b->state, &down, BACKEND_UP))
+    if (atomic_compare_exchange_strong(&b->state, &down, BACKEND_UP)) {
+        /* Old connect failures must not take it down again at the next one. */
+        atomic_store_explicit(&b->consecutive_connect_failures, 0, memory_order_relaxed);
         log_info("pool %s backend %s is up: %s", pl->name, b->name, why);
+    }
 }
 
-void health_record(struct pool *pl, struct backend *b, int ok, int active)
+/* Active evidence: the checks' own counts, which no session touches, so that
+ * `fall` failed checks take a backend down however much traffic connects. */
+static void record_check(struct pool *pl, struct backend *b, int ok)
 {
     if (ok) {
-        /* Cheap on the data path: only write when there is something to reset. */
-        if (atomic_load_explicit(&b->consecutive_failures, memory_order_relaxed))
-            atomic_store_explicit(&b->consecutive_failures, 0, memory_order_relaxed);
-        if (!active)
-            return;
+        atomic_store_explicit(&b->consecutive_failures, 0, memory_order_relaxed);
         unsigned s = atomic_fetch_add(&b->consecutive_successes, 1) + 1;
         if (!atomic_load(&b->healthy) && s >= pl->health_check.rise)
             go_up(pl, b, "health checks pass");
@@ -79,9 +82,30 @@ void health_record(struct pool *pl, struct backend *b, int ok, int active)
     }
     atomic_store_explicit(&b->consecutive_successes, 0, memory_order_relaxed);
     unsigned f = atomic_fetch_add(&b->consecutive_failures, 1) + 1;
+    if (atomic_load(&b->healthy) && f >= pl->health_check.fall)
+        go_down(pl, b, "health checks fail");
+}
+
+void health_record(struct pool *pl, struct backend *b, int ok, int active)
+{
+    if (active) {
+        record_check(pl, b, ok);
+        return;
+    }
+    /* Passive evidence: real sessions' connects, counted apart. A successful
+     * connect only clears their own count: a backend can accept TCP and
+     * still fail its checks' send/expect. */
+    if (ok) {
+        /* Cheap on the data path: only write when there is something to reset. */
+        if (atomic_load_explicit(&b->consecutive_connect_failures, memory_order_relaxed))
+            atomic_store_explicit(&b->consecutive_connect_failures, 0, memory_order_relaxed);
+        return;
+    }
+    unsigned f = atomic_fetch_add(&b->consecutive_connect_failures, 1) + 1;
     if (pl->health_check.enabled) {
+        /* A dead backend leaves rotation before its next check. */
         if (atomic_load(&b->healthy) && f >= pl->health_check.fall)
-            go_down(pl, b, active ? "health checks fail" : "connects fail");
+            go_down(pl, b, "connects fail");
         return;
     }
     if (!pl->max_fails)
@@ -108,7 +132,6 @@ void health_tick(struct pool *pl, struct backend *b, uint64_t now_ms)
     uint64_t expect = until;
     if (atomic_compare_exchange_strong(&b->down_until_ms, &expect, 0)) {
         atomic_store(&b->window_fails, 0);
-        atomic_store(&b->consecutive_failures, 0);
         go_up(pl, b, "fail_window_ms passed");
     }
 }

@@ -34,7 +34,9 @@ int health_expect_feed(const char *expect, size_t expect_len, size_t *got, const
                        size_t n);
 
 /* Any thread: a finished check or a session's connect result. active: from an
- * active check (counts toward rise); passive results only count toward fall. */
+ * active check (its own streaks count toward rise and fall); passive: a
+ * session's connect, counted apart (consecutive_connect_failures, toward fall,
+ * or max_fails without active checks), so traffic never resets the checks. */
 void health_record(struct pool *pl, struct backend *b, int ok, int active);
 /* Sub-reactors' housekeeping: brings passive-down backends back when due. */
 void health_tick(struct pool *pl, struct backend *b, uint64_t now_ms);

@@ -226,5 +226,50 @@ class Health(ProxyTest):
                    what="b0 back after the window")
 
 
+class HealthEvidence(ProxyTest):
+    """Active and passive evidence kept apart (no redis-server needed)."""
+
+    def test_failing_checks_take_a_busy_backend_down(self):
+        # Accepts TCP (every session connects) but answers PING wrongly: only
+        # the checks can tell. A session's successful connect must not reset
+        # the checks' count, or steady traffic keeps the backend up forever.
+        def liar(conn, backend):
+            while conn.recv(100):
+                conn.sendall(b"-ERR not redis\r\n")
+
+        b = self.backend(liar)
+        cfg = simple_config([b.port], health_check=HC)
+        self.sluice(cfg)
+        api = Api(cfg)
+        lp = listen_port(cfg)
+        stop = threading.Event()
+        served = [0]
+
+        def traffic():
+            while not stop.is_set():
+                try:
+                    s = connect(lp, timeout=5)
+                    s.sendall(b"GET k\r\n")
+                    if s.recv(100):
+                        served[0] += 1
+                    s.close()
+                except OSError:
+                    pass  # once it is down there is no backend: reset
+                time.sleep(0.002)
+
+        t = threading.Thread(target=traffic)
+        t.start()
+        try:
+            wait_until(lambda: api.get("/api/v1/pools/p/backends/b0")[1]["state"] == "down",
+                       timeout=20, step=0.05, what="b0 down despite its session traffic")
+        finally:
+            stop.set()
+            t.join(30)
+        b0 = api.get("/api/v1/pools/p/backends/b0")[1]
+        self.assertEqual(b0["health"]["last_check"], "mismatch")
+        self.assertGreaterEqual(b0["health"]["consecutive_failures"], HC["fall"])
+        self.assertGreater(served[0], 10)  # sessions really connected meanwhile
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
