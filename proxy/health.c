@@ -13,6 +13,7 @@
 #include "log.h"
 #include "pool.h"
 #include "reactor/poller.h"
+#include "runtime.h"
 #include "sock.h"
 
 #define JITTER_PERCENT 10
@@ -164,6 +165,20 @@ static void finish(struct health_check *hc, enum health_result r)
     health_record(hc->pl, b, r == HEALTH_OK, 1);
 }
 
+/* The check could not even start for a reason of this host (no fd, no
+ * memory): it says nothing about the backend, so it is counted in the
+ * poller's local_errors, shown as last_check "error", and neither counts as a
+ * check nor toward rise or fall (sessions' dials are exempt the same way).
+ * The next one runs an interval later. */
+static void skip_local(struct health_check *hc)
+{
+    struct worker *w = poller_user(hc->p);
+    counter_add(&w->c.local_errors, 1);
+    atomic_store(&hc->b->last_check_result, HEALTH_ERROR);
+    hc->phase = HC_IDLE;
+    poller_timer_start(hc->p, &hc->timer, jittered(hc));
+}
+
 static void probe(struct health_check *hc)
 {
     struct backend *b = hc->b;
@@ -176,14 +191,17 @@ static void probe(struct health_check *hc)
     int fd;
     int err = sock_dial((const struct sockaddr *)&b->addr.ss, b->addr.len, &fd);
     if (err) {
-        finish(hc, err == -ECONNREFUSED ? HEALTH_REFUSED : HEALTH_ERROR);
+        if (sock_local_error(err))
+            skip_local(hc);
+        else
+            finish(hc, HEALTH_REFUSED); /* refused, unreachable: the connect failed */
         return;
     }
     fdop_init(&hc->op, fd, &hc_ops, hc);
     if (poller_register(hc->p, &hc->op, POLL_READ | POLL_WRITE | POLL_EDGE) < 0) {
-        close(fd);
+        close(fd); /* epoll is ours: ENOMEM, ENOSPC are never the backend's doing */
         hc->op.fd = -1;
-        finish(hc, HEALTH_ERROR);
+        skip_local(hc);
         return;
     }
     hc->phase = HC_CONNECTING;

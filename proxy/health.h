@@ -22,7 +22,7 @@ enum health_result {
     HEALTH_TIMEOUT,  /* no connect or no full reply within timeout_ms */
     HEALTH_CLOSED,   /* the backend closed before the full expected reply */
     HEALTH_MISMATCH, /* the reply did not start with `expect` */
-    HEALTH_ERROR,    /* a local error (socket, memory) */
+    HEALTH_ERROR,    /* could not run here (no fd, no memory): not counted, see local_errors */
 };
 
 const char *health_result_name(enum health_result r);

@@ -19,14 +19,6 @@ static void give_up(struct session *s)
     session_close(s, SESSION_RESET_BOTH); /* served nothing: a reset, not an end */
 }
 
-/* Failures of this host, not of the backend: no other backend would do
- * better, and the backend's health must not pay for them. */
-static int local_error(int err)
-{
-    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM ||
-           err == -EADDRNOTAVAIL;
-}
-
 static void note_failure(struct session *s, struct backend *b)
 {
     atomic_fetch_add_explicit(&b->connect_failures, 1, memory_order_relaxed);
@@ -65,7 +57,7 @@ void session_dial(struct session *s, struct backend *avoid)
             return;
         }
         backend_release(b);
-        if (local_error(err)) {
+        if (sock_local_error(err)) {
             counter_add(&w->c.local_errors, 1);
             give_up(s);
             return;
