@@ -71,19 +71,22 @@ static void go_up(struct pool *pl, struct backend *b, const char *why)
 }
 
 /* Active evidence: the checks' own counts, which no session touches, so that
- * `fall` failed checks take a backend down however much traffic connects. */
+ * `fall` failed checks take a backend down however much traffic connects.
+ * go_up/go_down run on every check past the threshold, not only when
+ * `healthy` flips: they are idempotent, and a state left disagreeing with
+ * health (an operator change racing a check) is put right by the next check. */
 static void record_check(struct pool *pl, struct backend *b, int ok)
 {
     if (ok) {
         atomic_store_explicit(&b->consecutive_failures, 0, memory_order_relaxed);
         unsigned s = atomic_fetch_add(&b->consecutive_successes, 1) + 1;
-        if (!atomic_load(&b->healthy) && s >= pl->health_check.rise)
+        if (s >= pl->health_check.rise)
             go_up(pl, b, "health checks pass");
         return;
     }
     atomic_store_explicit(&b->consecutive_successes, 0, memory_order_relaxed);
     unsigned f = atomic_fetch_add(&b->consecutive_failures, 1) + 1;
-    if (atomic_load(&b->healthy) && f >= pl->health_check.fall)
+    if (f >= pl->health_check.fall)
         go_down(pl, b, "health checks fail");
 }
 
@@ -105,7 +108,7 @@ void health_record(struct pool *pl, struct backend *b, int ok, int active)
     unsigned f = atomic_fetch_add(&b->consecutive_connect_failures, 1) + 1;
     if (pl->health_check.enabled) {
         /* A dead backend leaves rotation before its next check. */
-        if (atomic_load(&b->healthy) && f >= pl->health_check.fall)
+        if (f >= pl->health_check.fall)
             go_down(pl, b, "connects fail");
         return;
     }
