@@ -50,8 +50,8 @@ static void on_timer(void *loop, struct timer *t, void *data)
     uint64_t quiet = poller_now_ms(p) - s->last_active_ms;
     if (quiet >= idle_ms) {
         counter_add(&s->w->c.idle_timeouts, 1);
-        /* Nothing dropped: a FIN each way, as nginx and HAProxy close on a
-         * timeout. Bytes still buffered (a peer stopped reading) would be
+        /* Nothing dropped: a FIN each way, as nginx closes on a timeout by
+         * default. Bytes still buffered (a peer stopped reading) would be
          * dropped: then both sides must see a reset, not an end. */
         session_close(s, session_holds_bytes(s) ? SESSION_RESET_BOTH : 0);
         return;
