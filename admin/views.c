@@ -90,14 +90,15 @@ static json_t *rfc3339(int64_t unix_ms)
 static json_t *view_health(const struct backend *b)
 {
     uint64_t total = GET(b->checks_total);
-    return json_pack("{s:s, s:b, s:s, s:f, s:I, s:I, s:o, s:o}", "status",
-                     atomic_load(&b->healthy) ? "passing" : "failing", "active_checks",
-                     b->hc != NULL, "last_check",
-                     health_result_name((enum health_result)atomic_load(&b->last_check_result)),
-                     "last_check_latency_ms", total ? GET(b->last_check_latency_us) / 1000.0 : 0.0,
-                     "consecutive_failures", (json_int_t)atomic_load(&b->consecutive_failures),
-                     "consecutive_successes", (json_int_t)atomic_load(&b->consecutive_successes),
-                     "checks_total", u64(total), "checks_failed", u64(GET(b->checks_failed)));
+    return json_pack(
+        "{s:s, s:b, s:s, s:f, s:I, s:I, s:I, s:o, s:o}", "status",
+        atomic_load(&b->healthy) ? "passing" : "failing", "active_checks", b->hc != NULL,
+        "last_check", health_result_name((enum health_result)atomic_load(&b->last_check_result)),
+        "last_check_latency_ms", total ? GET(b->last_check_latency_us) / 1000.0 : 0.0,
+        "consecutive_failures", (json_int_t)atomic_load(&b->consecutive_failures),
+        "consecutive_successes", (json_int_t)atomic_load(&b->consecutive_successes),
+        "consecutive_connect_failures", (json_int_t)atomic_load(&b->consecutive_connect_failures),
+        "checks_total", u64(total), "checks_failed", u64(GET(b->checks_failed)));
 }
 
 json_t *view_backend(const struct backend *b)
@@ -233,7 +234,8 @@ static const struct metric poller_metrics[] = {
     {"sluice_poller_memory_starved_total", "counter",
      "Reads put off because buffer_memory_limit was reached.", WC(memory_starved)},
     {"sluice_poller_local_errors_total", "counter",
-     "Upstream dials that failed on this host (fd or memory exhaustion).", WC(local_errors)},
+     "Upstream dials and health checks that failed on this host (fd or memory exhaustion).",
+     WC(local_errors)},
     {"sluice_poller_splice_pipes_in_use", "gauge", "Splice pipes holding bytes in flight.",
      WC(pipes_in_use)},
     {"sluice_poller_splice_pipes_cached", "gauge", "Empty splice pipes kept for reuse.",

@@ -102,17 +102,39 @@ enum backend_change backend_drain(struct backend *b, uint64_t deadline_ms)
     return BACKEND_CHANGED;
 }
 
+/* Health checks move up<->down only, each storing `healthy` before its CAS
+ * on state; so after a store of up or down here, reading `healthy` again
+ * (both sequentially consistent) catches any check that ran in between and
+ * left the state alone because it was still an operator state. Loops until
+ * state and health agree or the state is an operator state again. */
+static void follow_health(struct backend *b)
+{
+    for (;;) {
+        int want = atomic_load(&b->healthy) ? BACKEND_UP : BACKEND_DOWN;
+        int s = atomic_load(&b->state);
+        if ((s != BACKEND_UP && s != BACKEND_DOWN) || s == want)
+            return;
+        atomic_compare_exchange_strong(&b->state, &s, want);
+    }
+}
+
 enum backend_change backend_enable(struct backend *b)
 {
-    int s = atomic_load(&b->state);
-    if (s == BACKEND_UP)
-        return BACKEND_UNCHANGED;
-    if (s == BACKEND_DOWN)
-        return BACKEND_REFUSED; /* health checks bring a down backend back */
+    int s = atomic_load(&b->state), to;
+    do {
+        if (s == BACKEND_UP)
+            return BACKEND_UNCHANGED;
+        if (s == BACKEND_DOWN)
+            return BACKEND_REFUSED; /* health checks bring a down backend back */
+        /* Back to what its health says: an operator state never hides a failing check. */
+        to = atomic_load(&b->healthy) ? BACKEND_UP : BACKEND_DOWN;
+    } while (!atomic_compare_exchange_weak(&b->state, &s, to));
     atomic_store(&b->close_at_ms, 0);
     b->drain_started_unix_ms = b->drain_deadline_unix_ms = 0;
-    /* Back to what its health says: an operator state never hides a failing check. */
-    atomic_store(&b->state, atomic_load(&b->healthy) ? BACKEND_UP : BACKEND_DOWN);
+    /* A check that failed between the load of healthy and the CAS saw an
+     * operator state and did not touch it: without this, the backend would
+     * stay up while failing, and no later check would take it down. */
+    follow_health(b);
     return BACKEND_CHANGED;
 }
 

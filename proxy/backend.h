@@ -43,8 +43,12 @@ struct backend {
     /* Health (proxy/health.c): written by its checker's poller and by any
      * sub-reactor reporting a connect result. */
     atomic_int healthy; /* 1 passing, 0 failing; starts passing */
+    /* Active checks' streaks: written by checks only (rise, fall). */
     atomic_uint consecutive_failures;
     atomic_uint consecutive_successes;
+    /* Sessions' connects in a row that failed; a successful connect clears
+     * it, and only it. Counts toward fall too (with active checks). */
+    atomic_uint consecutive_connect_failures;
     atomic_uint_fast64_t checks_total;
     atomic_uint_fast64_t checks_failed;
     atomic_uint_fast64_t last_check_latency_us;

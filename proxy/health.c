@@ -13,6 +13,7 @@
 #include "log.h"
 #include "pool.h"
 #include "reactor/poller.h"
+#include "runtime.h"
 #include "sock.h"
 
 #define JITTER_PERCENT 10
@@ -56,6 +57,8 @@ static void go_down(struct pool *pl, struct backend *b, const char *why)
 {
     int up = BACKEND_UP;
     atomic_store(&b->healthy, 0);
+    /* Whatever took it down, coming back takes `rise` fresh passing checks. */
+    atomic_store_explicit(&b->consecutive_successes, 0, memory_order_relaxed);
     if (atomic_compare_exchange_strong(&b->state, &up, BACKEND_DOWN))
         log_warn("pool %s backend %s is down: %s", pl->name, b->name, why);
 }
@@ -64,28 +67,53 @@ static void go_up(struct pool *pl, struct backend *b, const char *why)
 {
     int down = BACKEND_DOWN;
     atomic_store(&b->healthy, 1);
-    if (atomic_compare_exchange_strong(&b->state, &down, BACKEND_UP))
+    if (atomic_compare_exchange_strong(&b->state, &down, BACKEND_UP)) {
+        /* Old connect failures must not take it down again at the next one. */
+        atomic_store_explicit(&b->consecutive_connect_failures, 0, memory_order_relaxed);
         log_info("pool %s backend %s is up: %s", pl->name, b->name, why);
+    }
 }
 
-void health_record(struct pool *pl, struct backend *b, int ok, int active)
+/* Active evidence: the checks' own counts, which no session touches, so that
+ * `fall` failed checks take a backend down however much traffic connects.
+ * go_up/go_down run on every check past the threshold, not only when
+ * `healthy` flips: they are idempotent, and a state left disagreeing with
+ * health (an operator change racing a check) is put right by the next check. */
+static void record_check(struct pool *pl, struct backend *b, int ok)
 {
     if (ok) {
-        /* Cheap on the data path: only write when there is something to reset. */
-        if (atomic_load_explicit(&b->consecutive_failures, memory_order_relaxed))
-            atomic_store_explicit(&b->consecutive_failures, 0, memory_order_relaxed);
-        if (!active)
-            return;
+        atomic_store_explicit(&b->consecutive_failures, 0, memory_order_relaxed);
         unsigned s = atomic_fetch_add(&b->consecutive_successes, 1) + 1;
-        if (!atomic_load(&b->healthy) && s >= pl->health_check.rise)
+        if (s >= pl->health_check.rise)
             go_up(pl, b, "health checks pass");
         return;
     }
     atomic_store_explicit(&b->consecutive_successes, 0, memory_order_relaxed);
     unsigned f = atomic_fetch_add(&b->consecutive_failures, 1) + 1;
+    if (f >= pl->health_check.fall)
+        go_down(pl, b, "health checks fail");
+}
+
+void health_record(struct pool *pl, struct backend *b, int ok, int active)
+{
+    if (active) {
+        record_check(pl, b, ok);
+        return;
+    }
+    /* Passive evidence: real sessions' connects, counted apart. A successful
+     * connect only clears their own count: a backend can accept TCP and
+     * still fail its checks' send/expect. */
+    if (ok) {
+        /* Cheap on the data path: only write when there is something to reset. */
+        if (atomic_load_explicit(&b->consecutive_connect_failures, memory_order_relaxed))
+            atomic_store_explicit(&b->consecutive_connect_failures, 0, memory_order_relaxed);
+        return;
+    }
+    unsigned f = atomic_fetch_add(&b->consecutive_connect_failures, 1) + 1;
     if (pl->health_check.enabled) {
-        if (atomic_load(&b->healthy) && f >= pl->health_check.fall)
-            go_down(pl, b, active ? "health checks fail" : "connects fail");
+        /* A dead backend leaves rotation before its next check. */
+        if (f >= pl->health_check.fall)
+            go_down(pl, b, "connects fail");
         return;
     }
     if (!pl->max_fails)
@@ -112,7 +140,6 @@ void health_tick(struct pool *pl, struct backend *b, uint64_t now_ms)
     uint64_t expect = until;
     if (atomic_compare_exchange_strong(&b->down_until_ms, &expect, 0)) {
         atomic_store(&b->window_fails, 0);
-        atomic_store(&b->consecutive_failures, 0);
         go_up(pl, b, "fail_window_ms passed");
     }
 }
@@ -145,8 +172,23 @@ static void finish(struct health_check *hc, enum health_result r)
     health_record(hc->pl, b, r == HEALTH_OK, 1);
 }
 
+/* The check could not even start for a reason of this host (no fd, no
+ * memory): it says nothing about the backend, so it is counted in the
+ * poller's local_errors, shown as last_check "error", and neither counts as a
+ * check nor toward rise or fall (sessions' dials are exempt the same way).
+ * The next one runs an interval later. */
+static void skip_local(struct health_check *hc)
+{
+    struct worker *w = poller_user(hc->p);
+    counter_add(&w->c.local_errors, 1);
+    atomic_store(&hc->b->last_check_result, HEALTH_ERROR);
+    hc->phase = HC_IDLE;
+    poller_timer_start(hc->p, &hc->timer, jittered(hc));
+}
+
 /* Connects to the backend from its address i on, as a session does (a name
- * may resolve to ::1 and 127.0.0.1 with one listening); 0 or -errno. */
+ * may resolve to ::1 and 127.0.0.1 with one listening); 0 or -errno, where
+ * sock_local_error() tells a failure of this host. */
 static int dial_from(struct health_check *hc, unsigned i)
 {
     int fd;
@@ -158,10 +200,20 @@ static int dial_from(struct health_check *hc, unsigned i)
     if (err) {
         close(fd);
         hc->op.fd = -1;
-        return err;
+        /* epoll is ours: ENOMEM, ENOSPC are never the backend's doing. */
+        return sock_local_error(err) ? err : -ENOMEM;
     }
     hc->addr_index = (uint8_t)i;
     return 0;
+}
+
+/* A dial that did not start: this host's failure or the backend's. */
+static void dial_failed(struct health_check *hc, int err)
+{
+    if (sock_local_error(err))
+        skip_local(hc);
+    else
+        finish(hc, HEALTH_REFUSED); /* refused, unreachable: the connect failed */
 }
 
 static void probe(struct health_check *hc)
@@ -175,7 +227,7 @@ static void probe(struct health_check *hc)
     }
     int err = dial_from(hc, 0);
     if (err) {
-        finish(hc, err == -ECONNREFUSED ? HEALTH_REFUSED : HEALTH_ERROR);
+        dial_failed(hc, err);
         return;
     }
     hc->phase = HC_CONNECTING;
@@ -201,9 +253,9 @@ static void advance(struct health_check *hc)
         if (r < 0) {
             /* The next address, within the same timeout_ms. */
             close(poller_forget(hc->p, &hc->op));
-            if (hc->addr_index + 1u < hc->b->addrs.n && dial_from(hc, hc->addr_index + 1u) == 0)
-                return;
-            finish(hc, HEALTH_REFUSED);
+            int err = hc->addr_index + 1u < hc->b->addrs.n ? dial_from(hc, hc->addr_index + 1u) : r;
+            if (err)
+                dial_failed(hc, err);
             return;
         }
         hc->phase = cfg->send ? HC_SENDING : HC_READING;

@@ -22,7 +22,7 @@ enum health_result {
     HEALTH_TIMEOUT,  /* no connect or no full reply within timeout_ms */
     HEALTH_CLOSED,   /* the backend closed before the full expected reply */
     HEALTH_MISMATCH, /* the reply did not start with `expect` */
-    HEALTH_ERROR,    /* a local error (socket, memory) */
+    HEALTH_ERROR,    /* could not run here (no fd, no memory): not counted, see local_errors */
 };
 
 const char *health_result_name(enum health_result r);
@@ -34,7 +34,9 @@ int health_expect_feed(const char *expect, size_t expect_len, size_t *got, const
                        size_t n);
 
 /* Any thread: a finished check or a session's connect result. active: from an
- * active check (counts toward rise); passive results only count toward fall. */
+ * active check (its own streaks count toward rise and fall); passive: a
+ * session's connect, counted apart (consecutive_connect_failures, toward fall,
+ * or max_fails without active checks), so traffic never resets the checks. */
 void health_record(struct pool *pl, struct backend *b, int ok, int active);
 /* Sub-reactors' housekeeping: brings passive-down backends back when due. */
 void health_tick(struct pool *pl, struct backend *b, uint64_t now_ms);

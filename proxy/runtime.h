@@ -30,7 +30,7 @@ struct worker_counters {
     atomic_uint_fast64_t bytes_in;           /* client → backend */
     atomic_uint_fast64_t bytes_out;          /* backend → client */
     atomic_uint_fast64_t memory_starved;     /* reads put off: buffer_memory_limit reached */
-    atomic_uint_fast64_t local_errors;       /* dials that failed here (EMFILE...), not upstream */
+    atomic_uint_fast64_t local_errors;       /* dials, checks that failed here (EMFILE...) */
     atomic_uint_fast64_t pipes_in_use;       /* splice: pipes holding a direction's bytes */
     atomic_uint_fast64_t pipes_cached;       /* splice: empty pipes kept for reuse */
 };

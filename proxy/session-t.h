@@ -68,6 +68,11 @@ extern const struct fdop_ops session_io_ops;
 
 /* session.c */
 void session_close(struct session *s, unsigned reset_sides); /* bit i: RST side i */
+/* A close that throws bytes away or cuts a stream sluice was asked to end
+ * (drain deadline, disable with close, shutdown grace, connect exhausted)
+ * resets both sides: a FIN would let a peer that reads to EOF take a cut
+ * stream for a complete one (README "Close semantics"). */
+#define SESSION_RESET_BOTH ((1u << SIDE_CLIENT) | (1u << SIDE_UPSTREAM))
 void session_pump(struct session *s);
 void session_account(struct session *s, int d, size_t n); /* n bytes relayed out of side d */
 

@@ -30,6 +30,14 @@ static void free_session(struct poller *p, struct poller_task *t, void *arg)
     free(arg);
 }
 
+static int session_holds_bytes(const struct session *s)
+{
+    for (int d = 0; d < 2; d++)
+        if (linkbuf_len(&s->side[d].in) || session_splice_pending(s, d))
+            return 1;
+    return 0;
+}
+
 static void on_timer(void *loop, struct timer *t, void *data)
 {
     struct session *s = data;
@@ -42,7 +50,10 @@ static void on_timer(void *loop, struct timer *t, void *data)
     uint64_t quiet = poller_now_ms(p) - s->last_active_ms;
     if (quiet >= idle_ms) {
         counter_add(&s->w->c.idle_timeouts, 1);
-        session_close(s, 0);
+        /* Nothing dropped: a FIN each way, as nginx closes on a timeout by
+         * default. Bytes still buffered (a peer stopped reading) would be
+         * dropped: then both sides must see a reset, not an end. */
+        session_close(s, session_holds_bytes(s) ? SESSION_RESET_BOTH : 0);
         return;
     }
     /* Activity only stamps last_active_ms; the timer re-arms here, lazily. */
@@ -207,7 +218,7 @@ void session_close(struct session *s, unsigned reset_sides)
 void session_close_all(struct worker *w)
 {
     while (w->sessions)
-        session_close(w->sessions, 0);
+        session_close(w->sessions, SESSION_RESET_BOTH); /* the shutdown grace is over */
 }
 
 unsigned session_close_on_backend(struct worker *w, const struct backend *b)
@@ -217,7 +228,7 @@ unsigned session_close_on_backend(struct worker *w, const struct backend *b)
     while (s) {
         struct session *next = s->next; /* closing unlinks s */
         if (s->backend == b) {
-            session_close(s, 0);
+            session_close(s, SESSION_RESET_BOTH);
             n++;
         }
         s = next;

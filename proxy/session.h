@@ -21,11 +21,13 @@ int session_handoff(struct runtime *rt, struct listener *l, int fd, uint64_t cli
 int session_start_here(struct worker *w, struct listener *l, int fd, uint64_t client_key);
 
 /* Owner thread, or any thread once the worker's poller has stopped: closes
- * every session of the worker (FIN to both sides). Frees run as deferred tasks. */
+ * every session of the worker (a forced close: RST to both sides). Frees run
+ * as deferred tasks. */
 void session_close_all(struct worker *w);
 
-/* Owner thread: closes the worker's sessions on backend b (FIN to both sides);
- * returns how many. Drain deadlines and disable-with-close use it. */
+/* Owner thread: closes the worker's sessions on backend b (a forced close:
+ * RST to both sides); returns how many. Drain deadlines and disable-with-close
+ * use it. */
 unsigned session_close_on_backend(struct worker *w, const struct backend *b);
 
 /* The worker's timer callback that retries sessions which ran out of buffer

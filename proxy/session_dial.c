@@ -17,15 +17,7 @@
 static void give_up(struct session *s)
 {
     counter_add(&s->w->c.connect_exhausted, 1);
-    session_close(s, 0);
-}
-
-/* Failures of this host, not of the backend: no other backend would do
- * better, and the backend's health must not pay for them. */
-static int local_error(int err)
-{
-    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM ||
-           err == -EADDRNOTAVAIL;
+    session_close(s, SESSION_RESET_BOTH); /* served nothing: a reset, not an end */
 }
 
 static void note_failure(struct session *s, struct backend *b)
@@ -75,7 +67,7 @@ void session_dial(struct session *s, struct backend *avoid)
         if (!err)
             return;
         backend_release(b);
-        if (local_error(err)) {
+        if (sock_local_error(err)) {
             counter_add(&w->c.local_errors, 1);
             give_up(s);
             return;

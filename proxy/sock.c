@@ -72,6 +72,12 @@ int sock_error(int fd)
     return -err;
 }
 
+int sock_local_error(int err)
+{
+    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM ||
+           err == -EADDRNOTAVAIL;
+}
+
 int sock_connected(int fd)
 {
     int err = sock_error(fd);

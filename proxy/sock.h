@@ -19,3 +19,7 @@ int sock_set_reset_on_close(int fd);
 int sock_connected(int fd);
 /* The pending error of a socket (SO_ERROR) as -errno, or 0. */
 int sock_error(int fd);
+/* A dial error that is this host's (fds, memory, ephemeral ports), not the
+ * peer's: no other backend would do better, and no backend's health may pay
+ * for it. */
+int sock_local_error(int err);

@@ -3,7 +3,10 @@
 restart it (up again after `rise` checks, receives sessions), send/expect
 PING → +PONG, a backend that answers wrongly, and passive max_fails."""
 
+import http.client
+import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -255,6 +258,104 @@ class Health(ProxyTest):
         # After fail_window_ms it is tried again (and fails again: still dead).
         wait_until(lambda: self.backend_state(api, "b0")["state"] == "up", timeout=10,
                    what="b0 back after the window")
+
+
+class HealthEvidence(ProxyTest):
+    """Active and passive evidence kept apart (no redis-server needed)."""
+
+    def test_failing_checks_take_a_busy_backend_down(self):
+        # Accepts TCP (every session connects) but answers PING wrongly: only
+        # the checks can tell. A session's successful connect must not reset
+        # the checks' count, or steady traffic keeps the backend up forever.
+        def liar(conn, backend):
+            while conn.recv(100):
+                conn.sendall(b"-ERR not redis\r\n")
+
+        b = self.backend(liar)
+        hc = dict(HC, fall=5)  # time for traffic to flow before it goes down
+        cfg = simple_config([b.port], health_check=hc)
+        self.sluice(cfg)
+        api = Api(cfg)
+        lp = listen_port(cfg)
+        stop = threading.Event()
+        served = [0]
+
+        def traffic():
+            while not stop.is_set():
+                try:
+                    with connect(lp, timeout=5) as s:
+                        s.sendall(b"GET k\r\n")
+                        if s.recv(100):
+                            served[0] += 1  # a race between threads at worst undercounts
+                except OSError:
+                    pass  # once it is down there is no backend: reset
+                time.sleep(0.002)
+
+        threads = [threading.Thread(target=traffic) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            wait_until(lambda: api.get("/api/v1/pools/p/backends/b0")[1]["state"] == "down",
+                       timeout=20, step=0.05, what="b0 down despite its session traffic")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        b0 = api.get("/api/v1/pools/p/backends/b0")[1]
+        self.assertEqual(b0["health"]["last_check"], "mismatch")
+        self.assertGreaterEqual(b0["health"]["consecutive_failures"], hc["fall"])
+        self.assertGreater(served[0], 0)  # sessions really connected meanwhile
+
+    def test_fd_exhaustion_is_a_local_error_not_a_failed_check(self):
+        # Plain TCP checks of a healthy backend. Then sluice's soft
+        # RLIMIT_NOFILE is lowered (prlimit, from outside) to its lowest free
+        # fd number, again whenever a lower one frees up, so that every
+        # socket() it tries fails with EMFILE. The admin API is read over a
+        # keep-alive connection opened before, since no new one could be
+        # accepted.
+        b = self.backend()
+        hc = {"interval_ms": 100, "timeout_ms": 100, "rise": 1, "fall": 3}
+        cfg = simple_config([b.port], pollers=1, health_check=hc)
+        sl = self.sluice(cfg)
+        pid = sl.proc.pid
+        host, port = cfg["admin"]["listen"].rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+
+        def get(path):
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return json.loads(r.read())
+
+        def local_errors():
+            return sum(p["local_errors"] for p in get("/api/v1/pollers"))
+
+        b0 = lambda: get("/api/v1/pools/p/backends/b0")
+        wait_until(lambda: b0()["health"]["checks_total"] >= 2, what="passing checks")
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+
+        def exhaust():
+            used = {int(f) for f in os.listdir(f"/proc/{pid}/fd")}
+            lowest_free = next(i for i in range(len(used) + 1) if i not in used)
+            if lowest_free < resource.prlimit(pid, resource.RLIMIT_NOFILE)[0]:
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free, hard))
+
+        before, failed_before = local_errors(), b0()["health"]["checks_failed"]
+        try:
+            def still_up_and_counting():
+                exhaust()
+                self.assertEqual(b0()["state"], "up")
+                return local_errors() >= before + 5
+            wait_until(still_up_and_counting, timeout=20, step=0.02,
+                       what="checks to meet EMFILE")
+            h = b0()["health"]
+            self.assertEqual(h["checks_failed"], failed_before, h)  # none counted against b0
+            self.assertEqual(h["status"], "passing")
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        n = b0()["health"]["checks_total"]
+        wait_until(lambda: b0()["health"]["checks_total"] > n, what="checks running again")
+        conn.close()
+        self.assertNotIn("is down", sl.output())
 
 
 if __name__ == "__main__":
