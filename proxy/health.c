@@ -200,8 +200,7 @@ static int dial_from(struct health_check *hc, unsigned i)
     if (err) {
         close(fd);
         hc->op.fd = -1;
-        /* epoll is ours: ENOMEM, ENOSPC are never the backend's doing. */
-        return sock_local_error(err) ? err : -ENOMEM;
+        return err; /* epoll's ENOMEM, ENOSPC: local errors, never the backend's */
     }
     hc->addr_index = (uint8_t)i;
     return 0;

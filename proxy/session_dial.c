@@ -52,6 +52,25 @@ static int dial_from(struct session *s, struct backend *b, unsigned i)
     return 0;
 }
 
+/* After backend b (its slot already given back) could not be reached with
+ * err: counts it where it belongs and tells whether another backend may be
+ * tried (1), or closes the client (0). */
+static int may_retry(struct session *s, struct backend *b, int err)
+{
+    if (sock_local_error(err)) {
+        counter_add(&s->w->c.local_errors, 1);
+        give_up(s);
+        return 0;
+    }
+    note_failure(s, b);
+    if (s->attempts > s->pool->retries) {
+        give_up(s);
+        return 0;
+    }
+    counter_add(&s->w->c.retries, 1);
+    return 1;
+}
+
 void session_dial(struct session *s, struct backend *avoid)
 {
     struct worker *w = s->w;
@@ -67,17 +86,8 @@ void session_dial(struct session *s, struct backend *avoid)
         if (!err)
             return;
         backend_release(b);
-        if (sock_local_error(err)) {
-            counter_add(&w->c.local_errors, 1);
-            give_up(s);
+        if (!may_retry(s, b, err))
             return;
-        }
-        note_failure(s, b);
-        if (s->attempts > s->pool->retries) {
-            give_up(s);
-            return;
-        }
-        counter_add(&w->c.retries, 1);
         avoid = b;
     }
 }
@@ -99,18 +109,8 @@ void session_dial_failed(struct session *s, int err)
     }
     backend_release(b);
     s->backend = NULL;
-    if (local_error(err)) {
-        counter_add(&s->w->c.local_errors, 1);
-        give_up(s);
-        return;
-    }
-    note_failure(s, b);
-    if (s->attempts > s->pool->retries) {
-        give_up(s);
-        return;
-    }
-    counter_add(&s->w->c.retries, 1);
-    session_dial(s, b);
+    if (may_retry(s, b, err))
+        session_dial(s, b);
 }
 
 void session_dial_check(struct session *s)

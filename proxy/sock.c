@@ -75,7 +75,7 @@ int sock_error(int fd)
 int sock_local_error(int err)
 {
     return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM ||
-           err == -EADDRNOTAVAIL;
+           err == -EADDRNOTAVAIL || err == -ENOSPC; /* ENOSPC: epoll's max_user_watches */
 }
 
 int sock_connected(int fd)
