@@ -266,6 +266,10 @@ void runtime_destroy(struct runtime *rt)
         pollmgr_stop(rt->pm);
         /* Every poller thread has been joined: this thread owns them now. */
         for (size_t i = 1; rt->workers && i < rt->nworkers; i++) {
+            /* A task posted just as the loop ended (a hand-off from the main
+             * reactor) is still in the inbox: run it first, so the session it
+             * brings is closed with the rest, not stranded. */
+            poller_run_once(rt->workers[i].poller, 0);
             session_close_all(&rt->workers[i]);
             poller_run_once(rt->workers[i].poller, 0);
             session_splice_cache_drain(&rt->workers[i]);
