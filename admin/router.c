@@ -473,11 +473,12 @@ static void add_backend(struct admin_ctx *a, const struct admin_request *rq,
                 set = pool_build_set(pl, list, cur->n + 1);
             }
             free(list);
-            int err = 0;
+            int err = set && pl->health_check.enabled
+                          ? health_check_start_on(pl, b, runtime_checker_poller(a->rt))
+                          : 0;
             if (!set) {
                 fail(rs, 500, "internal error", "out of memory");
-            } else if (pl->health_check.enabled &&
-                       (err = health_check_start_on(pl, b, runtime_checker_poller(a->rt)))) {
+            } else if (err) {
                 backend_set_free(set);
                 fail(rs, 503, "service unavailable",
                      "cannot start the health checks of %s (%s): nothing changed, try again", name,
