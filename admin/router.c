@@ -1,13 +1,11 @@
-/* admin/router.c — the admin API's routes, auth, input checks and state
- * changes (admin/router.h). Every error is {"error", "detail"} JSON and
- * changes nothing. */
+/* admin/router.c — the admin API's routes, input checks and state
+ * changes (admin/router.h), after request_rules.c has let the request in.
+ * Every error is {"error", "detail"} JSON and changes nothing. */
 #define _GNU_SOURCE
 #include "router.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +20,7 @@
 #include "proxy/pool.h"
 #include "proxy/runtime.h"
 #include "reactor/poller.h"
+#include "request_rules.h"
 #include "views.h"
 
 #define MAX_SEGMENTS       8
@@ -111,98 +110,6 @@ __attribute__((format(printf, 4, 5))) static void fail(struct admin_response *rs
         if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
             *c = '?';
     reply_json(rs, status, json_pack("{s:s, s:s}", "error", error, "detail", detail));
-}
-
-/* Constant time in the length of the presented value: no early exit on the
- * first differing byte. */
-static int token_ok(const char *token, const char *auth)
-{
-    static const char prefix[] = "Bearer ";
-    if (!auth || strncmp(auth, prefix, sizeof(prefix) - 1) != 0)
-        return 0;
-    const char *given = auth + sizeof(prefix) - 1;
-    size_t tl = strlen(token), gl = strlen(given);
-    unsigned char diff = tl != gl;
-    for (size_t i = 0; i < gl; i++)
-        diff |= (unsigned char)(given[i] ^ token[i % (tl ? tl : 1)]);
-    return diff == 0;
-}
-
-/* ":port" or nothing. */
-static int port_ok(const char *s)
-{
-    if (!*s)
-        return 1;
-    if (*s++ != ':')
-        return 0;
-    unsigned long port = 0;
-    size_t n = 0;
-    for (; *s >= '0' && *s <= '9' && n < 5; s++, n++)
-        port = port * 10 + (unsigned long)(*s - '0');
-    return n > 0 && !*s && port <= 65535;
-}
-
-/* DNS rebinding: a page of evil.example whose name was re-pointed at
- * 127.0.0.1 reaches this API as same-origin, but its requests still carry
- * "Host: evil.example". Only names no outsider controls pass: IP literals,
- * localhost, and admin.allowed_hosts. A request without Host (HTTP/1.0;
- * libmicrohttpd refuses HTTP/1.1 without one) comes from no browser. */
-static int host_ok(const struct admin_ctx *a, const char *host)
-{
-    char name[256];
-    const char *rest;
-    if (!host)
-        return 1;
-    if (host[0] == '[') {
-        struct in6_addr a6;
-        const char *close = strchr(host, ']');
-        size_t len = close ? (size_t)(close - host - 1) : 0;
-        if (!close || len >= sizeof(name))
-            return 0;
-        memcpy(name, host + 1, len);
-        name[len] = '\0';
-        return inet_pton(AF_INET6, name, &a6) == 1 && port_ok(close + 1);
-    }
-    rest = strchr(host, ':');
-    size_t len = rest ? (size_t)(rest - host) : strlen(host);
-    if (len == 0 || len >= sizeof(name) || !port_ok(rest ? rest : ""))
-        return 0;
-    memcpy(name, host, len);
-    name[len] = '\0';
-    struct in_addr a4;
-    if (inet_pton(AF_INET, name, &a4) == 1 || strcasecmp(name, "localhost") == 0)
-        return 1;
-    for (size_t i = 0; i < a->nallowed_hosts; i++)
-        if (strcasecmp(name, a->allowed_hosts[i]) == 0)
-            return 1;
-    return 0;
-}
-
-/* A browser names the page behind every cross-origin request (and every
- * POST) in Origin; ours is http:// plus the Host it was reached by, which
- * host_ok() has already vetted. Anything else, "null" included, is a page
- * of another site riding the operator's network position. */
-static int origin_ok(const char *origin, const char *host)
-{
-    static const char scheme[] = "http://";
-    return !origin || (host && strncasecmp(origin, scheme, sizeof(scheme) - 1) == 0 &&
-                       strcasecmp(origin + sizeof(scheme) - 1, host) == 0);
-}
-
-/* application/json, with any parameters ("; charset=utf-8"). A page may send
- * text/plain, form and multipart bodies cross-site without a preflight;
- * requiring JSON makes a browser ask first, and we never answer yes. */
-static int json_content_type(const char *ct)
-{
-    static const char json[] = "application/json";
-    if (!ct)
-        return 0;
-    ct += strspn(ct, " \t");
-    if (strncasecmp(ct, json, sizeof(json) - 1) != 0)
-        return 0;
-    ct += sizeof(json) - 1;
-    ct += strspn(ct, " \t");
-    return *ct == '\0' || *ct == ';';
 }
 
 static int valid_name(const char *s)
@@ -693,37 +600,11 @@ void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct adm
     rs->allow = NULL;
     /* Request rules (README "Admin request rules"): who may ask comes first,
      * then what the body may be; nothing is looked up or changed before. */
-    if (!host_ok(a, rq->host)) {
-        fail(rs, 403, "forbidden",
-             "Host %.64s is not an IP address, localhost or a name in admin.allowed_hosts",
-             rq->host);
-        return;
-    }
-    if (!origin_ok(rq->origin, rq->host)) {
-        fail(rs, 403, "forbidden",
-             "cross-site request: Origin %.64s is not this admin API (http://%.64s)", rq->origin,
-             rq->host ? rq->host : "?");
-        return;
-    }
-    if (a->token && !token_ok(a->token, rq->authorization)) {
-        fail(rs, 401, "unauthorized", "send the admin token as \"Authorization: Bearer <token>\"");
-        return;
-    }
-    if (rq->body_too_large) {
-        fail(rs, 413, "payload too large", "request bodies are limited to %u bytes",
-             ADMIN_BODY_MAX);
-        return;
-    }
-    if (rq->body_len && !json_content_type(rq->content_type)) {
-        fail(rs, 415, "unsupported media type",
-             "send request bodies as Content-Type: application/json (got %.64s)",
-             rq->content_type ? rq->content_type : "none");
-        return;
-    }
-    /* jansson ends the text at a NUL: it took {"weight": 2<NUL>} for
-     * {"weight": 2}, so a body cut by a NUL would be applied. */
-    if (rq->body_len && memchr(rq->body, '\0', rq->body_len)) {
-        fail(rs, 400, "bad request", "the body contains a NUL byte");
+    char detail[256];
+    const char *error;
+    int refused = admin_request_refused(a, rq, &error, detail, sizeof(detail));
+    if (refused) {
+        fail(rs, refused, error, "%s", detail);
         return;
     }
     int n = split(rq->path, seg);

@@ -1,0 +1,14 @@
+/* admin/request_rules.h — whether an admin request may be served at all,
+ * decided before any route runs (README "Admin request rules"). */
+#pragma once
+
+#include <stddef.h>
+
+struct admin_ctx;
+struct admin_request;
+
+/* 0 when rq may be served; otherwise the HTTP status to answer (401, 403,
+ * 413, 415, 400) with *error its short name and detail (n bytes) the reason.
+ * Pure: any thread, no lock needed. */
+int admin_request_refused(const struct admin_ctx *a, const struct admin_request *rq,
+                          const char **error, char *detail, size_t n);
