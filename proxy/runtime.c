@@ -1,5 +1,7 @@
-/* proxy/runtime.c — builds the running proxy from a config snapshot and tears
- * it down (proxy/runtime.h). */
+/* proxy/runtime.c — the composition root (proxy/runtime.h): builds the
+ * running proxy from a config snapshot and wires its parts (each listener
+ * hands its connections to session_accept with the poll manager), starts and
+ * stops it, and owns the housekeeping policy. Not on the data path. */
 #define _GNU_SOURCE
 #include "runtime.h"
 
@@ -31,6 +33,13 @@ static enum pollmgr_balance poller_balance(enum cfg_poller_balance b)
     }
 }
 
+/* One sub-reactor's housekeeping timer and its run count. */
+struct housekeeping {
+    struct timer timer;
+    unsigned ticks;     /* runs so far */
+    struct runtime *rt; /* not owned */
+};
+
 static void housekeeping(void *loop, struct timer *t, void *data);
 
 int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
@@ -53,19 +62,18 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
         goto fail;
     rt->nworkers = pollmgr_count(rt->pm) + 1;
     rt->workers = calloc(rt->nworkers, sizeof(*rt->workers));
+    rt->housekeeping = calloc(rt->nworkers, sizeof(*rt->housekeeping));
     rt->pools = calloc(cfg->npools, sizeof(*rt->pools));
     rt->listeners = calloc(cfg->nlisteners, sizeof(*rt->listeners));
     err = -ENOMEM;
-    if (!rt->workers || !rt->pools || !rt->listeners)
+    if (!rt->workers || !rt->housekeeping || !rt->pools || !rt->listeners)
         goto fail;
     for (size_t i = 0; i < rt->nworkers; i++) {
-        struct worker *w = &rt->workers[i];
-        w->poller = i == 0 ? pollmgr_main(rt->pm) : pollmgr_sub(rt->pm, (unsigned)i - 1);
-        w->rt = rt;
-        /* A zeroed timer would read as armed (heap slot 0): initialise them now. */
-        timer_init(&w->housekeeping, housekeeping, w);
-        timer_init(&w->starve_retry, session_starve_retry, w);
-        poller_set_user(w->poller, w);
+        struct poller *p = i == 0 ? pollmgr_main(rt->pm) : pollmgr_sub(rt->pm, (unsigned)i - 1);
+        worker_init(&rt->workers[i], p, session_starve_retry);
+        /* A zeroed timer would read as armed (heap slot 0): initialise it now. */
+        timer_init(&rt->housekeeping[i].timer, housekeeping, &rt->housekeeping[i]);
+        rt->housekeeping[i].rt = rt;
     }
     for (size_t i = 0; i < cfg->npools; i++, rt->npools++)
         if ((err = pool_init(&rt->pools[i], &cfg->pools[i])))
@@ -73,8 +81,8 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *cl = &cfg->listeners[i];
         struct listener *l = &rt->listeners[i];
-        if ((err = listener_init(l, cl, &rt->pools[cl->pool_index], rt,
-                                 cfg->accept == CFG_ACCEPT_REUSEPORT)))
+        if ((err = listener_init(l, cl, &rt->pools[cl->pool_index], rt->pm,
+                                 cfg->accept == CFG_ACCEPT_REUSEPORT, session_accept, rt->pm)))
             goto fail;
         rt->nlisteners++;
         if (flags & RUNTIME_NO_LISTEN)
@@ -97,16 +105,18 @@ fail:
  * the poller's cache for the whole second (a burst's memory goes back). */
 static void housekeeping(void *loop, struct timer *t, void *data)
 {
-    struct worker *w = data;
+    struct housekeeping *hk = data;
+    struct runtime *rt = hk->rt;
     struct poller *p = loop;
+    struct worker *w = poller_user(p);
     uint64_t now = poller_now_ms(p);
-    if (++w->ticks % BLOCK_TRIM_TICKS == 0)
+    if (++hk->ticks % BLOCK_TRIM_TICKS == 0)
         lb_cache_trim(poller_blocks(p));
-    for (size_t i = 0; i < w->rt->npools; i++) {
-        struct backend_set *set = pool_current(&w->rt->pools[i]);
+    for (size_t i = 0; i < rt->npools; i++) {
+        struct backend_set *set = pool_current(&rt->pools[i]);
         for (size_t j = 0; j < set->n; j++) {
             struct backend *b = set->b[j];
-            health_tick(&w->rt->pools[i], b, now);
+            health_tick(&rt->pools[i], b, now);
             uint64_t at = atomic_load_explicit(&b->close_at_ms, memory_order_relaxed);
             int st = atomic_load_explicit(&b->state, memory_order_relaxed);
             if (!at || now < at || (st != BACKEND_DRAINING && st != BACKEND_DISABLED) ||
@@ -129,10 +139,8 @@ int runtime_start(struct runtime *rt)
         if (err)
             return err;
     }
-    for (size_t i = 1; i < rt->nworkers; i++) {
-        struct worker *w = &rt->workers[i];
-        poller_timer_start(w->poller, &w->housekeeping, HOUSEKEEPING_MS);
-    }
+    for (size_t i = 1; i < rt->nworkers; i++)
+        poller_timer_start(rt->workers[i].poller, &rt->housekeeping[i].timer, HOUSEKEEPING_MS);
     /* Active checkers spread over the sub-reactors, one backend each. */
     for (size_t i = 0; i < rt->npools; i++) {
         struct pool *pl = &rt->pools[i];
@@ -287,6 +295,7 @@ void runtime_destroy(struct runtime *rt)
     free(rt->listeners);
     free(rt->pools);
     free(rt->workers);
+    free(rt->housekeeping);
     config_free(rt->cfg);
     free(rt);
 }
