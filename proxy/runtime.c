@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "health.h"
@@ -154,72 +153,9 @@ int runtime_start(struct runtime *rt)
     return pollmgr_start(rt->pm);
 }
 
-/* A task run once on each of a range of pollers, and the waiter's count of
- * those still to run. Refcounted: the waiter may give up (timeout) while
- * tasks are still queued; the last one to let go frees it. */
-struct broadcast {
-    atomic_int refs;
-    atomic_int pending;
-    void (*fn)(struct poller *p, struct runtime *rt);
-    struct runtime *rt;
-    struct poller_task tasks[];
-};
-
-static void broadcast_put(struct broadcast *bc)
+static void close_listeners(struct poller *p, void *arg)
 {
-    if (atomic_fetch_sub(&bc->refs, 1) == 1)
-        free(bc);
-}
-
-static void broadcast_ran(struct poller *p, struct poller_task *t, void *arg)
-{
-    struct broadcast *bc = arg;
-    if (bc->fn)
-        bc->fn(p, bc->rt);
-    atomic_fetch_sub_explicit(&bc->pending, 1, memory_order_release);
-    broadcast_put(bc);
-}
-
-/* Runs fn (may be NULL: just a pass through the loop) on pollers [first,
- * nworkers) and waits until every one has. 0, -ETIMEDOUT, -EAGAIN when an
- * inbox refused the task (full or stopped), -ENOMEM. */
-static int broadcast(struct runtime *rt, size_t first,
-                     void (*fn)(struct poller *, struct runtime *), unsigned timeout_ms)
-{
-    size_t n = rt->nworkers - first;
-    struct broadcast *bc = calloc(1, sizeof(*bc) + n * sizeof(bc->tasks[0]));
-    if (!bc)
-        return -ENOMEM;
-    atomic_init(&bc->refs, 1);
-    atomic_init(&bc->pending, 0);
-    bc->fn = fn;
-    bc->rt = rt;
-    int err = 0;
-    for (size_t i = 0; i < n; i++) {
-        poller_task_init(&bc->tasks[i], broadcast_ran, bc);
-        atomic_fetch_add(&bc->refs, 1);
-        atomic_fetch_add(&bc->pending, 1);
-        if (poller_post(rt->workers[first + i].poller, &bc->tasks[i]) < 0) {
-            atomic_fetch_sub(&bc->refs, 1);
-            atomic_fetch_sub(&bc->pending, 1);
-            err = -EAGAIN;
-        }
-    }
-    for (unsigned waited = 0; atomic_load_explicit(&bc->pending, memory_order_acquire) > 0;
-         waited++) {
-        if (waited >= timeout_ms) {
-            err = -ETIMEDOUT;
-            break;
-        }
-        struct timespec ts = {0, 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    broadcast_put(bc);
-    return err;
-}
-
-static void close_listeners(struct poller *p, struct runtime *rt)
-{
+    struct runtime *rt = arg;
     for (size_t i = 0; i < rt->nlisteners; i++)
         listener_close_on(&rt->listeners[i], p);
 }
@@ -228,7 +164,7 @@ void runtime_stop_listening(struct runtime *rt)
 {
     /* Every poller closes the listening sockets it owns (the main reactor's,
      * or each sub-reactor's own with reuseport). */
-    int err = broadcast(rt, 0, close_listeners, STOP_LISTENING_WAIT_MS);
+    int err = pollmgr_broadcast(rt->pm, POLLMGR_ALL, close_listeners, rt, STOP_LISTENING_WAIT_MS);
     if (err == 0)
         return;
     /* A poller is stuck or refused the task: stopping them all (joined, so
@@ -242,7 +178,7 @@ int runtime_quiesce(struct runtime *rt, unsigned timeout_ms)
 {
     /* A task through every sub-reactor's inbox: once each has run it, none
      * is still inside the loop iteration that might read the old state. */
-    return broadcast(rt, 1, NULL, timeout_ms);
+    return pollmgr_broadcast(rt->pm, POLLMGR_SUBS, NULL, NULL, timeout_ms);
 }
 
 struct poller *runtime_checker_poller(struct runtime *rt)

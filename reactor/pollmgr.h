@@ -26,6 +26,23 @@ unsigned pollmgr_count(const struct pollmgr *pm); /* sub-reactors */
 /* Any thread; lock-free. Picks the sub-reactor for the next piece of work. */
 struct poller *pollmgr_pick(struct pollmgr *pm);
 
+/* Which pollers a broadcast reaches. */
+enum pollmgr_scope {
+    POLLMGR_SUBS, /* the sub-reactors */
+    POLLMGR_ALL,  /* the main reactor and the sub-reactors */
+};
+typedef void (*pollmgr_fn)(struct poller *p, void *arg);
+
+/* Any thread but a poller's: runs fn(p, arg) once on each poller of scope,
+ * through its inbox, and waits until every one has, up to timeout_ms. fn may
+ * be NULL: once each poller has run the task, none is still inside the loop
+ * iteration it was in (a quiesce). Returns 0; -EAGAIN when an inbox refused
+ * the task (full, or its poller stopped; the others still ran); -ETIMEDOUT
+ * when some had not run it in time: they run it later (arg must outlive
+ * them; stopping the pollers joins them); -ENOMEM. */
+int pollmgr_broadcast(struct pollmgr *pm, enum pollmgr_scope scope, pollmgr_fn fn, void *arg,
+                      unsigned timeout_ms);
+
 /* Starts one thread per poller (signals blocked in them). -errno on failure,
  * with whatever had started already stopped again. */
 int pollmgr_start(struct pollmgr *pm);
