@@ -19,19 +19,6 @@
 #define BLOCK_TRIM_TICKS       10  /* housekeeping runs per block-cache trim: 1 s */
 #define MIN_BLOCKS_PER_POLLER  16
 
-static enum pollmgr_balance poller_balance(enum cfg_poller_balance b)
-{
-    switch (b) {
-    case CFG_POLLERS_RANDOM:
-        return POLLMGR_RANDOM;
-    case CFG_POLLERS_LEAST_LOADED:
-        return POLLMGR_LEAST_LOADED;
-    case CFG_POLLERS_ROUND_ROBIN:
-    default:
-        return POLLMGR_ROUND_ROBIN;
-    }
-}
-
 /* One sub-reactor's housekeeping timer and its run count. */
 struct housekeeping {
     struct timer timer;
@@ -56,7 +43,7 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
     size_t per_poller = (size_t)(cfg->buffer_memory_limit / nsub / LINKBUF_BLOCK_SIZE);
     struct poller_opts opts = {
         .block_limit = per_poller < MIN_BLOCKS_PER_POLLER ? MIN_BLOCKS_PER_POLLER : per_poller};
-    int err = pollmgr_create(nsub, poller_balance(cfg->poller_balance), &opts, &rt->pm);
+    int err = pollmgr_create(nsub, cfg->poller_balance, &opts, &rt->pm);
     if (err)
         goto fail;
     rt->nworkers = pollmgr_count(rt->pm) + 1;

@@ -7,11 +7,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#define POLLMGR_IDLE_CHECK_MS 5
 
 struct pollmgr {
     enum pollmgr_balance balance;
@@ -24,23 +21,6 @@ struct pollmgr {
     pthread_t *threads;   /* [0] main, [1..nsub] subs */
     unsigned nthreads;
 };
-
-int pollmgr_parse_balance(const char *name, enum pollmgr_balance *out)
-{
-    static const struct {
-        const char *name;
-        enum pollmgr_balance b;
-    } names[] = {{"round_robin", POLLMGR_ROUND_ROBIN},
-                 {"random", POLLMGR_RANDOM},
-                 {"least_loaded", POLLMGR_LEAST_LOADED}};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strcmp(name, names[i].name) == 0) {
-            *out = names[i].b;
-            return 0;
-        }
-    }
-    return -EINVAL;
-}
 
 int pollmgr_create(unsigned nsub, enum pollmgr_balance balance, const struct poller_opts *opts,
                    struct pollmgr **out)
@@ -247,22 +227,6 @@ int pollmgr_start(struct pollmgr *pm)
     return err;
 }
 
-int pollmgr_wait_idle(struct pollmgr *pm, uint64_t timeout_ms)
-{
-    uint64_t deadline = poller_clock_ms() + timeout_ms;
-    for (;;) {
-        uint64_t busy = 0;
-        for (unsigned i = 0; i < pm->nsub; i++)
-            busy += load_of(pm->subs[i]);
-        if (busy == 0)
-            return 0;
-        if (poller_clock_ms() >= deadline)
-            return -ETIMEDOUT;
-        struct timespec ts = {0, POLLMGR_IDLE_CHECK_MS * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
 void pollmgr_stop(struct pollmgr *pm)
 {
     if (!pm->running)
@@ -273,11 +237,4 @@ void pollmgr_stop(struct pollmgr *pm)
         pthread_join(pm->threads[t], NULL);
     pm->nthreads = 0;
     pm->running = 0;
-}
-
-int pollmgr_stop_graceful(struct pollmgr *pm, uint64_t timeout_ms)
-{
-    int r = pollmgr_wait_idle(pm, timeout_ms);
-    pollmgr_stop(pm);
-    return r;
 }

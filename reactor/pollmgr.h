@@ -5,12 +5,7 @@
 #pragma once
 
 #include "poller.h"
-
-enum pollmgr_balance {
-    POLLMGR_ROUND_ROBIN,
-    POLLMGR_RANDOM,
-    POLLMGR_LEAST_LOADED, /* fewest registered fdops */
-};
+#include "pollmgr-t.h"
 
 struct pollmgr;
 
@@ -46,12 +41,5 @@ int pollmgr_broadcast(struct pollmgr *pm, enum pollmgr_scope scope, pollmgr_fn f
 /* Starts one thread per poller (signals blocked in them). -errno on failure,
  * with whatever had started already stopped again. */
 int pollmgr_start(struct pollmgr *pm);
-/* Waits until no sub-reactor has a registered fdop, up to timeout_ms.
- * 0 when idle, -ETIMEDOUT otherwise. Does not stop anything. */
-int pollmgr_wait_idle(struct pollmgr *pm, uint64_t timeout_ms);
 /* Stops every poller and joins its thread. Idempotent. */
 void pollmgr_stop(struct pollmgr *pm);
-/* pollmgr_wait_idle then pollmgr_stop: the result of the wait. */
-int pollmgr_stop_graceful(struct pollmgr *pm, uint64_t timeout_ms);
-
-int pollmgr_parse_balance(const char *name, enum pollmgr_balance *out);
