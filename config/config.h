@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "reactor/pollmgr-t.h" /* enum pollmgr_balance: types only */
+
 struct cfg_sockaddr {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -20,12 +22,6 @@ struct cfg_sockaddr {
 struct cfg_addrs {
     struct cfg_sockaddr a[CFG_ADDRS_MAX];
     unsigned n; /* 1..CFG_ADDRS_MAX once parsed */
-};
-
-enum cfg_poller_balance {
-    CFG_POLLERS_ROUND_ROBIN,
-    CFG_POLLERS_RANDOM,
-    CFG_POLLERS_LEAST_LOADED,
 };
 
 enum cfg_accept {
@@ -41,7 +37,7 @@ enum cfg_pool_balance {
 };
 
 enum cfg_zero_copy {
-    CFG_ZERO_COPY_NONE,   /* linkbufs: readv/writev through user space */
+    CFG_ZERO_COPY_NONE,   /* linkbufs: recvmsg/sendmsg through user space */
     CFG_ZERO_COPY_SPLICE, /* splice(2) through a pipe per direction */
 };
 
@@ -105,7 +101,7 @@ struct cfg_admin {
 struct config {
     char *path;       /* owned: the file it came from */
     unsigned pollers; /* 0: one per CPU */
-    enum cfg_poller_balance poller_balance;
+    enum pollmgr_balance poller_balance;
     enum cfg_accept accept;
     unsigned shutdown_grace_ms;
     unsigned long long buffer_memory_limit; /* bytes of relay buffers at most, all sessions */
@@ -127,5 +123,5 @@ int config_load_buffer(const char *data, size_t len, const char *name, struct co
                        char **errors);
 void config_free(struct config *cfg);
 
-const char *config_poller_balance_name(enum cfg_poller_balance b);
+const char *config_poller_balance_name(enum pollmgr_balance b);
 const char *config_pool_balance_name(enum cfg_pool_balance b);

@@ -43,11 +43,13 @@
 #define MAX_HOST_NAME              253 /* DNS: a name of at most 253 characters ... */
 #define MAX_HOST_LABEL             63  /* ... in labels of at most 63 */
 
+/* In enum pollmgr_balance's order (reactor/pollmgr-t.h): the only place the
+ * poller balances are spelled. */
 static const char *const POLLER_BALANCES[] = {"round_robin", "random", "least_loaded", NULL};
 static const char *const POOL_BALANCES[] = {"round_robin", "least_conn", "random", "source_hash",
                                             NULL};
 
-const char *config_poller_balance_name(enum cfg_poller_balance b)
+const char *config_poller_balance_name(enum pollmgr_balance b)
 {
     return POLLER_BALANCES[b];
 }
@@ -305,7 +307,7 @@ static void parse_root(struct cfg_ctx *c, json_t *root, struct config *cfg)
     cfg_check_keys(c, root, "", keys);
     cfg->pollers = cfg_get_uint(c, root, "", "pollers", DEF_POLLERS, 0, MAX_POLLERS);
     cfg->poller_balance =
-        (enum cfg_poller_balance)cfg_get_enum(c, root, "", "poller_balance", POLLER_BALANCES, 0);
+        (enum pollmgr_balance)cfg_get_enum(c, root, "", "poller_balance", POLLER_BALANCES, 0);
     static const char *const ACCEPTS[] = {"main", "reuseport", NULL};
     cfg->accept = (enum cfg_accept)cfg_get_enum(c, root, "", "accept", ACCEPTS, 0);
     cfg->shutdown_grace_ms =

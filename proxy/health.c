@@ -13,8 +13,8 @@
 #include "log.h"
 #include "pool.h"
 #include "reactor/poller.h"
-#include "runtime.h"
 #include "sock.h"
+#include "worker.h"
 
 #define JITTER_PERCENT 10
 

@@ -10,9 +10,9 @@
 
 #include "log.h"
 #include "pool.h"
-#include "runtime.h"
-#include "session.h"
+#include "reactor/pollmgr.h"
 #include "sock.h"
+#include "worker.h"
 
 #define ACCEPT_BATCH    64  /* accepts per readiness event: fairness across listeners */
 #define ACCEPT_PAUSE_MS 100 /* back-off when the process is out of fds */
@@ -22,12 +22,12 @@ static void on_pause_over(void *loop, struct timer *t, void *data);
 static const struct fdop_ops listener_ops = {.on_read = on_accept};
 
 int listener_init(struct listener *l, const struct cfg_listener *cfg, struct pool *pool,
-                  struct runtime *rt, int reuseport)
+                  struct pollmgr *pm, int reuseport, listener_conn_cb on_conn, void *conn_data)
 {
     memset(l, 0, sizeof(*l));
     l->name = strdup(cfg->name);
     l->listen = strdup(cfg->listen);
-    l->nsocks = reuseport ? rt->nworkers - 1 : 1;
+    l->nsocks = reuseport ? pollmgr_count(pm) : 1;
     l->socks = calloc(l->nsocks, sizeof(*l->socks));
     if (!l->name || !l->listen || !l->socks) {
         listener_fini(l);
@@ -35,14 +35,15 @@ int listener_init(struct listener *l, const struct cfg_listener *cfg, struct poo
     }
     l->addr = cfg->addr;
     l->pool = pool;
-    l->rt = rt;
+    l->on_conn = on_conn;
+    l->conn_data = conn_data;
     l->max_connections = cfg->max_connections;
     l->backlog = cfg->backlog;
     l->reuseport = reuseport;
     for (size_t i = 0; i < l->nsocks; i++) {
         struct listen_sock *ls = &l->socks[i];
         ls->l = l;
-        ls->p = rt->workers[reuseport ? i + 1 : 0].poller;
+        ls->p = reuseport ? pollmgr_sub(pm, (unsigned)i) : pollmgr_main(pm);
         ls->fd = -1;
         fdop_init(&ls->op, -1, &listener_ops, ls);
         timer_init(&ls->pause, on_pause_over, ls);
@@ -148,9 +149,7 @@ static void on_accept(struct poller *p, struct fdop *op, void *data)
         uint64_t key = l->pool->balance == CFG_POOL_SOURCE_HASH
                            ? pool_client_key((struct sockaddr *)&peer)
                            : 0;
-        int err =
-            l->reuseport ? session_start_here(w, l, fd, key) : session_handoff(l->rt, l, fd, key);
-        if (err < 0)
+        if (l->on_conn(l, p, fd, key, l->conn_data) < 0)
             refuse(l, w); /* the fd is closed already */
     }
 }

@@ -4,7 +4,9 @@
  * accept "main" (default): one socket on the main reactor, each accepted fd
  * handed to a sub-reactor picked by the poll manager. accept "reuseport":
  * one SO_REUSEPORT socket per sub-reactor, the kernel spreads connections and
- * each sub-reactor accepts its own: no cross-thread hand-off per connection. */
+ * each sub-reactor accepts its own: no cross-thread hand-off per connection.
+ * The listener knows no session: it hands each accepted fd to the callback
+ * it was given (libuv's uv_connection_cb), with the poller that accepted it. */
 #pragma once
 
 #include <stdatomic.h>
@@ -13,8 +15,14 @@
 #include "reactor/poller.h"
 
 struct pool;
-struct runtime;
+struct pollmgr;
 struct listener;
+
+/* Called on the poller p that accepted fd (the main reactor, or with
+ * "reuseport" the sub-reactor that owns the socket). Takes ownership of fd:
+ * returns 0, or -errno with fd already closed (the listener counts a refusal). */
+typedef int (*listener_conn_cb)(struct listener *l, struct poller *p, int fd, uint64_t client_key,
+                                void *data);
 
 struct listen_sock {
     struct listener *l; /* not owned: its listener */
@@ -28,8 +36,9 @@ struct listener {
     char *name;   /* owned */
     char *listen; /* owned: as configured */
     struct cfg_sockaddr addr;
-    struct pool *pool;        /* not owned */
-    struct runtime *rt;       /* not owned */
+    struct pool *pool; /* not owned */
+    listener_conn_cb on_conn;
+    void *conn_data;          /* not owned: on_conn's data */
     unsigned max_connections; /* 0: unlimited */
     unsigned backlog;
     int reuseport;
@@ -42,8 +51,10 @@ struct listener {
     atomic_uint_fast64_t refused;
 };
 
+/* pm gives the pollers that own the sockets: its main reactor, or with
+ * reuseport one socket per sub-reactor. */
 int listener_init(struct listener *l, const struct cfg_listener *cfg, struct pool *pool,
-                  struct runtime *rt, int reuseport);
+                  struct pollmgr *pm, int reuseport, listener_conn_cb on_conn, void *conn_data);
 /* Binds and listens (every socket); -errno on failure (the caller logs it). */
 int listener_open(struct listener *l);
 int listener_bound(const struct listener *l);

@@ -1,12 +1,13 @@
-/* proxy/runtime.c — builds the running proxy from a config snapshot and tears
- * it down (proxy/runtime.h). */
+/* proxy/runtime.c — the composition root (proxy/runtime.h): builds the
+ * running proxy from a config snapshot and wires its parts (each listener
+ * hands its connections to session_accept with the poll manager), starts and
+ * stops it, and owns the housekeeping policy. Not on the data path. */
 #define _GNU_SOURCE
 #include "runtime.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "health.h"
@@ -18,18 +19,12 @@
 #define BLOCK_TRIM_TICKS       10  /* housekeeping runs per block-cache trim: 1 s */
 #define MIN_BLOCKS_PER_POLLER  16
 
-static enum pollmgr_balance poller_balance(enum cfg_poller_balance b)
-{
-    switch (b) {
-    case CFG_POLLERS_RANDOM:
-        return POLLMGR_RANDOM;
-    case CFG_POLLERS_LEAST_LOADED:
-        return POLLMGR_LEAST_LOADED;
-    case CFG_POLLERS_ROUND_ROBIN:
-    default:
-        return POLLMGR_ROUND_ROBIN;
-    }
-}
+/* One sub-reactor's housekeeping timer and its run count. */
+struct housekeeping {
+    struct timer timer;
+    unsigned ticks;     /* runs so far */
+    struct runtime *rt; /* not owned */
+};
 
 static void housekeeping(void *loop, struct timer *t, void *data);
 
@@ -48,24 +43,23 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
     size_t per_poller = (size_t)(cfg->buffer_memory_limit / nsub / LINKBUF_BLOCK_SIZE);
     struct poller_opts opts = {
         .block_limit = per_poller < MIN_BLOCKS_PER_POLLER ? MIN_BLOCKS_PER_POLLER : per_poller};
-    int err = pollmgr_create(nsub, poller_balance(cfg->poller_balance), &opts, &rt->pm);
+    int err = pollmgr_create(nsub, cfg->poller_balance, &opts, &rt->pm);
     if (err)
         goto fail;
     rt->nworkers = pollmgr_count(rt->pm) + 1;
     rt->workers = calloc(rt->nworkers, sizeof(*rt->workers));
+    rt->housekeeping = calloc(rt->nworkers, sizeof(*rt->housekeeping));
     rt->pools = calloc(cfg->npools, sizeof(*rt->pools));
     rt->listeners = calloc(cfg->nlisteners, sizeof(*rt->listeners));
     err = -ENOMEM;
-    if (!rt->workers || !rt->pools || !rt->listeners)
+    if (!rt->workers || !rt->housekeeping || !rt->pools || !rt->listeners)
         goto fail;
     for (size_t i = 0; i < rt->nworkers; i++) {
-        struct worker *w = &rt->workers[i];
-        w->poller = i == 0 ? pollmgr_main(rt->pm) : pollmgr_sub(rt->pm, (unsigned)i - 1);
-        w->rt = rt;
-        /* A zeroed timer would read as armed (heap slot 0): initialise them now. */
-        timer_init(&w->housekeeping, housekeeping, w);
-        timer_init(&w->starve_retry, session_starve_retry, w);
-        poller_set_user(w->poller, w);
+        struct poller *p = i == 0 ? pollmgr_main(rt->pm) : pollmgr_sub(rt->pm, (unsigned)i - 1);
+        worker_init(&rt->workers[i], p, session_starve_retry);
+        /* A zeroed timer would read as armed (heap slot 0): initialise it now. */
+        timer_init(&rt->housekeeping[i].timer, housekeeping, &rt->housekeeping[i]);
+        rt->housekeeping[i].rt = rt;
     }
     for (size_t i = 0; i < cfg->npools; i++, rt->npools++)
         if ((err = pool_init(&rt->pools[i], &cfg->pools[i])))
@@ -73,8 +67,8 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *cl = &cfg->listeners[i];
         struct listener *l = &rt->listeners[i];
-        if ((err = listener_init(l, cl, &rt->pools[cl->pool_index], rt,
-                                 cfg->accept == CFG_ACCEPT_REUSEPORT)))
+        if ((err = listener_init(l, cl, &rt->pools[cl->pool_index], rt->pm,
+                                 cfg->accept == CFG_ACCEPT_REUSEPORT, session_accept, rt->pm)))
             goto fail;
         rt->nlisteners++;
         if (flags & RUNTIME_NO_LISTEN)
@@ -97,16 +91,18 @@ fail:
  * the poller's cache for the whole second (a burst's memory goes back). */
 static void housekeeping(void *loop, struct timer *t, void *data)
 {
-    struct worker *w = data;
+    struct housekeeping *hk = data;
+    struct runtime *rt = hk->rt;
     struct poller *p = loop;
+    struct worker *w = poller_user(p);
     uint64_t now = poller_now_ms(p);
-    if (++w->ticks % BLOCK_TRIM_TICKS == 0)
+    if (++hk->ticks % BLOCK_TRIM_TICKS == 0)
         lb_cache_trim(poller_blocks(p));
-    for (size_t i = 0; i < w->rt->npools; i++) {
-        struct backend_set *set = pool_current(&w->rt->pools[i]);
+    for (size_t i = 0; i < rt->npools; i++) {
+        struct backend_set *set = pool_current(&rt->pools[i]);
         for (size_t j = 0; j < set->n; j++) {
             struct backend *b = set->b[j];
-            health_tick(&w->rt->pools[i], b, now);
+            health_tick(&rt->pools[i], b, now);
             uint64_t at = atomic_load_explicit(&b->close_at_ms, memory_order_relaxed);
             int st = atomic_load_explicit(&b->state, memory_order_relaxed);
             if (!at || now < at || (st != BACKEND_DRAINING && st != BACKEND_DISABLED) ||
@@ -129,10 +125,8 @@ int runtime_start(struct runtime *rt)
         if (err)
             return err;
     }
-    for (size_t i = 1; i < rt->nworkers; i++) {
-        struct worker *w = &rt->workers[i];
-        poller_timer_start(w->poller, &w->housekeeping, HOUSEKEEPING_MS);
-    }
+    for (size_t i = 1; i < rt->nworkers; i++)
+        poller_timer_start(rt->workers[i].poller, &rt->housekeeping[i].timer, HOUSEKEEPING_MS);
     /* Active checkers spread over the sub-reactors, one backend each. */
     for (size_t i = 0; i < rt->npools; i++) {
         struct pool *pl = &rt->pools[i];
@@ -146,72 +140,9 @@ int runtime_start(struct runtime *rt)
     return pollmgr_start(rt->pm);
 }
 
-/* A task run once on each of a range of pollers, and the waiter's count of
- * those still to run. Refcounted: the waiter may give up (timeout) while
- * tasks are still queued; the last one to let go frees it. */
-struct broadcast {
-    atomic_int refs;
-    atomic_int pending;
-    void (*fn)(struct poller *p, struct runtime *rt);
-    struct runtime *rt;
-    struct poller_task tasks[];
-};
-
-static void broadcast_put(struct broadcast *bc)
+static void close_listeners(struct poller *p, void *arg)
 {
-    if (atomic_fetch_sub(&bc->refs, 1) == 1)
-        free(bc);
-}
-
-static void broadcast_ran(struct poller *p, struct poller_task *t, void *arg)
-{
-    struct broadcast *bc = arg;
-    if (bc->fn)
-        bc->fn(p, bc->rt);
-    atomic_fetch_sub_explicit(&bc->pending, 1, memory_order_release);
-    broadcast_put(bc);
-}
-
-/* Runs fn (may be NULL: just a pass through the loop) on pollers [first,
- * nworkers) and waits until every one has. 0, -ETIMEDOUT, -EAGAIN when an
- * inbox refused the task (full or stopped), -ENOMEM. */
-static int broadcast(struct runtime *rt, size_t first,
-                     void (*fn)(struct poller *, struct runtime *), unsigned timeout_ms)
-{
-    size_t n = rt->nworkers - first;
-    struct broadcast *bc = calloc(1, sizeof(*bc) + n * sizeof(bc->tasks[0]));
-    if (!bc)
-        return -ENOMEM;
-    atomic_init(&bc->refs, 1);
-    atomic_init(&bc->pending, 0);
-    bc->fn = fn;
-    bc->rt = rt;
-    int err = 0;
-    for (size_t i = 0; i < n; i++) {
-        poller_task_init(&bc->tasks[i], broadcast_ran, bc);
-        atomic_fetch_add(&bc->refs, 1);
-        atomic_fetch_add(&bc->pending, 1);
-        if (poller_post(rt->workers[first + i].poller, &bc->tasks[i]) < 0) {
-            atomic_fetch_sub(&bc->refs, 1);
-            atomic_fetch_sub(&bc->pending, 1);
-            err = -EAGAIN;
-        }
-    }
-    for (unsigned waited = 0; atomic_load_explicit(&bc->pending, memory_order_acquire) > 0;
-         waited++) {
-        if (waited >= timeout_ms) {
-            err = -ETIMEDOUT;
-            break;
-        }
-        struct timespec ts = {0, 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    broadcast_put(bc);
-    return err;
-}
-
-static void close_listeners(struct poller *p, struct runtime *rt)
-{
+    struct runtime *rt = arg;
     for (size_t i = 0; i < rt->nlisteners; i++)
         listener_close_on(&rt->listeners[i], p);
 }
@@ -220,7 +151,7 @@ void runtime_stop_listening(struct runtime *rt)
 {
     /* Every poller closes the listening sockets it owns (the main reactor's,
      * or each sub-reactor's own with reuseport). */
-    int err = broadcast(rt, 0, close_listeners, STOP_LISTENING_WAIT_MS);
+    int err = pollmgr_broadcast(rt->pm, POLLMGR_ALL, close_listeners, rt, STOP_LISTENING_WAIT_MS);
     if (err == 0)
         return;
     /* A poller is stuck or refused the task: stopping them all (joined, so
@@ -234,7 +165,7 @@ int runtime_quiesce(struct runtime *rt, unsigned timeout_ms)
 {
     /* A task through every sub-reactor's inbox: once each has run it, none
      * is still inside the loop iteration that might read the old state. */
-    return broadcast(rt, 1, NULL, timeout_ms);
+    return pollmgr_broadcast(rt->pm, POLLMGR_SUBS, NULL, NULL, timeout_ms);
 }
 
 struct poller *runtime_checker_poller(struct runtime *rt)
@@ -291,6 +222,7 @@ void runtime_destroy(struct runtime *rt)
     free(rt->listeners);
     free(rt->pools);
     free(rt->workers);
+    free(rt->housekeeping);
     config_free(rt->cfg);
     free(rt);
 }

@@ -13,9 +13,10 @@
 #include "backend.h"
 #include "listener.h"
 #include "pool.h"
-#include "runtime.h"
+#include "reactor/pollmgr.h"
 #include "session-t.h"
 #include "sock.h"
+#include "worker.h"
 
 #define PUMP_BUDGET_BYTES (1024u * 1024) /* per direction per wake-up: fairness */
 #define SPAN_MAX_BLOCKS   16
@@ -105,7 +106,9 @@ static struct session *session_new(struct listener *l, int fd, uint64_t client_k
     return s;
 }
 
-int session_start_here(struct worker *w, struct listener *l, int fd, uint64_t client_key)
+/* A sub-reactor that accepted fd itself (accept "reuseport"): the session
+ * starts on this poller at once. */
+static int session_start_here(struct worker *w, struct listener *l, int fd, uint64_t client_key)
 {
     struct session *s = session_new(l, fd, client_key);
     if (!s) {
@@ -116,19 +119,26 @@ int session_start_here(struct worker *w, struct listener *l, int fd, uint64_t cl
     return 0;
 }
 
-int session_handoff(struct runtime *rt, struct listener *l, int fd, uint64_t client_key)
+/* Main reactor: posts the new session to the sub-reactor the poll manager picks. */
+static int session_handoff(struct pollmgr *pm, struct listener *l, int fd, uint64_t client_key)
 {
     struct session *s = session_new(l, fd, client_key);
     if (!s) {
         close(fd);
         return -ENOMEM;
     }
-    int err = poller_post(pollmgr_pick(rt->pm), &s->task);
+    int err = poller_post(pollmgr_pick(pm), &s->task);
     if (err) {
         close(fd);
         free(s);
     }
     return err;
+}
+
+int session_accept(struct listener *l, struct poller *p, int fd, uint64_t client_key, void *pollers)
+{
+    return l->reuseport ? session_start_here(poller_user(p), l, fd, client_key)
+                        : session_handoff(pollers, l, fd, client_key);
 }
 
 void session_starve_retry(void *loop, struct timer *t, void *data)

@@ -7,18 +7,17 @@
 struct timer;
 
 struct backend;
-struct runtime;
 struct listener;
+struct poller;
 struct worker;
 
-/* Main reactor: wraps an accepted client fd into a session and posts it to the
- * sub-reactor the poll manager picks. Takes ownership of fd: on failure
- * (-errno) the fd is already closed. */
-int session_handoff(struct runtime *rt, struct listener *l, int fd, uint64_t client_key);
-
-/* A sub-reactor that accepted fd itself (accept "reuseport"): the session
- * starts on this poller at once. Takes ownership of fd as session_handoff. */
-int session_start_here(struct worker *w, struct listener *l, int fd, uint64_t client_key);
+/* Every listener's listener_conn_cb: takes ownership of an accepted client fd
+ * (on failure, -errno, the fd is already closed). Accepted on the main
+ * reactor, the session is posted to the sub-reactor that pollmgr_pick(pollers)
+ * gives; accepted by a sub-reactor itself (accept "reuseport"), it starts on
+ * p at once. pollers: the struct pollmgr of the running proxy. */
+int session_accept(struct listener *l, struct poller *p, int fd, uint64_t client_key,
+                   void *pollers);
 
 /* Owner thread, or any thread once the worker's poller has stopped: closes
  * every session of the worker (a forced close: RST to both sides). Frees run

@@ -10,9 +10,9 @@
 #include "backend.h"
 #include "health.h"
 #include "pool.h"
-#include "runtime.h"
 #include "session-t.h"
 #include "sock.h"
+#include "worker.h"
 
 static void give_up(struct session *s)
 {

@@ -14,9 +14,9 @@
 
 #include "backend.h"
 #include "pool.h"
-#include "runtime.h"
 #include "session-t.h"
 #include "session.h"
+#include "worker.h"
 
 #define SPLICE_PIPE_SIZE    (256u * 1024) /* asked with F_SETPIPE_SZ; the kernel may give less */
 #define SPLICE_BUDGET_BYTES (1024u * 1024)

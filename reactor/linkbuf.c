@@ -218,7 +218,7 @@ void linkbuf_release(struct linkbuf *lb)
     }
 }
 
-static ssize_t fill(struct linkbuf *lb, int fd, size_t want, size_t *booked, int sock)
+ssize_t linkbuf_recv_from(struct linkbuf *lb, int fd, size_t want, size_t *booked)
 {
     struct iovec iov[LINKBUF_MAX_IOV];
     int n = linkbuf_reserve(lb, want, iov, LINKBUF_MAX_IOV);
@@ -232,14 +232,14 @@ static ssize_t fill(struct linkbuf *lb, int fd, size_t want, size_t *booked, int
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t r;
     do {
-        r = sock ? recvmsg(fd, &mh, 0) : readv(fd, iov, n);
+        r = recvmsg(fd, &mh, 0);
     } while (r < 0 && errno == EINTR);
     int err = r < 0 ? -errno : 0;
     linkbuf_commit(lb, r > 0 ? (size_t)r : 0);
     return r < 0 ? err : r;
 }
 
-static ssize_t drain(struct linkbuf *lb, int fd, int sock)
+ssize_t linkbuf_send_to(struct linkbuf *lb, int fd)
 {
     struct iovec iov[LINKBUF_MAX_IOV];
     int n = linkbuf_peek(lb, iov, LINKBUF_MAX_IOV, NULL);
@@ -248,31 +248,11 @@ static ssize_t drain(struct linkbuf *lb, int fd, int sock)
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t w;
     do {
-        w = sock ? sendmsg(fd, &mh, MSG_NOSIGNAL) : writev(fd, iov, n);
+        w = sendmsg(fd, &mh, MSG_NOSIGNAL);
     } while (w < 0 && errno == EINTR);
     if (w < 0)
         return -errno;
     linkbuf_skip(lb, (size_t)w);
     linkbuf_release(lb);
     return w;
-}
-
-ssize_t linkbuf_readv_from(struct linkbuf *lb, int fd, size_t want, size_t *booked)
-{
-    return fill(lb, fd, want, booked, 0);
-}
-
-ssize_t linkbuf_writev_to(struct linkbuf *lb, int fd)
-{
-    return drain(lb, fd, 0);
-}
-
-ssize_t linkbuf_recv_from(struct linkbuf *lb, int fd, size_t want, size_t *booked)
-{
-    return fill(lb, fd, want, booked, 1);
-}
-
-ssize_t linkbuf_send_to(struct linkbuf *lb, int fd)
-{
-    return drain(lb, fd, 1);
 }

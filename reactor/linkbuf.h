@@ -1,8 +1,8 @@
 /* reactor/linkbuf.h — netpoll's LinkBuffer in C: a byte queue kept as a chain
  * of fixed-size blocks that come from, and go back to, a per-poller cache.
- *   write side: linkbuf_reserve() books free space as iovecs (for readv),
+ *   write side: linkbuf_reserve() books free space as iovecs (for recvmsg),
  *               linkbuf_commit() makes what was read visible;
- *   read side:  linkbuf_peek() shows the data as iovecs (for writev),
+ *   read side:  linkbuf_peek() shows the data as iovecs (for sendmsg),
  *               linkbuf_skip() consumes it, linkbuf_release() returns used blocks.
  * An empty linkbuf holds no block. Single-threaded: the owning poller's. */
 #pragma once
@@ -14,7 +14,7 @@
 #include <sys/uio.h>
 
 #define LINKBUF_BLOCK_SIZE 16384u /* bytes per block allocation, header included */
-#define LINKBUF_MAX_IOV    16     /* iovecs per readv/writev */
+#define LINKBUF_MAX_IOV    16     /* iovecs per recvmsg/sendmsg */
 
 struct lb_block {
     struct lb_block *next; /* owned by the chain or the cache */
@@ -84,13 +84,11 @@ int linkbuf_peek(const struct linkbuf *lb, struct iovec *iov, int max_iov, size_
 void linkbuf_skip(struct linkbuf *lb, size_t n); /* n <= linkbuf_len() */
 void linkbuf_release(struct linkbuf *lb);        /* returns fully consumed blocks */
 
-/* readv into booked space: bytes read, 0 on EOF, or -errno (-EAGAIN).
+/* recvmsg into booked space: bytes read, 0 on EOF, or -errno (-EAGAIN).
  * *booked (may be NULL) receives the space offered to the read: fewer bytes
- * than that means the fd had no more at that moment. */
-ssize_t linkbuf_readv_from(struct linkbuf *lb, int fd, size_t want, size_t *booked);
-/* writev from the head, then skip + release: bytes written or -errno. */
-ssize_t linkbuf_writev_to(struct linkbuf *lb, int fd);
-/* The same for sockets, through recvmsg/sendmsg: no VFS layer on the way,
- * and MSG_NOSIGNAL, so a vanished peer is EPIPE, never SIGPIPE. */
+ * than that means the socket had no more at that moment. recvmsg, not readv:
+ * no VFS layer on the way. */
 ssize_t linkbuf_recv_from(struct linkbuf *lb, int fd, size_t want, size_t *booked);
+/* sendmsg from the head, then skip + release: bytes written or -errno.
+ * MSG_NOSIGNAL, so a vanished peer is EPIPE, never SIGPIPE. */
 ssize_t linkbuf_send_to(struct linkbuf *lb, int fd);

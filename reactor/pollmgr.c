@@ -7,11 +7,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#define POLLMGR_IDLE_CHECK_MS 5
 
 struct pollmgr {
     enum pollmgr_balance balance;
@@ -24,23 +21,6 @@ struct pollmgr {
     pthread_t *threads;   /* [0] main, [1..nsub] subs */
     unsigned nthreads;
 };
-
-int pollmgr_parse_balance(const char *name, enum pollmgr_balance *out)
-{
-    static const struct {
-        const char *name;
-        enum pollmgr_balance b;
-    } names[] = {{"round_robin", POLLMGR_ROUND_ROBIN},
-                 {"random", POLLMGR_RANDOM},
-                 {"least_loaded", POLLMGR_LEAST_LOADED}};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strcmp(name, names[i].name) == 0) {
-            *out = names[i].b;
-            return 0;
-        }
-    }
-    return -EINVAL;
-}
 
 int pollmgr_create(unsigned nsub, enum pollmgr_balance balance, const struct poller_opts *opts,
                    struct pollmgr **out)
@@ -146,15 +126,76 @@ struct poller *pollmgr_pick(struct pollmgr *pm)
     }
 }
 
+static struct poller *poller_at(struct pollmgr *pm, unsigned t)
+{
+    return t == 0 ? pm->main : pm->subs[t - 1];
+}
+
+/* A broadcast's tasks and the waiter's count of those still to run.
+ * Refcounted: the waiter may give up (timeout) while tasks are still queued;
+ * the last one to let go frees it. */
+struct broadcast {
+    atomic_int refs;
+    atomic_int pending;
+    pollmgr_fn fn;
+    void *arg; /* not owned */
+    struct poller_task tasks[];
+};
+
+static void broadcast_put(struct broadcast *bc)
+{
+    if (atomic_fetch_sub(&bc->refs, 1) == 1)
+        free(bc);
+}
+
+static void broadcast_ran(struct poller *p, struct poller_task *t, void *arg)
+{
+    struct broadcast *bc = arg;
+    if (bc->fn)
+        bc->fn(p, bc->arg);
+    atomic_fetch_sub_explicit(&bc->pending, 1, memory_order_release);
+    broadcast_put(bc);
+}
+
+int pollmgr_broadcast(struct pollmgr *pm, enum pollmgr_scope scope, pollmgr_fn fn, void *arg,
+                      unsigned timeout_ms)
+{
+    unsigned first = scope == POLLMGR_ALL ? 0 : 1, n = pm->nsub + 1 - first;
+    struct broadcast *bc = calloc(1, sizeof(*bc) + n * sizeof(bc->tasks[0]));
+    if (!bc)
+        return -ENOMEM;
+    atomic_init(&bc->refs, 1);
+    atomic_init(&bc->pending, 0);
+    bc->fn = fn;
+    bc->arg = arg;
+    int err = 0;
+    for (unsigned i = 0; i < n; i++) {
+        poller_task_init(&bc->tasks[i], broadcast_ran, bc);
+        atomic_fetch_add(&bc->refs, 1);
+        atomic_fetch_add(&bc->pending, 1);
+        if (poller_post(poller_at(pm, first + i), &bc->tasks[i]) < 0) {
+            atomic_fetch_sub(&bc->refs, 1);
+            atomic_fetch_sub(&bc->pending, 1);
+            err = -EAGAIN;
+        }
+    }
+    for (unsigned waited = 0; atomic_load_explicit(&bc->pending, memory_order_acquire) > 0;
+         waited++) {
+        if (waited >= timeout_ms) {
+            err = -ETIMEDOUT;
+            break;
+        }
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    broadcast_put(bc);
+    return err;
+}
+
 static void *thread_main(void *arg)
 {
     poller_run(arg);
     return NULL;
-}
-
-static struct poller *poller_at(struct pollmgr *pm, unsigned t)
-{
-    return t == 0 ? pm->main : pm->subs[t - 1];
 }
 
 int pollmgr_start(struct pollmgr *pm)
@@ -186,22 +227,6 @@ int pollmgr_start(struct pollmgr *pm)
     return err;
 }
 
-int pollmgr_wait_idle(struct pollmgr *pm, uint64_t timeout_ms)
-{
-    uint64_t deadline = poller_clock_ms() + timeout_ms;
-    for (;;) {
-        uint64_t busy = 0;
-        for (unsigned i = 0; i < pm->nsub; i++)
-            busy += load_of(pm->subs[i]);
-        if (busy == 0)
-            return 0;
-        if (poller_clock_ms() >= deadline)
-            return -ETIMEDOUT;
-        struct timespec ts = {0, POLLMGR_IDLE_CHECK_MS * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
 void pollmgr_stop(struct pollmgr *pm)
 {
     if (!pm->running)
@@ -212,11 +237,4 @@ void pollmgr_stop(struct pollmgr *pm)
         pthread_join(pm->threads[t], NULL);
     pm->nthreads = 0;
     pm->running = 0;
-}
-
-int pollmgr_stop_graceful(struct pollmgr *pm, uint64_t timeout_ms)
-{
-    int r = pollmgr_wait_idle(pm, timeout_ms);
-    pollmgr_stop(pm);
-    return r;
 }

@@ -5,12 +5,7 @@
 #pragma once
 
 #include "poller.h"
-
-enum pollmgr_balance {
-    POLLMGR_ROUND_ROBIN,
-    POLLMGR_RANDOM,
-    POLLMGR_LEAST_LOADED, /* fewest registered fdops */
-};
+#include "pollmgr-t.h"
 
 struct pollmgr;
 
@@ -26,15 +21,25 @@ unsigned pollmgr_count(const struct pollmgr *pm); /* sub-reactors */
 /* Any thread; lock-free. Picks the sub-reactor for the next piece of work. */
 struct poller *pollmgr_pick(struct pollmgr *pm);
 
+/* Which pollers a broadcast reaches. */
+enum pollmgr_scope {
+    POLLMGR_SUBS, /* the sub-reactors */
+    POLLMGR_ALL,  /* the main reactor and the sub-reactors */
+};
+typedef void (*pollmgr_fn)(struct poller *p, void *arg);
+
+/* Any thread but a poller's: runs fn(p, arg) once on each poller of scope,
+ * through its inbox, and waits until every one has, up to timeout_ms. fn may
+ * be NULL: once each poller has run the task, none is still inside the loop
+ * iteration it was in (a quiesce). Returns 0; -EAGAIN when an inbox refused
+ * the task (full, or its poller stopped; the others still ran); -ETIMEDOUT
+ * when some had not run it in time: they run it later (arg must outlive
+ * them; stopping the pollers joins them); -ENOMEM. */
+int pollmgr_broadcast(struct pollmgr *pm, enum pollmgr_scope scope, pollmgr_fn fn, void *arg,
+                      unsigned timeout_ms);
+
 /* Starts one thread per poller (signals blocked in them). -errno on failure,
  * with whatever had started already stopped again. */
 int pollmgr_start(struct pollmgr *pm);
-/* Waits until no sub-reactor has a registered fdop, up to timeout_ms.
- * 0 when idle, -ETIMEDOUT otherwise. Does not stop anything. */
-int pollmgr_wait_idle(struct pollmgr *pm, uint64_t timeout_ms);
 /* Stops every poller and joins its thread. Idempotent. */
 void pollmgr_stop(struct pollmgr *pm);
-/* pollmgr_wait_idle then pollmgr_stop: the result of the wait. */
-int pollmgr_stop_graceful(struct pollmgr *pm, uint64_t timeout_ms);
-
-int pollmgr_parse_balance(const char *name, enum pollmgr_balance *out);

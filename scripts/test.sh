@@ -2,6 +2,7 @@
 # scripts/test.sh — README command 2: install what is missing, then build and
 # run every test, stopping at the first failing step:
 #   format check (clang-format) and static analysis (cppcheck, zero findings);
+#   the include graph (no cycle, layers point down: scripts/check-includes.sh);
 #   unit + integration tests in the release build, then again under ASan+UBSan;
 #   soak (ASan build) and a valgrind scenario (release build);
 #   every libFuzzer target for SLUICE_FUZZ_SECONDS (default 60) each;
@@ -21,6 +22,9 @@ find reactor proxy config admin tests -type f -name '*.[ch]' -print0 |
 echo "== static analysis (cppcheck)"
 cppcheck --quiet --enable=warning,style,performance,portability --std=c11 --inline-suppr \
   --error-exitcode=1 -I. reactor proxy config admin
+
+echo "== include graph"
+bash scripts/check-includes.sh
 
 echo "== release build + tests"
 bash scripts/build.sh release

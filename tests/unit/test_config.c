@@ -40,7 +40,7 @@ START_TEST(minimal_config_gets_documented_defaults)
     char *errors;
     ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
     ck_assert_uint_eq(cfg->pollers, 0);
-    ck_assert_int_eq(cfg->poller_balance, CFG_POLLERS_ROUND_ROBIN);
+    ck_assert_int_eq(cfg->poller_balance, POLLMGR_ROUND_ROBIN);
     ck_assert_uint_eq(cfg->shutdown_grace_ms, 10000);
     ck_assert_str_eq(cfg->admin.listen, "127.0.0.1:9090");
     ck_assert_ptr_null(cfg->admin.token);
@@ -59,6 +59,30 @@ START_TEST(minimal_config_gets_documented_defaults)
     ck_assert_int_eq(sin->sin_family, AF_INET);
     ck_assert_int_eq(ntohs(sin->sin_port), 7001);
     config_free(cfg);
+}
+END_TEST
+
+/* The names are spelled once (config_parse.c), in the order of the reactor's
+ * enum: each one loads as its pollmgr_balance and prints back the same. */
+START_TEST(poller_balance_names_are_the_reactor_enum)
+{
+    static const struct {
+        const char *name;
+        enum pollmgr_balance b;
+    } cases[] = {{"round_robin", POLLMGR_ROUND_ROBIN},
+                 {"random", POLLMGR_RANDOM},
+                 {"least_loaded", POLLMGR_LEAST_LOADED}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char json[512];
+        snprintf(json, sizeof(json), "{\"poller_balance\":\"%s\"," LISTENER_OK "," POOL_OK "}",
+                 cases[i].name);
+        struct config *cfg;
+        char *errors;
+        ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+        ck_assert_int_eq(cfg->poller_balance, cases[i].b);
+        ck_assert_str_eq(config_poller_balance_name(cfg->poller_balance), cases[i].name);
+        config_free(cfg);
+    }
 }
 END_TEST
 
@@ -310,6 +334,7 @@ static Suite *make_suite(void)
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, minimal_config_gets_documented_defaults);
+    tcase_add_test(tc, poller_balance_names_are_the_reactor_enum);
     tcase_add_test(tc, the_issue_example_loads);
     tcase_add_test(tc, syntax_error_has_line_and_column);
     tcase_add_test(tc, duplicate_key_is_an_error);
