@@ -254,8 +254,8 @@ int admin_start(struct runtime *rt, const struct cfg_admin *cfg, struct admin **
         free(a);
         return err;
     }
-    a->ctx.allowed_hosts = cfg->allowed_hosts;
-    a->ctx.nallowed_hosts = cfg->nallowed_hosts;
+    a->ctx.rules.allowed_hosts = cfg->allowed_hosts;
+    a->ctx.rules.nallowed_hosts = cfg->nallowed_hosts;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG | MHD_USE_POLL;
     if (cfg->addr.ss.ss_family == AF_INET6)

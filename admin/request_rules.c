@@ -11,8 +11,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "router.h"
-
 /* Constant time in the length of the presented value: no early exit on the
  * first differing byte. */
 static int token_ok(const char *token, const char *auth)
@@ -47,7 +45,7 @@ static int port_ok(const char *s)
  * "Host: evil.example". Only names no outsider controls pass: IP literals,
  * localhost, and admin.allowed_hosts. A request without Host (HTTP/1.0;
  * libmicrohttpd refuses HTTP/1.1 without one) comes from no browser. */
-static int host_ok(const struct admin_ctx *a, const char *host)
+static int host_ok(const struct admin_rules *a, const char *host)
 {
     char name[256];
     const char *rest;
@@ -105,7 +103,7 @@ static int json_content_type(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
-int admin_request_refused(const struct admin_ctx *a, const struct admin_request *rq,
+int admin_request_refused(const struct admin_rules *a, const struct admin_request *rq,
                           const char **error, char *detail, size_t n)
 {
     if (!host_ok(a, rq->host)) {

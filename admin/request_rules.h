@@ -4,11 +4,18 @@
 
 #include <stddef.h>
 
-struct admin_ctx;
-struct admin_request;
+#include "request.h"
+
+struct admin_rules {
+    const char *token; /* not owned; NULL: no auth */
+    /* Host names accepted besides IP literals and localhost
+     * (admin.allowed_hosts); not owned (the config outlives the admin). */
+    char *const *allowed_hosts;
+    size_t nallowed_hosts;
+};
 
 /* 0 when rq may be served; otherwise the HTTP status to answer (401, 403,
  * 413, 415, 400) with *error its short name and detail (n bytes) the reason.
  * Pure: any thread, no lock needed. */
-int admin_request_refused(const struct admin_ctx *a, const struct admin_request *rq,
+int admin_request_refused(const struct admin_rules *a, const struct admin_request *rq,
                           const char **error, char *detail, size_t n);

@@ -20,7 +20,6 @@
 #include "proxy/pool.h"
 #include "proxy/runtime.h"
 #include "reactor/poller.h"
-#include "request_rules.h"
 #include "views.h"
 
 #define MAX_SEGMENTS       8
@@ -36,9 +35,9 @@
 int admin_ctx_init(struct admin_ctx *a, struct runtime *rt, const char *token)
 {
     a->rt = rt;
-    a->token = token && *token ? token : NULL;
-    a->allowed_hosts = NULL;
-    a->nallowed_hosts = 0;
+    a->rules.token = token && *token ? token : NULL;
+    a->rules.allowed_hosts = NULL;
+    a->rules.nallowed_hosts = 0;
     a->started_mono_ms = poller_clock_ms();
     atomic_init(&a->shutting_down, 0);
     pthread_condattr_t attr;
@@ -602,7 +601,7 @@ void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct adm
      * then what the body may be; nothing is looked up or changed before. */
     char detail[256];
     const char *error;
-    int refused = admin_request_refused(a, rq, &error, detail, sizeof(detail));
+    int refused = admin_request_refused(&a->rules, rq, &error, detail, sizeof(detail));
     if (refused) {
         fail(rs, refused, error, "%s", detail);
         return;

@@ -9,41 +9,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "request.h"
+#include "request_rules.h"
+
 struct runtime;
 
-#define ADMIN_BODY_MAX (16u * 1024) /* request bodies above this get 413 */
-
 struct admin_ctx {
-    struct runtime *rt; /* not owned */
-    const char *token;  /* not owned; NULL: no auth */
-    /* Host names accepted besides IP literals and localhost (admin.allowed_hosts);
-     * not owned (the config outlives the admin). Zero after init. */
-    char *const *allowed_hosts;
-    size_t nallowed_hosts;
+    struct runtime *rt;       /* not owned */
+    struct admin_rules rules; /* who may ask: token, allowed Host names */
     uint64_t started_mono_ms;
     pthread_mutex_t lock;     /* serialises every route call: admin threads only */
     pthread_cond_t wake;      /* with lock: ?wait= sleeps on it; shutdown broadcasts */
     atomic_int shutting_down; /* set once by admin_ctx_shutdown() */
-};
-
-struct admin_request {
-    const char *method;
-    const char *path;          /* decoded but for %00 and %2F, without the query string */
-    const char *wait;          /* ?wait=S, or NULL */
-    const char *host;          /* header value, or NULL (HTTP/1.0 may omit it) */
-    const char *origin;        /* header value, or NULL (not a browser, or same-origin GET) */
-    const char *authorization; /* header value, or NULL */
-    const char *content_type;  /* header value, or NULL */
-    const char *body;
-    size_t body_len;
-    int body_too_large;
-};
-
-struct admin_response {
-    int status;
-    char *body; /* malloc'd */
-    const char *content_type;
-    const char *allow; /* for 405: the methods the path takes */
 };
 
 int admin_ctx_init(struct admin_ctx *a, struct runtime *rt, const char *token);
