@@ -145,9 +145,7 @@ static void on_accept(struct poller *p, struct fdop *op, void *data)
             refuse(l, w);
             continue;
         }
-        uint64_t key = l->pool->balance == CFG_POOL_SOURCE_HASH
-                           ? pool_client_key((struct sockaddr *)&peer)
-                           : 0;
+        uint64_t key = pool_client_key(l->pool, (struct sockaddr *)&peer);
         int err =
             l->reuseport ? session_start_here(w, l, fd, key) : session_handoff(l->rt, l, fd, key);
         if (err < 0)

@@ -358,8 +358,10 @@ struct backend *pool_pick(struct pool *pl, const struct backend *avoid, uint64_t
     return b;
 }
 
-uint64_t pool_client_key(const struct sockaddr *sa)
+uint64_t pool_client_key(const struct pool *pl, const struct sockaddr *sa)
 {
+    if (pl->balance != CFG_POOL_SOURCE_HASH)
+        return 0;
     if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
         return maglev_hash(&s6->sin6_addr, sizeof(s6->sin6_addr), 0);

@@ -44,15 +44,16 @@ int pool_init(struct pool *pl, const struct cfg_pool *cfg);
 void pool_fini(struct pool *pl); /* frees the set and every backend in it */
 
 /* Any thread. A backend that is up and has weight, chosen by the pool's
- * balance (client_key: the hashed client address, used by source_hash), other
+ * balance (client_key: pool_client_key() of the client), other
  * than `avoid` when another choice exists (retries); NULL when none is up.
  * The caller holds one active_connections slot on the returned backend and
  * gives it back with backend_release(). */
 struct backend *pool_pick(struct pool *pl, const struct backend *avoid, uint64_t client_key);
 
-/* The key source_hash hashes: the client's IP address (not its port), so one
- * client host keeps landing on one backend. */
-uint64_t pool_client_key(const struct sockaddr *sa);
+/* Main reactor, at accept: the key a pick of this pool hashes for the client
+ * at sa. With source_hash, its IP address (not its port), so one client host
+ * keeps landing on one backend; 0 with any other balance, which needs none. */
+uint64_t pool_client_key(const struct pool *pl, const struct sockaddr *sa);
 
 /* Admin thread (serialised by the caller). Lookups in the current set. */
 struct backend_set *pool_current(struct pool *pl);
