@@ -1,8 +1,9 @@
-/* proxy/backend.c — backend lifetime, slots, the dial over its addresses
- * and operator state changes (proxy/backend.h). */
+/* proxy/backend.c — backend lifetime, slots, the dial over its addresses,
+ * operator state changes and health's up/down transitions (proxy/backend.h). */
 #define _GNU_SOURCE
 #include "backend.h"
 
+#include "log.h"
 #include "reactor/poller.h"
 #include "sock.h"
 
@@ -100,6 +101,27 @@ enum backend_change backend_drain(struct backend *b, uint64_t deadline_ms)
     atomic_store(&b->close_at_ms, deadline_ms ? poller_clock_ms() + deadline_ms : 0);
     atomic_store(&b->state, BACKEND_DRAINING);
     return BACKEND_CHANGED;
+}
+
+void backend_go_down(struct backend *b, const char *pool, const char *why)
+{
+    int up = BACKEND_UP;
+    atomic_store(&b->healthy, 0);
+    /* Whatever took it down, coming back takes `rise` fresh passing checks. */
+    atomic_store_explicit(&b->consecutive_successes, 0, memory_order_relaxed);
+    if (atomic_compare_exchange_strong(&b->state, &up, BACKEND_DOWN))
+        log_warn("pool %s backend %s is down: %s", pool, b->name, why);
+}
+
+void backend_go_up(struct backend *b, const char *pool, const char *why)
+{
+    int down = BACKEND_DOWN;
+    atomic_store(&b->healthy, 1);
+    if (atomic_compare_exchange_strong(&b->state, &down, BACKEND_UP)) {
+        /* Old connect failures must not take it down again at the next one. */
+        atomic_store_explicit(&b->consecutive_connect_failures, 0, memory_order_relaxed);
+        log_info("pool %s backend %s is up: %s", pool, b->name, why);
+    }
 }
 
 /* Health checks move up<->down only, each storing `healthy` before its CAS

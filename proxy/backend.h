@@ -1,6 +1,6 @@
 /* proxy/backend.h — a backend's runtime state: addresses, weight, operator and
- * health state, counters, and the operator's state changes (drain, enable,
- * disable). Shared by every sub-reactor and the admin thread: state, weight
+ * health state, counters, and its state changes (the operator's drain, enable,
+ * disable; health's up and down). Shared by every sub-reactor and the admin thread: state, weight
  * and counters are atomics, so a change is seen at the very next pick. Runtime
  * state is kept apart from the config snapshot it came from (ARCHITECTURE.md). */
 #pragma once
@@ -87,6 +87,15 @@ static inline int backend_pickable(const struct backend *b)
  * session that picked the backend just before. 1 on success. */
 int backend_acquire(struct backend *b);
 void backend_release(struct backend *b);
+
+/* Health transitions, from active checks (proxy/health.c) and from sessions'
+ * connect results (pool_done): store `healthy`, then move up<->down only, by
+ * CAS, so an operator state is never overwritten (backend_enable re-reads
+ * `healthy` after its own CAS). Idempotent: callers re-apply them on every
+ * result past a threshold, which puts right a state that disagrees with
+ * health. Each logs a change with the pool's name and why. Any thread. */
+void backend_go_down(struct backend *b, const char *pool, const char *why);
+void backend_go_up(struct backend *b, const char *pool, const char *why);
 
 /* Starts a non-blocking connect to address *i of b or, when that fails at
  * once, to the ones after it. Returns 0 with *fd set and *i the address

@@ -53,83 +53,25 @@ int health_expect_feed(const char *expect, size_t expect_len, size_t *got, const
     return *got == expect_len;
 }
 
-static void go_down(struct pool *pl, struct backend *b, const char *why)
-{
-    int up = BACKEND_UP;
-    atomic_store(&b->healthy, 0);
-    /* Whatever took it down, coming back takes `rise` fresh passing checks. */
-    atomic_store_explicit(&b->consecutive_successes, 0, memory_order_relaxed);
-    if (atomic_compare_exchange_strong(&b->state, &up, BACKEND_DOWN))
-        log_warn("pool %s backend %s is down: %s", pl->name, b->name, why);
-}
-
-static void go_up(struct pool *pl, struct backend *b, const char *why)
-{
-    int down = BACKEND_DOWN;
-    atomic_store(&b->healthy, 1);
-    if (atomic_compare_exchange_strong(&b->state, &down, BACKEND_UP)) {
-        /* Old connect failures must not take it down again at the next one. */
-        atomic_store_explicit(&b->consecutive_connect_failures, 0, memory_order_relaxed);
-        log_info("pool %s backend %s is up: %s", pl->name, b->name, why);
-    }
-}
-
 /* Active evidence: the checks' own counts, which no session touches, so that
  * `fall` failed checks take a backend down however much traffic connects.
- * go_up/go_down run on every check past the threshold, not only when
+ * The transitions run on every check past the threshold, not only when
  * `healthy` flips: they are idempotent, and a state left disagreeing with
- * health (an operator change racing a check) is put right by the next check. */
-static void record_check(struct pool *pl, struct backend *b, int ok)
+ * health (an operator change racing a check) is put right by the next check.
+ * Sessions' connects are counted apart, behind pool_done (proxy/pool.c). */
+void health_record(struct pool *pl, struct backend *b, int ok)
 {
     if (ok) {
         atomic_store_explicit(&b->consecutive_failures, 0, memory_order_relaxed);
         unsigned s = atomic_fetch_add(&b->consecutive_successes, 1) + 1;
         if (s >= pl->health_check.rise)
-            go_up(pl, b, "health checks pass");
+            backend_go_up(b, pl->name, "health checks pass");
         return;
     }
     atomic_store_explicit(&b->consecutive_successes, 0, memory_order_relaxed);
     unsigned f = atomic_fetch_add(&b->consecutive_failures, 1) + 1;
     if (f >= pl->health_check.fall)
-        go_down(pl, b, "health checks fail");
-}
-
-void health_record(struct pool *pl, struct backend *b, int ok, int active)
-{
-    if (active) {
-        record_check(pl, b, ok);
-        return;
-    }
-    /* Passive evidence: real sessions' connects, counted apart. A successful
-     * connect only clears their own count: a backend can accept TCP and
-     * still fail its checks' send/expect. */
-    if (ok) {
-        /* Cheap on the data path: only write when there is something to reset. */
-        if (atomic_load_explicit(&b->consecutive_connect_failures, memory_order_relaxed))
-            atomic_store_explicit(&b->consecutive_connect_failures, 0, memory_order_relaxed);
-        return;
-    }
-    unsigned f = atomic_fetch_add(&b->consecutive_connect_failures, 1) + 1;
-    if (pl->health_check.enabled) {
-        /* A dead backend leaves rotation before its next check. */
-        if (f >= pl->health_check.fall)
-            go_down(pl, b, "connects fail");
-        return;
-    }
-    if (!pl->max_fails)
-        return;
-    /* Passive only: max_fails within fail_window_ms. */
-    uint64_t now = poller_clock_ms();
-    uint64_t start = atomic_load(&b->window_start_ms);
-    if (now - start > pl->fail_window_ms) {
-        atomic_store(&b->window_start_ms, now);
-        atomic_store(&b->window_fails, 0);
-    }
-    if (atomic_fetch_add(&b->window_fails, 1) + 1 >= pl->max_fails &&
-        atomic_load(&b->state) == BACKEND_UP) {
-        atomic_store(&b->down_until_ms, now + pl->fail_window_ms);
-        go_down(pl, b, "connect failures reached max_fails");
-    }
+        backend_go_down(b, pl->name, "health checks fail");
 }
 
 void health_tick(struct pool *pl, struct backend *b, uint64_t now_ms)
@@ -140,7 +82,7 @@ void health_tick(struct pool *pl, struct backend *b, uint64_t now_ms)
     uint64_t expect = until;
     if (atomic_compare_exchange_strong(&b->down_until_ms, &expect, 0)) {
         atomic_store(&b->window_fails, 0);
-        go_up(pl, b, "fail_window_ms passed");
+        backend_go_up(b, pl->name, "fail_window_ms passed");
     }
 }
 
@@ -169,7 +111,7 @@ static void finish(struct health_check *hc, enum health_result r)
         atomic_fetch_add(&b->checks_failed, 1);
     hc->phase = HC_IDLE;
     poller_timer_start(hc->p, &hc->timer, jittered(hc));
-    health_record(hc->pl, b, r == HEALTH_OK, 1);
+    health_record(hc->pl, b, r == HEALTH_OK);
 }
 
 /* The check could not even start for a reason of this host (no fd, no

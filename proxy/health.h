@@ -1,10 +1,12 @@
 /* proxy/health.h — backend health: active checks (a TCP connect, optionally a
  * payload sent and a reply prefix expected) run from a sub-reactor, never a
- * thread per check; passive accounting of real sessions' connect results.
- * `fall` consecutive failures take an up backend down, `rise` consecutive
- * successes bring a down one back; operator states (draining, disabled) are
- * never overridden. Without active checks, `max_fails` connect failures within
- * `fail_window_ms` take a backend down for `fail_window_ms` (nginx's rule). */
+ * thread per check, and the return of passive-down backends. `fall`
+ * consecutive failures take an up backend down, `rise` consecutive successes
+ * bring a down one back; operator states (draining, disabled) are never
+ * overridden (backend_go_down/up). Sessions' connect results are counted
+ * behind the peer API (pool_done, proxy/pool.h): toward `fall` with active
+ * checks, and without them `max_fails` within `fail_window_ms` take a backend
+ * down for `fail_window_ms` (nginx's rule), which health_tick ends. */
 #pragma once
 
 #include <stddef.h>
@@ -33,12 +35,12 @@ const char *health_result_name(enum health_result r);
 int health_expect_feed(const char *expect, size_t expect_len, size_t *got, const char *data,
                        size_t n);
 
-/* Any thread: a finished check or a session's connect result. active: from an
- * active check (its own streaks count toward rise and fall); passive: a
- * session's connect, counted apart (consecutive_connect_failures, toward fall,
- * or max_fails without active checks), so traffic never resets the checks. */
-void health_record(struct pool *pl, struct backend *b, int ok, int active);
-/* Sub-reactors' housekeeping: brings passive-down backends back when due. */
+/* Any thread: a finished active check. Its own streaks count toward rise and
+ * fall; sessions' connects are counted apart (pool_done), so traffic never
+ * resets the checks. */
+void health_record(struct pool *pl, struct backend *b, int ok);
+/* Sub-reactors' housekeeping: brings backends that pool_done took down for
+ * max_fails back when their fail_window_ms has passed. */
 void health_tick(struct pool *pl, struct backend *b, uint64_t now_ms);
 
 /* Creates the active checker of b on poller p and arms its first check at a

@@ -146,9 +146,7 @@ static void on_accept(struct poller *p, struct fdop *op, void *data)
             refuse(l, w);
             continue;
         }
-        uint64_t key = l->pool->balance == CFG_POOL_SOURCE_HASH
-                           ? pool_client_key((struct sockaddr *)&peer)
-                           : 0;
+        uint64_t key = pool_client_key(l->pool, (struct sockaddr *)&peer);
         if (l->on_conn(l, p, fd, key, l->conn_data) < 0)
             refuse(l, w); /* the fd is closed already */
     }

@@ -1,9 +1,11 @@
-/* proxy/pool.c — pools, backend sets and the weighted round-robin pick
- * (proxy/pool.h). */
+/* proxy/pool.c — pools, backend sets, the picks by balance and the peer
+ * API's accounting: slots, connect counters, passive health (proxy/pool.h). */
 #define _GNU_SOURCE
 #include "pool.h"
 
 #include "maglev.h"
+#include "reactor/poller.h"
+#include "sock.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -358,8 +360,72 @@ struct backend *pool_pick(struct pool *pl, const struct backend *avoid, uint64_t
     return b;
 }
 
-uint64_t pool_client_key(const struct sockaddr *sa)
+/* Passive evidence: real sessions' connects, counted apart from the active
+ * checks' streaks. A successful connect only clears its own run: a backend
+ * can accept TCP and still fail its checks' send/expect. */
+static void note_connect(struct pool *pl, struct backend *b, int ok)
 {
+    if (ok) {
+        /* Cheap on the data path: only write when there is something to reset. */
+        if (atomic_load_explicit(&b->consecutive_connect_failures, memory_order_relaxed))
+            atomic_store_explicit(&b->consecutive_connect_failures, 0, memory_order_relaxed);
+        return;
+    }
+    unsigned f = atomic_fetch_add(&b->consecutive_connect_failures, 1) + 1;
+    if (pl->health_check.enabled) {
+        /* A dead backend leaves rotation before its next check. */
+        if (f >= pl->health_check.fall)
+            backend_go_down(b, pl->name, "connects fail");
+        return;
+    }
+    if (!pl->max_fails)
+        return;
+    /* Passive only: max_fails within fail_window_ms (health_tick ends it). */
+    uint64_t now = poller_clock_ms();
+    uint64_t start = atomic_load(&b->window_start_ms);
+    if (now - start > pl->fail_window_ms) {
+        atomic_store(&b->window_start_ms, now);
+        atomic_store(&b->window_fails, 0);
+    }
+    if (atomic_fetch_add(&b->window_fails, 1) + 1 >= pl->max_fails &&
+        atomic_load(&b->state) == BACKEND_UP) {
+        atomic_store(&b->down_until_ms, now + pl->fail_window_ms);
+        backend_go_down(b, pl->name, "connect failures reached max_fails");
+    }
+}
+
+void pool_done(struct pool *pl, struct backend *b, enum pool_outcome outcome)
+{
+    switch (outcome) {
+    case POOL_CONNECTED:
+        note_connect(pl, b, 1);
+        return; /* the session relays on it: the slot stays until POOL_FINISHED */
+    case POOL_REFUSED:
+    case POOL_TIMEOUT:
+        backend_release(b);
+        atomic_fetch_add_explicit(&b->connect_failures, 1, memory_order_relaxed);
+        note_connect(pl, b, 0);
+        return;
+    case POOL_LOCAL_ERROR: /* no fd, no memory here: another backend would fare no better */
+    case POOL_FINISHED:
+        backend_release(b);
+        return;
+    }
+}
+
+enum pool_outcome pool_dial_outcome(int err)
+{
+    if (err == 0)
+        return POOL_CONNECTED;
+    if (sock_local_error(err))
+        return POOL_LOCAL_ERROR;
+    return err == -ETIMEDOUT ? POOL_TIMEOUT : POOL_REFUSED;
+}
+
+uint64_t pool_client_key(const struct pool *pl, const struct sockaddr *sa)
+{
+    if (pl->balance != CFG_POOL_SOURCE_HASH)
+        return 0;
     if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
         return maglev_hash(&s6->sin6_addr, sizeof(s6->sin6_addr), 0);

@@ -1,10 +1,14 @@
-/* proxy/pool.h — a pool of backends and the pick that sub-reactors call for
- * every new session. The pick is lock-free: it loads the pool's current
- * backend set (an immutable snapshot: backends + smooth weighted round-robin
- * schedule, nginx's sequence shape) and walks the schedule from an atomic
- * cursor, skipping backends that are not up. The admin thread changes the set
- * by building a new one, swapping the pointer, and retiring the old one only
- * after every sub-reactor has moved past it (runtime_quiesce). */
+/* proxy/pool.h — a pool of backends and its peer API, which sub-reactors call
+ * for every new session (nginx's peer.get / peer.free): pool_pick() asks for a
+ * backend, pool_done() reports what became of it. Behind the two are the
+ * backends' slots (which make drains exact), their connect counters and the
+ * passive health evidence; a session touches none of them itself. The pick is
+ * lock-free: it loads the pool's current backend set (an immutable snapshot:
+ * backends + smooth weighted round-robin schedule, nginx's sequence shape) and
+ * walks the schedule from an atomic cursor, skipping backends that are not up.
+ * The admin thread changes the set by building a new one, swapping the
+ * pointer, and retiring the old one only after every sub-reactor has moved
+ * past it (runtime_quiesce). */
 #pragma once
 
 #include <stdatomic.h>
@@ -43,16 +47,38 @@ struct pool {
 int pool_init(struct pool *pl, const struct cfg_pool *cfg);
 void pool_fini(struct pool *pl); /* frees the set and every backend in it */
 
+/* What became of a pick, as its session reports it to pool_done(). */
+enum pool_outcome {
+    POOL_CONNECTED,   /* the connect succeeded; the slot stays with the session */
+    POOL_REFUSED,     /* the backend failed the connect (refused, unreachable), every address */
+    POOL_TIMEOUT,     /* no connect within connect_timeout_ms */
+    POOL_LOCAL_ERROR, /* this host failed the dial (sock_local_error): not the backend's fault */
+    POOL_FINISHED,    /* the session ended (or gave up) while holding the slot */
+};
+
 /* Any thread. A backend that is up and has weight, chosen by the pool's
- * balance (client_key: the hashed client address, used by source_hash), other
- * than `avoid` when another choice exists (retries); NULL when none is up.
- * The caller holds one active_connections slot on the returned backend and
- * gives it back with backend_release(). */
+ * balance (client_key: pool_client_key() of the client), other than `avoid`
+ * when another choice exists (retries); NULL when none is up. The caller
+ * holds one active_connections slot on the returned backend until it reports
+ * an outcome other than POOL_CONNECTED to pool_done(). */
 struct backend *pool_pick(struct pool *pl, const struct backend *avoid, uint64_t client_key);
 
-/* The key source_hash hashes: the client's IP address (not its port), so one
- * client host keeps landing on one backend. */
-uint64_t pool_client_key(const struct sockaddr *sa);
+/* Any thread: the outcome of a pick of b. Every outcome but POOL_CONNECTED
+ * gives the slot back. POOL_REFUSED and POOL_TIMEOUT are failures of the
+ * backend: its connect_failures, and passive health (toward `fall` with
+ * active checks, else `max_fails` within `fail_window_ms`); POOL_CONNECTED
+ * clears the sessions' run of failures (consecutive_connect_failures) and
+ * nothing else; POOL_LOCAL_ERROR and POOL_FINISHED count nothing. The
+ * caller's own counters (per poller) are its business. */
+void pool_done(struct pool *pl, struct backend *b, enum pool_outcome outcome);
+
+/* The outcome of a dial that ended with err (-errno; 0: connected). */
+enum pool_outcome pool_dial_outcome(int err);
+
+/* At accept (any poller that accepts): the key a pick of this pool hashes for
+ * the client at sa. With source_hash, its IP address (not its port), so one
+ * client host keeps landing on one backend; 0 with any other balance. */
+uint64_t pool_client_key(const struct pool *pl, const struct sockaddr *sa);
 
 /* Admin thread (serialised by the caller). Lookups in the current set. */
 struct backend_set *pool_current(struct pool *pl);

@@ -210,7 +210,7 @@ void session_close(struct session *s, unsigned reset_sides)
         unstarve(s);
     session_splice_close(s);
     if (s->backend) {
-        backend_release(s->backend);
+        pool_done(s->pool, s->backend, POOL_FINISHED);
         s->backend = NULL;
     }
     atomic_fetch_sub_explicit(&s->listener->active_connections, 1, memory_order_relaxed);

@@ -2,13 +2,14 @@
  * pick a backend, non-blocking connect under connect_timeout_ms (to each of
  * the addresses its name resolved to in turn), and on failure or timeout
  * retry another backend up to the pool's retries. Bytes the client sent
- * meanwhile wait in its linkbuf and go out once connected. */
+ * meanwhile wait in its linkbuf and go out once connected. The backend's
+ * slot, counters and health are the pool's: the session only reports each
+ * pick's outcome (pool_done) and counts its own poller's counters. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <unistd.h>
 
 #include "backend.h"
-#include "health.h"
 #include "pool.h"
 #include "session-t.h"
 #include "sock.h"
@@ -18,13 +19,6 @@ static void give_up(struct session *s)
 {
     counter_add(&s->w->c.connect_exhausted, 1);
     session_close(s, SESSION_RESET_BOTH); /* served nothing: a reset, not an end */
-}
-
-static void note_failure(struct session *s, struct backend *b)
-{
-    atomic_fetch_add_explicit(&b->connect_failures, 1, memory_order_relaxed);
-    counter_add(&s->w->c.connect_failures, 1);
-    health_record(s->pool, b, 0, 0); /* passive: counts toward fall / max_fails */
 }
 
 /* Connects to b from its address i on; 0 once a connect is under way (the
@@ -45,24 +39,27 @@ static int dial_from(struct session *s, struct backend *b, unsigned i)
         up->op.fd = -1;
         return err;
     }
-    s->backend = b; /* pool_pick gave us its active_connections slot */
+    s->backend = b; /* pool_pick gave us its slot: pool_done gives it back */
     s->addr_index = (uint8_t)i;
     s->state = SESSION_CONNECTING;
     poller_timer_start(p, &s->timer, s->pool->connect_timeout_ms);
     return 0;
 }
 
-/* After backend b (its slot already given back) could not be reached with
- * err: counts it where it belongs and tells whether another backend may be
- * tried (1), or closes the client (0). */
+/* After backend b could not be reached with err (every address tried, or
+ * this host failed): reports it to the pool, which takes the slot back,
+ * counts it on this poller and tells whether another backend may be tried
+ * (1), or closes the client (0). */
 static int may_retry(struct session *s, struct backend *b, int err)
 {
-    if (sock_local_error(err)) {
+    enum pool_outcome outcome = pool_dial_outcome(err);
+    pool_done(s->pool, b, outcome);
+    if (outcome == POOL_LOCAL_ERROR) {
         counter_add(&s->w->c.local_errors, 1);
         give_up(s);
         return 0;
     }
-    note_failure(s, b);
+    counter_add(&s->w->c.connect_failures, 1);
     if (s->attempts > s->pool->retries) {
         give_up(s);
         return 0;
@@ -85,7 +82,6 @@ void session_dial(struct session *s, struct backend *avoid)
         int err = dial_from(s, b, 0);
         if (!err)
             return;
-        backend_release(b);
         if (!may_retry(s, b, err))
             return;
         avoid = b;
@@ -107,8 +103,7 @@ void session_dial_failed(struct session *s, int err)
         if (!err)
             return;
     }
-    backend_release(b);
-    s->backend = NULL;
+    s->backend = NULL; /* may_retry gives the slot back */
     if (may_retry(s, b, err))
         session_dial(s, b);
 }
@@ -132,7 +127,7 @@ void session_dial_check(struct session *s)
         return;
     }
     s->state = SESSION_RELAYING;
-    health_record(s->pool, s->backend, 1, 0);
+    pool_done(s->pool, s->backend, POOL_CONNECTED);
     poller_timer_stop(p, &s->timer);
     s->last_active_ms = poller_now_ms(p);
     if (s->pool->idle_timeout_ms)

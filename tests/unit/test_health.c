@@ -2,7 +2,8 @@
  * proxy/backend.c's operator changes: checks and sessions' connects counted
  * apart, enable returning a backend to what its health says, and a state
  * that disagrees with health (what an enable racing a check used to leave)
- * put right by the next check. No poller: health_record only. */
+ * put right by the next check. No poller: health_record for checks, the
+ * peer API (pool_pick/pool_done) for sessions' connects. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
@@ -55,13 +56,20 @@ static int state(void)
 static void checks(int ok, int n)
 {
     for (int i = 0; i < n; i++)
-        health_record(&pl, b, ok, 1);
+        health_record(&pl, b, ok);
 }
 
+/* Sessions' connects, reported through the peer API as session_dial does. */
 static void connects(int ok, int n)
 {
-    for (int i = 0; i < n; i++)
-        health_record(&pl, b, ok, 0);
+    for (int i = 0; i < n; i++) {
+        if (ok) {
+            pool_done(&pl, b, POOL_CONNECTED);
+            continue;
+        }
+        ck_assert_ptr_eq(pool_pick(&pl, NULL, 0), b); /* a failure gives a slot back */
+        pool_done(&pl, b, POOL_REFUSED);
+    }
 }
 
 START_TEST(connects_do_not_reset_the_checks_count)
