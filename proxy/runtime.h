@@ -9,6 +9,7 @@
 
 #include "config/config.h"
 #include "listener.h"
+#include "pipe_cache.h"
 #include "pool.h"
 #include "reactor/pollmgr.h"
 
@@ -35,17 +36,6 @@ struct worker_counters {
     atomic_uint_fast64_t pipes_cached;       /* splice: empty pipes kept for reuse */
 };
 
-/* Splice mode's empty pipes, kept per poller so that a session holds a pipe
- * only while bytes are in it (session_splice.c); owner thread only. */
-#define PIPE_CACHE_MAX 32
-struct pipe_cache {
-    struct {
-        int rd, wr;
-        uint32_t cap;
-    } pipe[PIPE_CACHE_MAX];
-    unsigned n;
-};
-
 struct worker {
     struct poller *poller;     /* not owned */
     struct runtime *rt;        /* not owned */
@@ -54,8 +44,8 @@ struct worker {
     struct session *starved;   /* not owned: sessions waiting for buffer memory */
     struct session *retrying;  /* not owned: the starved batch being retried now */
     struct timer starve_retry;
-    unsigned ticks; /* housekeeping runs so far */
-    struct pipe_cache pipes;
+    unsigned ticks;          /* housekeeping runs so far */
+    struct pipe_cache pipes; /* splice transport's empty pipes (proxy/pump_splice.c) */
     struct worker_counters c;
 };
 
