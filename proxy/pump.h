@@ -48,8 +48,9 @@ struct pump_movers {
     /* Writes some of them to side !d: bytes written (> 0), -EAGAIN or -errno. */
     ssize_t (*snd)(struct session *s, int d);
     /* Reads more from side d: bytes read, 0 at EOF, -EAGAIN or -errno. Sets
-     * *empty when the read proves the socket has nothing more now (EAGAIN,
-     * or fewer bytes than the space offered). */
+     * *empty when the read proves the socket has nothing more now (copy:
+     * EAGAIN, or fewer bytes than the space offered; splice: EAGAIN with an
+     * empty pipe); the pump then waits for the next edge. */
     ssize_t (*rcv)(struct session *s, int d, int *empty);
     int (*above_high)(const struct session *s, int d); /* stop reading */
     int (*below_low)(const struct session *s, int d);  /* read again */

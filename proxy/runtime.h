@@ -44,8 +44,8 @@ struct worker {
     struct session *starved;   /* not owned: sessions waiting for buffer memory */
     struct session *retrying;  /* not owned: the starved batch being retried now */
     struct timer starve_retry;
-    unsigned ticks;          /* housekeeping runs so far */
-    struct pipe_cache pipes; /* splice transport's empty pipes (proxy/pump_splice.c) */
+    unsigned ticks; /* housekeeping runs so far */
+    struct pipe_cache pipes;
     struct worker_counters c;
 };
 

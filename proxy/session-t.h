@@ -28,7 +28,7 @@ enum {
     SIDE_WR_READY = 1u << 1,
     SIDE_EOF = 1u << 2,    /* read returned 0: the peer shut its write side */
     SIDE_SHUT = 1u << 3,   /* we sent shutdown(SHUT_WR) on this fd */
-    SIDE_PAUSED = 1u << 4, /* its linkbuf passed the high watermark */
+    SIDE_PAUSED = 1u << 4, /* its buffer (linkbuf, or a pipe) passed the high watermark */
     SIDE_HUP = 1u << 5,    /* epoll said the peer shut or reset: read on to the end */
 };
 
