@@ -32,7 +32,7 @@
 
 static const enum cfg_zero_copy transports[] = {CFG_ZERO_COPY_NONE, CFG_ZERO_COPY_SPLICE};
 
-static struct poller *p;
+static struct poller *loop;
 static struct worker w;
 static struct pool pl;
 static struct listener lst;
@@ -80,14 +80,14 @@ static void tcp_pair(int *test_end, int *proxy_end, int proxy_rcvbuf)
 
 static void run(int timeout_ms)
 {
-    ck_assert_int_ge(poller_run_once(p, timeout_ms), 0);
+    ck_assert_int_ge(poller_run_once(loop, timeout_ms), 0);
 }
 
 /* Runs the poller until an iteration has nothing to do. */
 static void settle(void)
 {
     for (int i = 0; i < SPINS; i++)
-        if (poller_run_once(p, 0) == 0 && poller_run_once(p, 0) == 0)
+        if (poller_run_once(loop, 0) == 0 && poller_run_once(loop, 0) == 0)
             return;
     ck_abort_msg("the poller never went quiet");
 }
@@ -112,12 +112,12 @@ static void start(int xi, unsigned low, unsigned high, int backend_rcvbuf, int c
                           .backends = bs,
                           .nbackends = 1};
     ck_assert_int_eq(pool_init(&pl, &cp), 0);
-    ck_assert_int_eq(poller_create(1, NULL, &p), 0);
+    ck_assert_int_eq(poller_create(1, NULL, &loop), 0);
     memset(&w, 0, sizeof(w));
-    w.poller = p;
+    w.poller = loop;
     timer_init(&w.housekeeping, NULL, &w);
     timer_init(&w.starve_retry, session_starve_retry, &w);
-    poller_set_user(p, &w);
+    poller_set_user(loop, &w);
     memset(&lst, 0, sizeof(lst));
     lst.pool = &pl;
 
@@ -145,7 +145,7 @@ static void finish(void)
     counter_sub(&w.c.pipes_cached, pipe_cache_close(&w.pipes));
     ck_assert_uint_eq(counter_get(&w.c.pipes_in_use), 0);
     ck_assert_uint_eq(counter_get(&w.c.pipes_cached), 0);
-    poller_destroy(p);
+    poller_destroy(loop);
     pool_fini(&pl);
     close(backend_lfd);
     if (client >= 0)
@@ -379,10 +379,10 @@ START_TEST(spent_budget_reruns_without_an_event)
     int queued = 0;
     ck_assert_int_eq(ioctl(s->side[SIDE_CLIENT].op.fd, FIONREAD, &queued), 0);
     ck_assert_int_gt(queued, 2 * (PUMP_BUDGET_BYTES + MAX_READ));
-    uint64_t events = atomic_load(&poller_counters(p)->events);
-    int polled = poller_run_once(p, 1000); /* the edge, then a re-run pass */
+    uint64_t events = atomic_load(&poller_counters(loop)->events);
+    int polled = poller_run_once(loop, 1000); /* the edge, then a re-run pass */
     ck_assert_int_ge(polled, 1);
-    uint64_t reruns = atomic_load(&poller_counters(p)->events) - events - (uint64_t)polled;
+    uint64_t reruns = atomic_load(&poller_counters(loop)->events) - events - (uint64_t)polled;
     ck_assert_uint_ge(reruns, 1); /* the budget, not the data, ended the first pass */
     ck_assert_uint_le(intake(), (1 + reruns) * (PUMP_BUDGET_BYTES + MAX_READ));
     ck_assert_uint_lt(intake(), sent);
