@@ -8,11 +8,13 @@
 
 #include <sys/socket.h>
 
+#include "pool.h"
 #include "runtime.h"
 
-const struct pump_xprt *pump_xprt_for(enum cfg_zero_copy zc)
+/* The transport a pool's sessions relay with, by pools[].zero_copy: the one
+ * place a new transport is listed. */
+static const struct pump_xprt *pump_xprt_for(enum cfg_zero_copy zc)
 {
-    /* The one place a new transport is listed. */
     switch (zc) {
     case CFG_ZERO_COPY_SPLICE:
         return &pump_splice;
@@ -32,7 +34,8 @@ static int drained(const struct session *s, int d)
 void pump_session(struct session *s)
 {
     /* The pool's transport once relaying; copy while connecting. */
-    const struct pump_xprt *x = s->state == SESSION_RELAYING ? s->xprt : &pump_copy;
+    const struct pump_xprt *x =
+        s->state == SESSION_RELAYING ? pump_xprt_for(s->pool->zero_copy) : &pump_copy;
     for (int d = 0; d < 2; d++) {
         int bad = 0;
         /* Bytes in the linkbuf (read while connecting, or while the transport
@@ -63,4 +66,10 @@ void pump_session(struct session *s)
             dst->flags |= SIDE_SHUT;
         }
     }
+}
+
+void pump_release(struct session *s)
+{
+    if (s->xprt_ctx)
+        pump_xprt_for(s->pool->zero_copy)->release(s);
 }

@@ -27,15 +27,13 @@ struct pump_xprt {
      * failed, or PUMP_NOT_NOW before touching anything (no pipe could be had:
      * the pump relays this pass through the linkbuf instead). */
     int (*dir)(struct session *s, int d, int *bad);
-    /* The session closes: let go of s->xprt_ctx. NULL when it holds nothing. */
+    /* The session closes: let go of s->xprt_ctx (called only when set; a
+     * transport that never sets it needs none). */
     void (*release)(struct session *s);
 };
 
 extern const struct pump_xprt pump_copy;   /* pump_copy.c */
 extern const struct pump_xprt pump_splice; /* pump_splice.c */
-
-/* The transport a pool's sessions relay with, by pools[].zero_copy. */
-const struct pump_xprt *pump_xprt_for(enum cfg_zero_copy zc);
 
 /* The copy transport's pass; pump_session calls it directly. */
 int pump_copy_dir(struct session *s, int d, int *bad);

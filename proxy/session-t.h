@@ -8,7 +8,6 @@
 #include "reactor/poller.h"
 
 struct backend;
-struct pump_xprt;
 struct listener;
 struct pool;
 struct worker;
@@ -59,11 +58,10 @@ struct session {
     uint64_t last_active_ms;
     uint64_t client_key; /* hashed client address, for source_hash */
     uint8_t state;
-    uint8_t attempts;             /* backends tried */
-    uint8_t addr_index;           /* which of the backend's addresses is being dialed */
-    uint8_t starved;              /* waiting for buffer memory (buffer_memory_limit) */
-    const struct pump_xprt *xprt; /* not owned: the pool's transport (proxy/pump.h) */
-    void *xprt_ctx;               /* owned by xprt: its state (splice: the pipes), or NULL */
+    uint8_t attempts;   /* backends tried */
+    uint8_t addr_index; /* which of the backend's addresses is being dialed */
+    uint8_t starved;    /* waiting for buffer memory (buffer_memory_limit) */
+    void *xprt_ctx;     /* owned by the pool's transport (proxy/pump.h): splice's pipes, or NULL */
 };
 
 extern const struct fdop_ops session_io_ops;
@@ -84,6 +82,8 @@ void session_starve(struct session *s);
  * allow, then forwards a half-close or closes the session when both are
  * done; a read or write error on one side resets the other. */
 void pump_session(struct session *s);
+/* The session closes: its transport lets go of s->xprt_ctx. */
+void pump_release(struct session *s);
 
 /* session_dial.c */
 void session_dial(struct session *s, struct backend *avoid);

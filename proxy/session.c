@@ -13,7 +13,6 @@
 #include "backend.h"
 #include "listener.h"
 #include "pool.h"
-#include "pump.h"
 #include "runtime.h"
 #include "session-t.h"
 #include "sock.h"
@@ -96,7 +95,6 @@ static struct session *session_new(struct listener *l, int fd, uint64_t client_k
         return NULL;
     s->listener = l;
     s->pool = l->pool;
-    s->xprt = pump_xprt_for(l->pool->zero_copy);
     s->client_key = client_key;
     s->state = SESSION_NEW;
     fdop_init(&s->side[SIDE_CLIENT].op, fd, &session_io_ops, s);
@@ -196,8 +194,7 @@ void session_close(struct session *s, unsigned reset_sides)
     poller_timer_stop(p, &s->timer);
     if (s->starved)
         unstarve(s);
-    if (s->xprt->release)
-        s->xprt->release(s);
+    pump_release(s);
     if (s->backend) {
         backend_release(s->backend);
         s->backend = NULL;
