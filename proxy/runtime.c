@@ -203,7 +203,7 @@ void runtime_destroy(struct runtime *rt)
             poller_run_once(rt->workers[i].poller, 0);
             session_close_all(&rt->workers[i]);
             poller_run_once(rt->workers[i].poller, 0);
-            session_splice_cache_drain(&rt->workers[i]);
+            counter_sub(&rt->workers[i].c.pipes_cached, pipe_cache_close(&rt->workers[i].pipes));
         }
         for (size_t i = 0; i < rt->nlisteners; i++)
             for (size_t w = 0; w < rt->nworkers; w++)

@@ -1,6 +1,6 @@
 /* proxy/session-t.h — the session struct and the verbs shared by session.c
- * (relay, close) and session_dial.c (upstream connect, retry). Not for other
- * files: they use proxy/session.h. */
+ * (life, close), session_dial.c (upstream connect, retry) and the pump
+ * (pump.c and its transports). Not for other files: they use proxy/session.h. */
 #pragma once
 
 #include <stdint.h>
@@ -8,7 +8,6 @@
 #include "reactor/poller.h"
 
 struct backend;
-struct session_pipes;
 struct listener;
 struct pool;
 struct worker;
@@ -28,7 +27,7 @@ enum {
     SIDE_WR_READY = 1u << 1,
     SIDE_EOF = 1u << 2,    /* read returned 0: the peer shut its write side */
     SIDE_SHUT = 1u << 3,   /* we sent shutdown(SHUT_WR) on this fd */
-    SIDE_PAUSED = 1u << 4, /* its linkbuf passed the high watermark */
+    SIDE_PAUSED = 1u << 4, /* its buffer (linkbuf, or a pipe) passed the high watermark */
     SIDE_HUP = 1u << 5,    /* epoll said the peer shut or reset: read on to the end */
 };
 
@@ -36,7 +35,8 @@ struct side {
     struct fdop op;
     struct linkbuf in; /* bytes read from this side, waiting for the other */
     uint8_t flags;
-    uint8_t span; /* blocks booked per read: grows on full reads, shrinks on short */
+    uint8_t span;  /* copy: blocks booked per read; grows on full reads, shrinks on short */
+    uint32_t held; /* bytes the transport holds outside the linkbuf (splice: the pipe's fill) */
 };
 
 /* A read may bring bytes: readable as far as we know, and no EOF seen yet. */
@@ -58,10 +58,10 @@ struct session {
     uint64_t last_active_ms;
     uint64_t client_key; /* hashed client address, for source_hash */
     uint8_t state;
-    uint8_t attempts;            /* backends tried */
-    uint8_t addr_index;          /* which of the backend's addresses is being dialed */
-    uint8_t starved;             /* waiting for buffer memory (buffer_memory_limit) */
-    struct session_pipes *pipes; /* owned: splice mode's pipes, NULL otherwise */
+    uint8_t attempts;   /* backends tried */
+    uint8_t addr_index; /* which of the backend's addresses is being dialed */
+    uint8_t starved;    /* waiting for buffer memory (buffer_memory_limit) */
+    void *xprt_ctx;     /* owned by the pool's transport (proxy/pump.h): splice's pipes, or NULL */
 };
 
 extern const struct fdop_ops session_io_ops;
@@ -73,17 +73,17 @@ void session_close(struct session *s, unsigned reset_sides); /* bit i: RST side 
  * resets both sides: a FIN would let a peer that reads to EOF take a cut
  * stream for a complete one (README "Close semantics"). */
 #define SESSION_RESET_BOTH ((1u << SIDE_CLIENT) | (1u << SIDE_UPSTREAM))
-void session_pump(struct session *s);
 void session_account(struct session *s, int d, size_t n); /* n bytes relayed out of side d */
+/* Out of buffer memory on this poller: stop reading (the readiness stays
+ * cached) and try again shortly, when writes may have freed blocks. */
+void session_starve(struct session *s);
 
-/* session_splice.c: zero_copy "splice" */
-/* Gives d a pipe (the poller's cached one, or a new one) when it has bytes
- * to read and holds none; 0 when none can be had (fds, memory): that
- * direction then relays through its linkbuf, so no byte waits for an event. */
-int session_splice_ready(struct session *s, int d);
-int session_splice_dir(struct session *s, int d, int *bad);
-int session_splice_pending(const struct session *s, int d); /* bytes in d's pipe */
-void session_splice_close(struct session *s);               /* lets go of the pipes */
+/* pump.c (proxy/pump.h): relays both directions as far as the sockets
+ * allow, then forwards a half-close or closes the session when both are
+ * done; a read or write error on one side resets the other. */
+void pump_session(struct session *s);
+/* The session closes: its transport lets go of s->xprt_ctx. */
+void pump_release(struct session *s);
 
 /* session_dial.c */
 void session_dial(struct session *s, struct backend *avoid);

@@ -1,7 +1,7 @@
-/* proxy/session.c — a session's life on its sub-reactor: adoption, the relay
- * (one pump for both directions, nginx-style: it reads the state of both sides
- * and decides), backpressure, half-close, reset forwarding, idle timeout and
- * close. Upstream connects and retries are in session_dial.c. */
+/* proxy/session.c — a session's life on its sub-reactor: adoption, readiness
+ * events, the starve list, idle timeout and close. The relay (backpressure,
+ * half-close, reset forwarding) is the pump's (pump.c, proxy/pump.h);
+ * upstream connects and retries are in session_dial.c. */
 #define _GNU_SOURCE
 #include "session.h"
 
@@ -18,9 +18,7 @@
 #include "sock.h"
 #include "worker.h"
 
-#define PUMP_BUDGET_BYTES (1024u * 1024) /* per direction per wake-up: fairness */
-#define SPAN_MAX_BLOCKS   16
-#define STARVE_RETRY_MS   10 /* how soon a session short of buffer memory reads again */
+#define STARVE_RETRY_MS 10 /* how soon a session short of buffer memory reads again */
 
 static void on_read(struct poller *p, struct fdop *op, void *data);
 static void on_write(struct poller *p, struct fdop *op, void *data);
@@ -34,7 +32,7 @@ static void free_session(struct poller *p, struct poller_task *t, void *arg)
 static int session_holds_bytes(const struct session *s)
 {
     for (int d = 0; d < 2; d++)
-        if (linkbuf_len(&s->side[d].in) || session_splice_pending(s, d))
+        if (linkbuf_len(&s->side[d].in) || s->side[d].held)
             return 1;
     return 0;
 }
@@ -153,13 +151,11 @@ void session_starve_retry(void *loop, struct timer *t, void *data)
         w->retrying = s->starved_next;
         s->starved = 0;
         s->starved_next = NULL;
-        session_pump(s); /* may starve again: it re-queues itself on w->starved */
+        pump_session(s); /* may starve again: it re-queues itself on w->starved */
     }
 }
 
-/* Out of buffer memory on this poller: stop reading (the readiness stays
- * cached) and try again shortly, when writes may have freed blocks. */
-static void starve(struct session *s)
+void session_starve(struct session *s)
 {
     struct worker *w = s->w;
     counter_add(&w->c.memory_starved, 1);
@@ -208,7 +204,7 @@ void session_close(struct session *s, unsigned reset_sides)
     poller_timer_stop(p, &s->timer);
     if (s->starved)
         unstarve(s);
-    session_splice_close(s);
+    pump_release(s);
     if (s->backend) {
         pool_done(s->pool, s->backend, POOL_FINISHED);
         s->backend = NULL;
@@ -258,141 +254,6 @@ void session_account(struct session *s, int d, size_t n)
     }
 }
 
-static size_t read_want(const struct side *src)
-{
-    size_t want = (size_t)src->span * LINKBUF_BLOCK_DATA;
-    size_t len = linkbuf_len(&src->in), high = src->in.high;
-    size_t room = len < high ? high - len : 0;
-    if (want > room)
-        want = room > LINKBUF_BLOCK_DATA ? room : LINKBUF_BLOCK_DATA;
-    return want;
-}
-
-/* Moves what it can from side[d] through its linkbuf to side[!d]: write what
- * is buffered, read more while below the high watermark, until a side would
- * block or the budget is spent. Returns 0, or -errno with *bad set to the
- * side whose syscall failed. */
-static int pump_dir(struct session *s, int d, int *bad)
-{
-    struct poller *p = s->w->poller;
-    struct side *src = &s->side[d], *dst = &s->side[!d];
-    struct linkbuf *buf = &src->in;
-    size_t budget = PUMP_BUDGET_BYTES;
-    for (;;) {
-        /* Write until the buffer is empty or the socket says EAGAIN: with
-         * edge-triggered fds, stopping earlier (one writev covers at most
-         * LINKBUF_MAX_IOV blocks) would leave bytes that no event comes back for. */
-        while (linkbuf_len(buf) && (dst->flags & SIDE_WR_READY)) {
-            ssize_t n = linkbuf_send_to(buf, dst->op.fd);
-            if (n == -EAGAIN) {
-                dst->flags &= (uint8_t)~SIDE_WR_READY;
-            } else if (n < 0) {
-                *bad = !d;
-                return (int)n;
-            } else {
-                session_account(s, d, (size_t)n);
-                s->last_active_ms = poller_now_ms(p);
-            }
-        }
-        if (src->flags & SIDE_PAUSED) {
-            if (!linkbuf_below_low(buf))
-                break;
-            src->flags &= (uint8_t)~SIDE_PAUSED;
-        }
-        if (!side_may_read(src))
-            break;
-        if (linkbuf_above_high(buf)) {
-            src->flags |= SIDE_PAUSED;
-            break;
-        }
-        if (budget == 0) {
-            poller_rerun(p, &src->op, POLL_EV_IN);
-            break;
-        }
-        if (s->w->starved && linkbuf_len(buf)) {
-            /* Others wait for buffer memory: one that already holds some
-             * queues behind them instead of taking every freed block. */
-            starve(s);
-            break;
-        }
-        size_t want = read_want(src), booked = 0;
-        ssize_t n = linkbuf_recv_from(buf, src->op.fd, want, &booked);
-        if (n == -EAGAIN) {
-            src->flags &= (uint8_t)~SIDE_RD_READY;
-            break;
-        }
-        if (n == -ENOMEM) {
-            starve(s);
-            break;
-        }
-        if (n == 0) {
-            src->flags |= SIDE_EOF;
-            continue; /* flush what is left, then forward the EOF below */
-        }
-        if (n < 0) {
-            *bad = d;
-            return (int)n;
-        }
-        if ((size_t)n == booked) {
-            if ((size_t)n >= want && src->span < SPAN_MAX_BLOCKS)
-                src->span *= 2;
-        } else {
-            /* A short read emptied the socket: skip the read that would only
-             * say EAGAIN; edge-triggered epoll reports the next arrival. Not
-             * when a FIN or RST came with this edge: no new edge would come
-             * for it, so read on until 0 or the error. */
-            if (!(src->flags & SIDE_HUP))
-                src->flags &= (uint8_t)~SIDE_RD_READY;
-            if ((size_t)n < want / 2 && src->span > 1)
-                src->span /= 2;
-        }
-        budget -= (size_t)n < budget ? (size_t)n : budget;
-        s->last_active_ms = poller_now_ms(p);
-    }
-    return 0;
-}
-
-/* Everything side d sent, up to its EOF, has been delivered to the other side. */
-static int drained(const struct session *s, int d)
-{
-    return (s->side[d].flags & SIDE_EOF) && linkbuf_len(&s->side[d].in) == 0 &&
-           session_splice_pending(s, d) == 0;
-}
-
-void session_pump(struct session *s)
-{
-    int splicing = s->pool->zero_copy == CFG_ZERO_COPY_SPLICE && s->state == SESSION_RELAYING;
-    for (int d = 0; d < 2; d++) {
-        int bad = 0;
-        /* Splice once what was read into the linkbuf (while connecting, or
-         * while no pipe could be made) is out. */
-        int err = splicing && linkbuf_len(&s->side[d].in) == 0 && session_splice_ready(s, d)
-                      ? session_splice_dir(s, d, &bad)
-                      : pump_dir(s, d, &bad);
-        if (err) {
-            /* A reset (or any error) on one side is forwarded as a reset to the other. */
-            counter_add(&s->w->c.resets, 1);
-            session_close(s, 1u << !bad);
-            return;
-        }
-    }
-    if (s->state != SESSION_RELAYING)
-        return;
-    /* Both directions ended: close (a FIN each way); no shutdown first. */
-    if (drained(s, SIDE_CLIENT) && drained(s, SIDE_UPSTREAM)) {
-        session_close(s, 0);
-        return;
-    }
-    /* Half-close: forward an EOF once everything before it is delivered. */
-    for (int d = 0; d < 2; d++) {
-        struct side *dst = &s->side[!d];
-        if (drained(s, d) && !(dst->flags & SIDE_SHUT)) {
-            shutdown(dst->op.fd, SHUT_WR);
-            dst->flags |= SIDE_SHUT;
-        }
-    }
-}
-
 /* cppcheck-suppress constParameter ; the signature is fdop_cb's */
 static void on_read(struct poller *p, struct fdop *op, void *data)
 {
@@ -405,7 +266,7 @@ static void on_read(struct poller *p, struct fdop *op, void *data)
     s->side[i].flags |= SIDE_RD_READY;
     if (op->revents & (POLL_EV_RDHUP | POLL_EV_HUP))
         s->side[i].flags |= SIDE_HUP;
-    session_pump(s);
+    pump_session(s);
 }
 
 /* cppcheck-suppress constParameter ; the signature is fdop_cb's */
@@ -419,7 +280,6 @@ static void on_write(struct poller *p, struct fdop *op, void *data)
     }
     s->side[i].flags |= SIDE_WR_READY;
     /* Only the direction into this side can make progress on a write event. */
-    if (linkbuf_len(&s->side[!i].in) || session_splice_pending(s, !i) ||
-        (s->side[!i].flags & SIDE_EOF))
-        session_pump(s);
+    if (linkbuf_len(&s->side[!i].in) || s->side[!i].held || (s->side[!i].flags & SIDE_EOF))
+        pump_session(s);
 }

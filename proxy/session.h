@@ -32,6 +32,3 @@ unsigned session_close_on_backend(struct worker *w, const struct backend *b);
 /* The worker's timer callback that retries sessions which ran out of buffer
  * memory (buffer_memory_limit); runtime.c arms nothing, session.c does. */
 void session_starve_retry(void *loop, struct timer *t, void *data);
-
-/* Closes the poller's cached splice pipes (the poller has stopped). */
-void session_splice_cache_drain(struct worker *w);

@@ -139,5 +139,5 @@ void session_dial_check(struct session *s)
     up->flags |= SIDE_RD_READY | SIDE_WR_READY;
     if (up->op.revents & (POLL_EV_RDHUP | POLL_EV_HUP))
         up->flags |= SIDE_HUP;
-    session_pump(s);
+    pump_session(s);
 }

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "pipe_cache.h"
 #include "reactor/poller.h"
 
 struct session;
@@ -30,17 +31,6 @@ struct worker_counters {
     atomic_uint_fast64_t local_errors;       /* dials, checks that failed here (EMFILE...) */
     atomic_uint_fast64_t pipes_in_use;       /* splice: pipes holding a direction's bytes */
     atomic_uint_fast64_t pipes_cached;       /* splice: empty pipes kept for reuse */
-};
-
-/* Splice mode's empty pipes, kept per poller so that a session holds a pipe
- * only while bytes are in it (session_splice.c); owner thread only. */
-#define PIPE_CACHE_MAX 32
-struct pipe_cache {
-    struct {
-        int rd, wr;
-        uint32_t cap;
-    } pipe[PIPE_CACHE_MAX];
-    unsigned n;
 };
 
 struct worker {

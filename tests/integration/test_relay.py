@@ -14,7 +14,7 @@ from harness import (ProxyTest, connect, echo_handler, listen_port, payload, rec
                      recv_exactly, sha, simple_config, wait_until)
 
 MIB = 1 << 20
-PIPE_CACHE_MAX = 32  # proxy/runtime.h: empty splice pipes kept per poller
+PIPE_CACHE_MAX = 32  # proxy/pipe_cache.h: empty splice pipes kept per poller
 
 
 def pollers_total(cfg, key):
