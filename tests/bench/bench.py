@@ -6,6 +6,7 @@ shared machine. Never a pass/fail test: it prints a table and saves JSON.
   python3 tests/bench/bench.py                 # full: 1 and 2 pollers, 2 rounds
   python3 tests/bench/bench.py --quick         # 1 poller, 2 rounds, shorter runs
   python3 tests/bench/bench.py --out FILE.json --pollers 1 --rounds 3 --nginx
+  python3 tests/bench/bench.py --quick --baseline OLD/build/sluice   # a change vs its base
 
 Every server is started here on loopback and stopped by PID; every run is
 bounded in time. Peers are interleaved (A B C, C B A, ...) and medians kept.
@@ -144,6 +145,7 @@ class Proxy(Peer):
 
 class Sluice(Proxy):
     name = "sluice"
+    binary = SLUICE
     accept = "main"
     zero_copy = "none"
 
@@ -159,7 +161,14 @@ class Sluice(Proxy):
         path = os.path.join(self.tmp, "sluice.json")
         with open(path, "w") as f:
             json.dump(cfg, f)
-        return [SLUICE, "-c", path]
+        return [self.binary, "-c", path]
+
+
+class SluiceBaseline(Sluice):
+    """Another sluice binary (--baseline), e.g. the commit before a refactor,
+    measured in the same run so a change is judged side by side."""
+    name = "sluice_baseline"
+    binary = None
 
 
 class SluiceReuseport(Sluice):
@@ -320,6 +329,8 @@ def main():
                     help="add sluice with accept \"reuseport\" as a peer")
     ap.add_argument("--splice", action="store_true",
                     help="add sluice with zero_copy \"splice\" as a peer")
+    ap.add_argument("--baseline", metavar="SLUICE_BIN",
+                    help="add another sluice binary as a peer (the change's base)")
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "bench", "results.json"))
     ap.add_argument("--readme", metavar="RESULTS_JSON",
                     help="print the README's Performance tables from a saved run, measure nothing")
@@ -332,6 +343,7 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"missing {tool}: run scripts/bench.sh, which installs it")
     pollers = args.pollers or ([1] if args.quick else [1, 2])
+    SluiceBaseline.binary = args.baseline
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -343,7 +355,8 @@ def main():
     try:
         for np in pollers:
             kinds = [Direct, HAProxy, Sluice] + ([SluiceReuseport] if args.reuseport else []) + \
-                ([SluiceSplice] if args.splice else []) + ([Nginx] if args.nginx else [])
+                ([SluiceSplice] if args.splice else []) + ([Nginx] if args.nginx else []) + \
+                ([SluiceBaseline] if args.baseline else [])
             samples = {k.name: [] for k in kinds}
             for rnd in range(args.rounds):
                 order = kinds if rnd % 2 == 0 else list(reversed(kinds))
@@ -388,7 +401,7 @@ README_ROWS = [
 ]
 PEER_LABELS = {"direct": "direct", "haproxy": "HAProxy 2.6", "sluice": "sluice",
                "sluice_reuseport": "sluice (reuseport)", "sluice_splice": "sluice (splice)",
-               "nginx": "nginx stream"}
+               "nginx": "nginx stream", "sluice_baseline": "sluice (baseline)"}
 
 
 def print_table(np, med):
@@ -399,8 +412,9 @@ def print_table(np, med):
         return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
     peers = list(med)
     print(f"\n**{np} poller{'s' if str(np) != '1' else ''}** (HAProxy nbthread {np}):\n")
+    base = "sluice_baseline" in med
     head = ["workload"] + [PEER_LABELS.get(p, p) for p in peers] + \
-        ["sluice / HAProxy", "sluice / direct"]
+        ["sluice / HAProxy", "sluice / direct"] + (["sluice / baseline"] if base else [])
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for key, label in README_ROWS:
@@ -408,7 +422,11 @@ def print_table(np, med):
         cells = [fmt(med[p][key]) for p in peers]
         rh = s / h if s is not None and h else None
         rd = s / d if s is not None and d else None
-        print("| " + " | ".join([label] + cells + [fmt(rh), fmt(rd)]) + " |")
+        ratios = [fmt(rh), fmt(rd)]
+        if base:
+            b = med["sluice_baseline"][key]
+            ratios.append(fmt(s / b if s is not None and b else None))
+        print("| " + " | ".join([label] + cells + ratios) + " |")
 
 
 def print_readme_tables(results):
