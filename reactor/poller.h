@@ -21,7 +21,8 @@
 
 struct poller;
 
-/* Counters written by the owning thread only (relaxed), readable from any thread. */
+/* Owner-only counters (reactor/counter.h): written by the owning thread,
+ * readable from any thread. */
 struct poller_counters {
     atomic_uint_fast64_t wakeups;       /* returns from the backend's wait */
     atomic_uint_fast64_t events;        /* fd callbacks dispatched */

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "counter.h"
+
 struct pollmgr {
     enum pollmgr_balance balance;
     unsigned nsub;
@@ -95,7 +97,7 @@ static uint64_t next_random(struct pollmgr *pm)
 
 static uint64_t load_of(const struct poller *p)
 {
-    return atomic_load_explicit(&poller_counters(p)->registrations, memory_order_relaxed);
+    return counter_get(&poller_counters(p)->registrations);
 }
 
 struct poller *pollmgr_pick(struct pollmgr *pm)
