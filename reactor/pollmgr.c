@@ -11,12 +11,12 @@
 #include <unistd.h>
 
 #include "counter.h"
+#include "random.h"
 
 struct pollmgr {
     enum pollmgr_balance balance;
     unsigned nsub;
     atomic_uint rr;
-    atomic_uint_fast64_t rng;
     int running;
     struct poller *main;  /* owned */
     struct poller **subs; /* owned */
@@ -37,7 +37,6 @@ int pollmgr_create(unsigned nsub, enum pollmgr_balance balance, const struct pol
     pm->balance = balance;
     pm->nsub = nsub;
     atomic_init(&pm->rr, 0);
-    atomic_init(&pm->rng, (uint64_t)time(NULL) * 2654435761u | 1);
     pm->subs = calloc(nsub, sizeof(*pm->subs));
     pm->threads = calloc(nsub + 1, sizeof(*pm->threads));
     int err = -ENOMEM;
@@ -81,20 +80,6 @@ unsigned pollmgr_count(const struct pollmgr *pm)
     return pm->nsub;
 }
 
-static uint64_t next_random(struct pollmgr *pm)
-{
-    /* xorshift64*, advanced with a CAS so concurrent pickers get distinct draws. */
-    uint64_t x = atomic_load_explicit(&pm->rng, memory_order_relaxed), y;
-    do {
-        y = x;
-        y ^= y >> 12;
-        y ^= y << 25;
-        y ^= y >> 27;
-    } while (!atomic_compare_exchange_weak_explicit(&pm->rng, &x, y, memory_order_relaxed,
-                                                    memory_order_relaxed));
-    return y * 2685821657736338717ull;
-}
-
 static uint64_t load_of(const struct poller *p)
 {
     return counter_get(&poller_counters(p)->registrations);
@@ -106,7 +91,7 @@ struct poller *pollmgr_pick(struct pollmgr *pm)
         return pm->subs[0];
     switch (pm->balance) {
     case POLLMGR_RANDOM:
-        return pm->subs[(next_random(pm) >> 33) % pm->nsub];
+        return pm->subs[(random_next() >> 33) % pm->nsub];
     case POLLMGR_LEAST_LOADED: {
         /* Start the scan at a rotating index so ties spread instead of piling on 0. */
         unsigned start = atomic_fetch_add_explicit(&pm->rr, 1, memory_order_relaxed);
