@@ -24,13 +24,18 @@ struct pollmgr {
     unsigned nthreads;
 };
 
+unsigned pollmgr_subs_for(unsigned nsub)
+{
+    if (nsub)
+        return nsub;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? (unsigned)cpus : 1;
+}
+
 int pollmgr_create(unsigned nsub, enum pollmgr_balance balance, const struct poller_opts *opts,
                    struct pollmgr **out)
 {
-    if (nsub == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        nsub = cpus > 0 ? (unsigned)cpus : 1;
-    }
+    nsub = pollmgr_subs_for(nsub);
     struct pollmgr *pm = calloc(1, sizeof(*pm));
     if (!pm)
         return -ENOMEM;
