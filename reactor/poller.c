@@ -220,6 +220,17 @@ static void run_tasks(struct poller *p, struct poller_task *t)
     }
 }
 
+/* Deferred tasks may defer more (a free that closes another session): run
+ * until none is left. */
+static void run_deferred(struct poller *p)
+{
+    while (p->deferred) {
+        struct poller_task *d = p->deferred;
+        p->deferred = NULL;
+        run_tasks(p, d);
+    }
+}
+
 static void run_rerun_queue(struct poller *p)
 {
     /* Only what was queued before this pass: re-queued fdops wait one turn.
@@ -270,11 +281,7 @@ int poller_run_once(struct poller *p, int timeout_ms)
         counter_add(&p->c.timers_fired, fired);
         counter_set(&p->c.timers_pending, p->timers.n);
     }
-    while (p->deferred) {
-        struct poller_task *d = p->deferred;
-        p->deferred = NULL;
-        run_tasks(p, d);
-    }
+    run_deferred(p);
     counter_add(&p->c.busy_ns, clock_ns() - t0);
     return n;
 }
@@ -288,11 +295,7 @@ int poller_run(struct poller *p)
     }
     /* Tasks posted before the stop flag was seen still run: no task is lost. */
     run_tasks(p, inbox_take_all(&p->inbox));
-    while (p->deferred) {
-        struct poller_task *d = p->deferred;
-        p->deferred = NULL;
-        run_tasks(p, d);
-    }
+    run_deferred(p);
     return 0;
 }
 
