@@ -138,12 +138,9 @@ static int dial_from(struct health_check *hc, unsigned i)
     if (err)
         return err;
     fdop_init(&hc->op, fd, &hc_ops, hc);
-    err = poller_register(hc->p, &hc->op, POLL_READ | POLL_WRITE | POLL_EDGE);
-    if (err) {
-        close(fd);
-        hc->op.fd = -1;
+    err = poller_register_or_close(hc->p, &hc->op, POLL_READ | POLL_WRITE | POLL_EDGE);
+    if (err)
         return err; /* epoll's ENOMEM, ENOSPC: local errors, never the backend's */
-    }
     hc->addr_index = (uint8_t)i;
     return 0;
 }

@@ -79,10 +79,8 @@ static void adopt(struct poller *p, struct poller_task *t, void *arg)
     counter_add(&w->c.active_connections, 1);
     counter_add(&w->c.total_connections, 1);
     /* TCP_NODELAY came with the fd: accepted sockets inherit the listener's. */
-    if (poller_register(p, &s->side[SIDE_CLIENT].op, POLL_READ | POLL_WRITE | POLL_EDGE) < 0) {
-        /* Not registered: close it here, session_close only closes registered fds. */
-        close(s->side[SIDE_CLIENT].op.fd);
-        s->side[SIDE_CLIENT].op.fd = -1;
+    /* Not registered: closed here, as session_close only closes registered fds. */
+    if (poller_register_or_close(p, &s->side[SIDE_CLIENT].op, POLL_READ | POLL_WRITE | POLL_EDGE)) {
         session_close(s, 0);
         return;
     }

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "counter.h"
 
@@ -92,6 +93,16 @@ int poller_register(struct poller *p, struct fdop *op, uint32_t interest)
     op->interest = (uint8_t)interest;
     counter_add(&p->c.registrations, 1);
     return 0;
+}
+
+int poller_register_or_close(struct poller *p, struct fdop *op, uint32_t interest)
+{
+    int err = poller_register(p, op, interest);
+    if (err) {
+        close(op->fd);
+        op->fd = -1;
+    }
+    return err;
 }
 
 int poller_modify(struct poller *p, struct fdop *op, uint32_t interest)
