@@ -7,11 +7,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "counter.h"
 #include "random.h"
+#include "wait.h"
+
+#define BROADCAST_STEP_MS 1 /* how often a broadcast looks whether all have run */
 
 struct pollmgr {
     enum pollmgr_balance balance;
@@ -149,6 +151,12 @@ static void broadcast_ran(struct poller *p, struct poller_task *t, void *arg)
     broadcast_put(bc);
 }
 
+static int broadcast_done(void *arg)
+{
+    const struct broadcast *bc = arg;
+    return atomic_load_explicit(&bc->pending, memory_order_acquire) == 0;
+}
+
 int pollmgr_broadcast(struct pollmgr *pm, enum pollmgr_scope scope, pollmgr_fn fn, void *arg,
                       unsigned timeout_ms)
 {
@@ -171,15 +179,8 @@ int pollmgr_broadcast(struct pollmgr *pm, enum pollmgr_scope scope, pollmgr_fn f
             err = -EAGAIN;
         }
     }
-    for (unsigned waited = 0; atomic_load_explicit(&bc->pending, memory_order_acquire) > 0;
-         waited++) {
-        if (waited >= timeout_ms) {
-            err = -ETIMEDOUT;
-            break;
-        }
-        struct timespec ts = {0, 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    if (wait_until(broadcast_done, NULL, bc, timeout_ms, BROADCAST_STEP_MS) == -ETIMEDOUT)
+        err = -ETIMEDOUT;
     broadcast_put(bc);
     return err;
 }
