@@ -252,15 +252,25 @@ void session_account(struct session *s, int d, size_t n)
     }
 }
 
+/* The side an event on op is for, or -1 when it was the upstream's connect
+ * completing, which the dial takes here. */
+static inline int event_side(struct session *s, const struct fdop *op)
+{
+    int i = op == &s->side[SIDE_UPSTREAM].op;
+    if (i == SIDE_UPSTREAM && s->state == SESSION_CONNECTING) {
+        session_dial_check(s);
+        return -1;
+    }
+    return i;
+}
+
 /* cppcheck-suppress constParameter ; the signature is fdop_cb's */
 static void on_read(struct poller *p, struct fdop *op, void *data)
 {
     struct session *s = data;
-    int i = op == &s->side[SIDE_UPSTREAM].op;
-    if (i == SIDE_UPSTREAM && s->state == SESSION_CONNECTING) {
-        session_dial_check(s);
+    int i = event_side(s, op);
+    if (i < 0)
         return;
-    }
     s->side[i].flags |= SIDE_RD_READY;
     if (op->revents & (POLL_EV_RDHUP | POLL_EV_HUP))
         s->side[i].flags |= SIDE_HUP;
@@ -271,11 +281,9 @@ static void on_read(struct poller *p, struct fdop *op, void *data)
 static void on_write(struct poller *p, struct fdop *op, void *data)
 {
     struct session *s = data;
-    int i = op == &s->side[SIDE_UPSTREAM].op;
-    if (i == SIDE_UPSTREAM && s->state == SESSION_CONNECTING) {
-        session_dial_check(s);
+    int i = event_side(s, op);
+    if (i < 0)
         return;
-    }
     s->side[i].flags |= SIDE_WR_READY;
     /* Only the direction into this side can make progress on a write event. */
     if (linkbuf_len(&s->side[!i].in) || s->side[!i].held || (s->side[!i].flags & SIDE_EOF))
