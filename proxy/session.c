@@ -252,24 +252,23 @@ void session_account(struct session *s, int d, size_t n)
     }
 }
 
-/* The side an event on op is for, or -1 when it was the upstream's connect
- * completing, which the dial takes here. */
-static inline int event_side(struct session *s, const struct fdop *op)
+/* An event on side i while the upstream connects is the dial's: 1 when it
+ * took it. */
+static inline int dial_takes(struct session *s, int i)
 {
-    int i = op == &s->side[SIDE_UPSTREAM].op;
     if (i == SIDE_UPSTREAM && s->state == SESSION_CONNECTING) {
         session_dial_check(s);
-        return -1;
+        return 1;
     }
-    return i;
+    return 0;
 }
 
 /* cppcheck-suppress constParameter ; the signature is fdop_cb's */
 static void on_read(struct poller *p, struct fdop *op, void *data)
 {
     struct session *s = data;
-    int i = event_side(s, op);
-    if (i < 0)
+    int i = op == &s->side[SIDE_UPSTREAM].op;
+    if (dial_takes(s, i))
         return;
     s->side[i].flags |= SIDE_RD_READY;
     if (op->revents & (POLL_EV_RDHUP | POLL_EV_HUP))
@@ -281,8 +280,8 @@ static void on_read(struct poller *p, struct fdop *op, void *data)
 static void on_write(struct poller *p, struct fdop *op, void *data)
 {
     struct session *s = data;
-    int i = event_side(s, op);
-    if (i < 0)
+    int i = op == &s->side[SIDE_UPSTREAM].op;
+    if (dial_takes(s, i))
         return;
     s->side[i].flags |= SIDE_WR_READY;
     /* Only the direction into this side can make progress on a write event. */

@@ -80,7 +80,7 @@ static struct lb_block *block_get(struct lb_cache *c)
     return b;
 }
 
-static void block_put(struct lb_cache *c, struct lb_block *b)
+static inline void block_put(struct lb_cache *c, struct lb_block *b)
 {
     counter_sub(&c->in_use, 1);
     if (counter_get(&c->cached) >= c->cap) {
