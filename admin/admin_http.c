@@ -14,9 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "proxy/log.h"
+#include "reactor/wait.h"
 #include "router.h"
 
 /* Connections served at once, a thread each, from any mix of addresses (a
@@ -286,6 +286,12 @@ void admin_begin_shutdown(struct admin *a)
         admin_ctx_shutdown(&a->ctx);
 }
 
+static int no_requests(void *arg)
+{
+    const struct admin *a = arg;
+    return atomic_load(&a->requests) == 0;
+}
+
 void admin_stop(struct admin *a)
 {
     if (!a)
@@ -295,11 +301,7 @@ void admin_stop(struct admin *a)
      * hold the join for as long as it was asked to wait. So: end the waits,
      * then give the answers in flight a bounded time to go out. */
     admin_ctx_shutdown(&a->ctx);
-    for (unsigned waited = 0; atomic_load(&a->requests) && waited < ADMIN_STOP_WAIT_MS;
-         waited += ADMIN_STOP_POLL_MS) {
-        struct timespec ts = {0, ADMIN_STOP_POLL_MS * 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    wait_until(no_requests, NULL, a, ADMIN_STOP_WAIT_MS, ADMIN_STOP_POLL_MS);
     MHD_stop_daemon(a->daemon);
     admin_ctx_fini(&a->ctx);
     free(a);

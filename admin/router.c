@@ -20,6 +20,7 @@
 #include "proxy/pool.h"
 #include "proxy/runtime.h"
 #include "reactor/poller.h"
+#include "reactor/wait.h"
 #include "views.h"
 
 #define MAX_SEGMENTS       8
@@ -69,18 +70,34 @@ void admin_ctx_shutdown(struct admin_ctx *a)
     pthread_cond_broadcast(&a->wake);
 }
 
-/* Sleeps (the lock released) until the next look at a waited-for condition:
- * WAIT_STEP_MS at most, `until` at the latest, at once on shutdown. */
-static void wait_step(struct admin_ctx *a, uint64_t until)
+/* A drain?wait=: the backend, looked up again by name at every look (it may
+ * be deleted meanwhile), until it is no longer draining or shutdown begins. */
+struct drain_wait {
+    struct admin_ctx *a;
+    struct pool *pl;   /* not owned */
+    const char *name;  /* not owned */
+    struct backend *b; /* not owned: NULL once removed */
+};
+
+static int drain_wait_done(void *arg)
 {
-    uint64_t now = poller_clock_ms(), left = until > now ? until - now : 0;
-    uint64_t step = left < WAIT_STEP_MS ? left : WAIT_STEP_MS;
+    struct drain_wait *w = arg;
+    w->b = pool_find(w->pl, w->name);
+    return !w->b || backend_state_now(w->b) != BACKEND_DRAINING ||
+           atomic_load(&w->a->shutting_down);
+}
+
+/* Sleeps up to ms with the lock released, woken at once on shutdown. */
+static int drain_wait_sleep(void *arg, unsigned ms)
+{
+    struct admin_ctx *a = ((struct drain_wait *)arg)->a;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += (long)(step % 1000) * 1000000L;
-    ts.tv_sec += (time_t)(step / 1000) + ts.tv_nsec / 1000000000L;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    ts.tv_sec += (time_t)(ms / 1000) + ts.tv_nsec / 1000000000L;
     ts.tv_nsec %= 1000000000L;
     pthread_cond_timedwait(&a->wake, &a->lock, &ts);
+    return 0;
 }
 
 static void reply_json(struct admin_response *rs, int status, json_t *body)
@@ -230,12 +247,9 @@ static void drain(struct admin_ctx *a, const struct admin_request *rq, struct ad
         char pool_name[NAME_MAX_LEN + 1], name[NAME_MAX_LEN + 1];
         snprintf(pool_name, sizeof(pool_name), "%s", pl->name);
         snprintf(name, sizeof(name), "%s", b->name);
-        uint64_t until = poller_clock_ms() + (uint64_t)wait_s * 1000u;
-        while (b && backend_state_now(b) == BACKEND_DRAINING && !atomic_load(&a->shutting_down) &&
-               poller_clock_ms() < until) {
-            wait_step(a, until);
-            b = pool_find(pl, name);
-        }
+        struct drain_wait w = {a, pl, name, b};
+        wait_until(drain_wait_done, drain_wait_sleep, &w, (unsigned)wait_s * 1000u, WAIT_STEP_MS);
+        b = w.b;
         if (!b) {
             fail(rs, 404, "not found", "backend %s was removed from pool %s while waiting", name,
                  pool_name);

@@ -138,12 +138,9 @@ static int dial_from(struct health_check *hc, unsigned i)
     if (err)
         return err;
     fdop_init(&hc->op, fd, &hc_ops, hc);
-    err = poller_register(hc->p, &hc->op, POLL_READ | POLL_WRITE | POLL_EDGE);
-    if (err) {
-        close(fd);
-        hc->op.fd = -1;
+    err = poller_register_or_close(hc->p, &hc->op, POLL_READ | POLL_WRITE | POLL_EDGE);
+    if (err)
         return err; /* epoll's ENOMEM, ENOSPC: local errors, never the backend's */
-    }
     hc->addr_index = (uint8_t)i;
     return 0;
 }
@@ -184,6 +181,21 @@ static void on_timer(void *loop, struct timer *t, void *data)
         finish(hc, HEALTH_TIMEOUT);
 }
 
+/* What a send's or recv's n says: 1 when bytes moved, 0 to call again
+ * (EINTR), -1 when this event is over: EAGAIN waits for the next one, an
+ * error or EOF finishes the check (closed). */
+static int moved(struct health_check *hc, ssize_t n)
+{
+    if (n > 0)
+        return 1;
+    if (n < 0 && errno == EINTR)
+        return 0;
+    if (n < 0 && errno == EAGAIN)
+        return -1;
+    finish(hc, HEALTH_CLOSED);
+    return -1;
+}
+
 static void advance(struct health_check *hc)
 {
     const struct cfg_health_check *cfg = &hc->pl->health_check;
@@ -205,15 +217,11 @@ static void advance(struct health_check *hc)
         while (hc->sent < cfg->send_len) {
             ssize_t n =
                 send(hc->op.fd, cfg->send + hc->sent, cfg->send_len - hc->sent, MSG_NOSIGNAL);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0 && errno == EAGAIN)
+            int r = moved(hc, n);
+            if (r < 0)
                 return;
-            if (n <= 0) {
-                finish(hc, HEALTH_CLOSED);
-                return;
-            }
-            hc->sent += (size_t)n;
+            if (r > 0)
+                hc->sent += (size_t)n;
         }
         hc->phase = HC_READING;
     }
@@ -224,15 +232,12 @@ static void advance(struct health_check *hc)
     for (;;) {
         char buf[256];
         ssize_t n = recv(hc->op.fd, buf, sizeof(buf), 0);
-        if (n < 0 && errno == EINTR)
+        int r = moved(hc, n);
+        if (r < 0)
+            return;
+        if (r == 0)
             continue;
-        if (n < 0 && errno == EAGAIN)
-            return;
-        if (n <= 0) {
-            finish(hc, HEALTH_CLOSED);
-            return;
-        }
-        int r = health_expect_feed(cfg->expect, cfg->expect_len, &hc->got, buf, (size_t)n);
+        r = health_expect_feed(cfg->expect, cfg->expect_len, &hc->got, buf, (size_t)n);
         if (r != 0) {
             finish(hc, r > 0 ? HEALTH_OK : HEALTH_MISMATCH);
             return;

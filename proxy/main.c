@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "log.h"
 #include "privs.h"
+#include "reactor/wait.h"
 #include "runtime.h"
 #include "selfcheck.h"
 
@@ -39,29 +40,39 @@ static void usage(FILE *f)
                "shutdown_grace_ms, then close the rest and exit 0; a second one exits at once.\n");
 }
 
+/* The wait for the last sessions: what it looks at, the signals that end it. */
+struct sessions_wait {
+    struct runtime *rt;
+    const sigset_t *sigs;
+};
+
+static int no_sessions(void *arg)
+{
+    return runtime_active_sessions(((struct sessions_wait *)arg)->rt) == 0;
+}
+
+/* Sleeps up to ms on the signals: 2 (stop now) for a second SIGTERM/SIGINT. */
+static int second_signal(void *arg, unsigned ms)
+{
+    struct timespec tick = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    int sig = sigtimedwait(((struct sessions_wait *)arg)->sigs, NULL, &tick);
+    return sig == SIGTERM || sig == SIGINT ? 2 : 0;
+}
+
 /* Waits for the last sessions to end, up to the grace period or a second
  * signal. Returns 0 when everything ended on its own. */
 static int drain_sessions(struct runtime *rt, const sigset_t *sigs, unsigned grace_ms)
 {
-    struct timespec start, now, tick = {0, SHUTDOWN_POLL_MS * 1000000L};
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        uint64_t left = runtime_active_sessions(rt);
-        if (left == 0)
-            return 0;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (elapsed >= (long)grace_ms) {
-            log_info("grace period over: closing %llu remaining sessions",
-                     (unsigned long long)left);
-            return 1;
-        }
-        int sig = sigtimedwait(sigs, NULL, &tick);
-        if (sig == SIGTERM || sig == SIGINT) {
-            log_info("second signal: closing %llu sessions now", (unsigned long long)left);
-            return 2;
-        }
+    struct sessions_wait w = {rt, sigs};
+    int r = wait_until(no_sessions, second_signal, &w, grace_ms, SHUTDOWN_POLL_MS);
+    unsigned long long left = runtime_active_sessions(rt);
+    if (r == -ETIMEDOUT) {
+        log_info("grace period over: closing %llu remaining sessions", left);
+        return 1;
     }
+    if (r == 2)
+        log_info("second signal: closing %llu sessions now", left);
+    return r;
 }
 
 int main(int argc, char **argv)

@@ -5,6 +5,7 @@
 
 #include "maglev.h"
 #include "reactor/poller.h"
+#include "reactor/random.h"
 #include "sock.h"
 
 #include <errno.h>
@@ -283,17 +284,6 @@ static struct backend *pick_least_conn(struct pool *pl, struct backend_set *set,
     return NULL;
 }
 
-static uint64_t thread_random(void)
-{
-    static _Thread_local uint64_t x;
-    if (x == 0)
-        x = (uint64_t)(uintptr_t)&x * 0x9e3779b97f4a7c15ull | 1;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    return x * 2685821657736338717ull;
-}
-
 /* Power of two random choices: the lighter of two random candidates. */
 static struct backend *pick_random(struct pool *pl, struct backend_set *set,
                                    const struct backend *avoid)
@@ -302,7 +292,7 @@ static struct backend *pick_random(struct pool *pl, struct backend_set *set,
     struct backend *two[2] = {NULL, NULL};
     int have = 0;
     for (int d = 0; d < DRAWS * 2 && have < 2 && set->n; d++) {
-        struct backend *b = set->b[(thread_random() >> 33) % set->n];
+        struct backend *b = set->b[(random_next() >> 33) % set->n];
         if (candidate(b, avoid) && (have == 0 || b != two[0]))
             two[have++] = b;
     }

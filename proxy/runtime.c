@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "health.h"
 #include "log.h"
@@ -38,8 +37,7 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
     rt->cfg = cfg;
     /* The buffer memory budget is split evenly: each sub-reactor caps its own
      * block cache, so no shared counter is touched on the data path. */
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned nsub = cfg->pollers ? cfg->pollers : (cpus > 0 ? (unsigned)cpus : 1);
+    unsigned nsub = pollmgr_subs_for(cfg->pollers);
     size_t per_poller = (size_t)(cfg->buffer_memory_limit / nsub / LINKBUF_BLOCK_SIZE);
     struct poller_opts opts = {
         .block_limit = per_poller < MIN_BLOCKS_PER_POLLER ? MIN_BLOCKS_PER_POLLER : per_poller};

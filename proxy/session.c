@@ -79,10 +79,8 @@ static void adopt(struct poller *p, struct poller_task *t, void *arg)
     counter_add(&w->c.active_connections, 1);
     counter_add(&w->c.total_connections, 1);
     /* TCP_NODELAY came with the fd: accepted sockets inherit the listener's. */
-    if (poller_register(p, &s->side[SIDE_CLIENT].op, POLL_READ | POLL_WRITE | POLL_EDGE) < 0) {
-        /* Not registered: close it here, session_close only closes registered fds. */
-        close(s->side[SIDE_CLIENT].op.fd);
-        s->side[SIDE_CLIENT].op.fd = -1;
+    /* Not registered: closed here, as session_close only closes registered fds. */
+    if (poller_register_or_close(p, &s->side[SIDE_CLIENT].op, POLL_READ | POLL_WRITE | POLL_EDGE)) {
         session_close(s, 0);
         return;
     }
@@ -254,15 +252,24 @@ void session_account(struct session *s, int d, size_t n)
     }
 }
 
+/* An event on side i while the upstream connects is the dial's: 1 when it
+ * took it. */
+static inline int dial_takes(struct session *s, int i)
+{
+    if (i == SIDE_UPSTREAM && s->state == SESSION_CONNECTING) {
+        session_dial_check(s);
+        return 1;
+    }
+    return 0;
+}
+
 /* cppcheck-suppress constParameter ; the signature is fdop_cb's */
 static void on_read(struct poller *p, struct fdop *op, void *data)
 {
     struct session *s = data;
     int i = op == &s->side[SIDE_UPSTREAM].op;
-    if (i == SIDE_UPSTREAM && s->state == SESSION_CONNECTING) {
-        session_dial_check(s);
+    if (dial_takes(s, i))
         return;
-    }
     s->side[i].flags |= SIDE_RD_READY;
     if (op->revents & (POLL_EV_RDHUP | POLL_EV_HUP))
         s->side[i].flags |= SIDE_HUP;
@@ -274,10 +281,8 @@ static void on_write(struct poller *p, struct fdop *op, void *data)
 {
     struct session *s = data;
     int i = op == &s->side[SIDE_UPSTREAM].op;
-    if (i == SIDE_UPSTREAM && s->state == SESSION_CONNECTING) {
-        session_dial_check(s);
+    if (dial_takes(s, i))
         return;
-    }
     s->side[i].flags |= SIDE_WR_READY;
     /* Only the direction into this side can make progress on a write event. */
     if (linkbuf_len(&s->side[!i].in) || s->side[!i].held || (s->side[!i].flags & SIDE_EOF))

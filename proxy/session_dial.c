@@ -33,12 +33,8 @@ static int dial_from(struct session *s, struct backend *b, unsigned i)
         return err;
     fdop_init(&up->op, fd, &session_io_ops, s);
     up->flags = 0;
-    err = poller_register(p, &up->op, POLL_READ | POLL_WRITE | POLL_EDGE);
-    if (err) {
-        close(fd);
-        up->op.fd = -1;
+    if ((err = poller_register_or_close(p, &up->op, POLL_READ | POLL_WRITE | POLL_EDGE)))
         return err;
-    }
     s->backend = b; /* pool_pick gave us its slot: pool_done gives it back */
     s->addr_index = (uint8_t)i;
     s->state = SESSION_CONNECTING;

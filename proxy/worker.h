@@ -8,12 +8,13 @@
 #include <stdint.h>
 
 #include "pipe_cache.h"
+#include "reactor/counter.h"
 #include "reactor/poller.h"
 
 struct session;
 
-/* Per-poller proxy counters: written by the owning poller thread only (relaxed
- * load + store), summed by readers. Names are the ones the stats API uses. */
+/* Per-poller proxy counters: written by the owning poller thread only
+ * (reactor/counter.h), summed by readers. Names are the ones the stats API uses. */
 struct worker_counters {
     atomic_uint_fast64_t active_connections; /* sessions open on this poller */
     atomic_uint_fast64_t total_connections;  /* sessions ever adopted */
@@ -47,20 +48,3 @@ struct worker {
  * the session layer's timer callback for the starved list (data: w); the
  * worker only owns the timer. Before p runs. */
 void worker_init(struct worker *w, struct poller *p, timer_cb starve_retry);
-
-/* Owner thread only: a plain load and store, no locked instruction; readers
- * on other threads see a value that is at worst one update old. */
-static inline void counter_add(atomic_uint_fast64_t *c, uint64_t n)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
-static inline void counter_sub(atomic_uint_fast64_t *c, uint64_t n)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) - n,
-                          memory_order_relaxed);
-}
-static inline uint64_t counter_get(const atomic_uint_fast64_t *c)
-{
-    return atomic_load_explicit(c, memory_order_relaxed);
-}

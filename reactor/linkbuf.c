@@ -7,12 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static void count(atomic_size_t *c, ssize_t delta)
-{
-    /* Owner-only writer: a relaxed load + store, no locked instruction. */
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (size_t)delta,
-                          memory_order_relaxed);
-}
+#include "counter.h"
 
 void lb_cache_init(struct lb_cache *c, size_t cap_blocks)
 {
@@ -36,13 +31,13 @@ void lb_cache_drain(struct lb_cache *c)
         c->free = b->next;
         free(b);
     }
-    atomic_store_explicit(&c->cached, 0, memory_order_relaxed);
+    counter_set(&c->cached, 0);
     c->idle = 0;
 }
 
 size_t lb_cache_trim(struct lb_cache *c)
 {
-    size_t cached = atomic_load_explicit(&c->cached, memory_order_relaxed);
+    size_t cached = counter_get(&c->cached);
     size_t drop = c->idle < cached ? c->idle : cached;
     if (drop) {
         /* The list is LIFO: the coldest blocks are at its end. */
@@ -56,7 +51,7 @@ size_t lb_cache_trim(struct lb_cache *c)
             free(b);
             b = next;
         }
-        count(&c->cached, -(ssize_t)drop);
+        counter_sub(&c->cached, drop);
     }
     c->idle = cached - drop;
     return drop;
@@ -64,13 +59,13 @@ size_t lb_cache_trim(struct lb_cache *c)
 
 static struct lb_block *block_get(struct lb_cache *c)
 {
-    if (atomic_load_explicit(&c->in_use, memory_order_relaxed) >= c->limit)
+    if (counter_get(&c->in_use) >= c->limit)
         return NULL;
     struct lb_block *b = c->free;
     if (b) {
         c->free = b->next;
-        count(&c->cached, -1);
-        size_t left = atomic_load_explicit(&c->cached, memory_order_relaxed);
+        counter_sub(&c->cached, 1);
+        size_t left = counter_get(&c->cached);
         if (left < c->idle)
             c->idle = left;
     } else {
@@ -81,20 +76,20 @@ static struct lb_block *block_get(struct lb_cache *c)
     }
     b->next = NULL;
     b->rd = b->wr = 0;
-    count(&c->in_use, 1);
+    counter_add(&c->in_use, 1);
     return b;
 }
 
-static void block_put(struct lb_cache *c, struct lb_block *b)
+static inline void block_put(struct lb_cache *c, struct lb_block *b)
 {
-    count(&c->in_use, -1);
-    if (atomic_load_explicit(&c->cached, memory_order_relaxed) >= c->cap) {
+    counter_sub(&c->in_use, 1);
+    if (counter_get(&c->cached) >= c->cap) {
         free(b);
         return;
     }
     b->next = c->free;
     c->free = b;
-    count(&c->cached, 1);
+    counter_add(&c->cached, 1);
 }
 
 void linkbuf_init(struct linkbuf *lb, struct lb_cache *cache, uint32_t low, uint32_t high)

@@ -24,15 +24,15 @@ struct lb_block {
 
 #define LINKBUF_BLOCK_DATA ((uint32_t)(LINKBUF_BLOCK_SIZE - offsetof(struct lb_block, data)))
 
-/* The per-poller block cache. in_use and cached are written by the owner only
- * and may be read from any thread (stats). */
+/* The per-poller block cache. in_use and cached are owner-only counters
+ * (reactor/counter.h): written by the owner, read from any thread (stats). */
 struct lb_cache {
     struct lb_block *free; /* owned */
     size_t cap;            /* blocks kept at most; beyond it blocks go back to malloc */
     size_t limit;          /* blocks in use at most (a memory budget); SIZE_MAX: none */
     size_t idle;           /* fewest blocks cached since the last trim: never needed */
-    atomic_size_t in_use;
-    atomic_size_t cached;
+    atomic_uint_fast64_t in_use;
+    atomic_uint_fast64_t cached;
 };
 
 void lb_cache_init(struct lb_cache *c, size_t cap_blocks);

@@ -7,6 +7,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "counter.h"
 
 #define POLLER_BATCH               256
 #define POLLER_DEFAULT_INBOX_CAP   65536
@@ -46,12 +49,6 @@ uint64_t poller_clock_ms(void)
 uint64_t poller_clock_ns(void)
 {
     return clock_ns();
-}
-
-static void bump(atomic_uint_fast64_t *c, int64_t delta)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)delta,
-                          memory_order_relaxed);
 }
 
 int poller_create(int id, const struct poller_opts *opts, struct poller **out)
@@ -94,8 +91,18 @@ int poller_register(struct poller *p, struct fdop *op, uint32_t interest)
     if (err)
         return err;
     op->interest = (uint8_t)interest;
-    bump(&p->c.registrations, 1);
+    counter_add(&p->c.registrations, 1);
     return 0;
+}
+
+int poller_register_or_close(struct poller *p, struct fdop *op, uint32_t interest)
+{
+    int err = poller_register(p, op, interest);
+    if (err) {
+        close(op->fd);
+        op->fd = -1;
+    }
+    return err;
 }
 
 int poller_modify(struct poller *p, struct fdop *op, uint32_t interest)
@@ -136,7 +143,7 @@ static int forget(struct poller *p, struct fdop *op, int del)
     if (del)
         poll_backend_del(p->pb, fd); /* failure only means it was never added */
     op->fd = -1;
-    bump(&p->c.registrations, -1);
+    counter_sub(&p->c.registrations, 1);
     return fd;
 }
 
@@ -169,14 +176,14 @@ void poller_rerun(struct poller *p, struct fdop *op, uint32_t events)
 int poller_timer_start(struct poller *p, struct timer *t, uint64_t delay_ms)
 {
     int err = timer_add(&p->timers, t, p->now_ms + delay_ms);
-    atomic_store_explicit(&p->c.timers_pending, p->timers.n, memory_order_relaxed);
+    counter_set(&p->c.timers_pending, p->timers.n);
     return err;
 }
 
 void poller_timer_stop(struct poller *p, struct timer *t)
 {
     timer_cancel(&p->timers, t);
-    atomic_store_explicit(&p->c.timers_pending, p->timers.n, memory_order_relaxed);
+    counter_set(&p->c.timers_pending, p->timers.n);
 }
 
 int poller_post(struct poller *p, struct poller_task *t)
@@ -200,7 +207,7 @@ void poller_defer(struct poller *p, struct poller_task *t)
 static void dispatch(struct poller *p, struct fdop *op, uint32_t ev)
 {
     const struct fdop_ops *ops = op->ops;
-    bump(&p->c.events, 1);
+    counter_add(&p->c.events, 1);
     op->revents = (uint8_t)ev;
     if ((ev & POLL_EV_HUP) && ops->on_hup) {
         ops->on_hup(p, op, op->data);
@@ -218,9 +225,20 @@ static void run_tasks(struct poller *p, struct poller_task *t)
 {
     while (t) {
         struct poller_task *next = t->next;
-        bump(&p->c.tasks, 1);
+        counter_add(&p->c.tasks, 1);
         t->run(p, t, t->arg); /* may free t */
         t = next;
+    }
+}
+
+/* Deferred tasks may defer more (a free that closes another session): run
+ * until none is left. */
+static void run_deferred(struct poller *p)
+{
+    while (p->deferred) {
+        struct poller_task *d = p->deferred;
+        p->deferred = NULL;
+        run_tasks(p, d);
     }
 }
 
@@ -255,7 +273,7 @@ int poller_run_once(struct poller *p, int timeout_ms)
     p->now_ms = t0 / 1000000u;
     if (n < 0)
         return n;
-    bump(&p->c.wakeups, 1);
+    counter_add(&p->c.wakeups, 1);
     int woken = 0;
     for (int i = 0; i < n; i++) {
         if (!p->evs[i].ptr) {
@@ -271,15 +289,11 @@ int poller_run_once(struct poller *p, int timeout_ms)
         run_tasks(p, inbox_take_all(&p->inbox));
     unsigned fired = timer_run_expired(&p->timers, p->now_ms, p);
     if (fired) {
-        bump(&p->c.timers_fired, fired);
-        atomic_store_explicit(&p->c.timers_pending, p->timers.n, memory_order_relaxed);
+        counter_add(&p->c.timers_fired, fired);
+        counter_set(&p->c.timers_pending, p->timers.n);
     }
-    while (p->deferred) {
-        struct poller_task *d = p->deferred;
-        p->deferred = NULL;
-        run_tasks(p, d);
-    }
-    bump(&p->c.busy_ns, (int64_t)(clock_ns() - t0));
+    run_deferred(p);
+    counter_add(&p->c.busy_ns, clock_ns() - t0);
     return n;
 }
 
@@ -292,11 +306,7 @@ int poller_run(struct poller *p)
     }
     /* Tasks posted before the stop flag was seen still run: no task is lost. */
     run_tasks(p, inbox_take_all(&p->inbox));
-    while (p->deferred) {
-        struct poller_task *d = p->deferred;
-        p->deferred = NULL;
-        run_tasks(p, d);
-    }
+    run_deferred(p);
     return 0;
 }
 

@@ -21,7 +21,8 @@
 
 struct poller;
 
-/* Counters written by the owning thread only (relaxed), readable from any thread. */
+/* Owner-only counters (reactor/counter.h): written by the owning thread,
+ * readable from any thread. */
 struct poller_counters {
     atomic_uint_fast64_t wakeups;       /* returns from the backend's wait */
     atomic_uint_fast64_t events;        /* fd callbacks dispatched */
@@ -43,6 +44,9 @@ int poller_create(int id, const struct poller_opts *opts, struct poller **out);
 void poller_destroy(struct poller *p);
 
 int poller_register(struct poller *p, struct fdop *op, uint32_t interest);
+/* poller_register for an fd the caller hands over: on failure the fd is
+ * closed and op->fd set to -1, so no error path leaks it. Returns the error. */
+int poller_register_or_close(struct poller *p, struct fdop *op, uint32_t interest);
 int poller_modify(struct poller *p, struct fdop *op, uint32_t interest);
 /* Removes op from the backend and the re-run queue and sets op->fd to -1; the
  * caller still owns and closes the fd it passes back. Returns that fd. */

@@ -7,14 +7,18 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "counter.h"
+#include "random.h"
+#include "wait.h"
+
+#define BROADCAST_STEP_MS 1 /* how often a broadcast looks whether all have run */
 
 struct pollmgr {
     enum pollmgr_balance balance;
     unsigned nsub;
     atomic_uint rr;
-    atomic_uint_fast64_t rng;
     int running;
     struct poller *main;  /* owned */
     struct poller **subs; /* owned */
@@ -22,20 +26,24 @@ struct pollmgr {
     unsigned nthreads;
 };
 
+unsigned pollmgr_subs_for(unsigned nsub)
+{
+    if (nsub)
+        return nsub;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? (unsigned)cpus : 1;
+}
+
 int pollmgr_create(unsigned nsub, enum pollmgr_balance balance, const struct poller_opts *opts,
                    struct pollmgr **out)
 {
-    if (nsub == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        nsub = cpus > 0 ? (unsigned)cpus : 1;
-    }
+    nsub = pollmgr_subs_for(nsub);
     struct pollmgr *pm = calloc(1, sizeof(*pm));
     if (!pm)
         return -ENOMEM;
     pm->balance = balance;
     pm->nsub = nsub;
     atomic_init(&pm->rr, 0);
-    atomic_init(&pm->rng, (uint64_t)time(NULL) * 2654435761u | 1);
     pm->subs = calloc(nsub, sizeof(*pm->subs));
     pm->threads = calloc(nsub + 1, sizeof(*pm->threads));
     int err = -ENOMEM;
@@ -79,23 +87,9 @@ unsigned pollmgr_count(const struct pollmgr *pm)
     return pm->nsub;
 }
 
-static uint64_t next_random(struct pollmgr *pm)
-{
-    /* xorshift64*, advanced with a CAS so concurrent pickers get distinct draws. */
-    uint64_t x = atomic_load_explicit(&pm->rng, memory_order_relaxed), y;
-    do {
-        y = x;
-        y ^= y >> 12;
-        y ^= y << 25;
-        y ^= y >> 27;
-    } while (!atomic_compare_exchange_weak_explicit(&pm->rng, &x, y, memory_order_relaxed,
-                                                    memory_order_relaxed));
-    return y * 2685821657736338717ull;
-}
-
 static uint64_t load_of(const struct poller *p)
 {
-    return atomic_load_explicit(&poller_counters(p)->registrations, memory_order_relaxed);
+    return counter_get(&poller_counters(p)->registrations);
 }
 
 struct poller *pollmgr_pick(struct pollmgr *pm)
@@ -104,7 +98,7 @@ struct poller *pollmgr_pick(struct pollmgr *pm)
         return pm->subs[0];
     switch (pm->balance) {
     case POLLMGR_RANDOM:
-        return pm->subs[(next_random(pm) >> 33) % pm->nsub];
+        return pm->subs[(random_next() >> 33) % pm->nsub];
     case POLLMGR_LEAST_LOADED: {
         /* Start the scan at a rotating index so ties spread instead of piling on 0. */
         unsigned start = atomic_fetch_add_explicit(&pm->rr, 1, memory_order_relaxed);
@@ -157,6 +151,12 @@ static void broadcast_ran(struct poller *p, struct poller_task *t, void *arg)
     broadcast_put(bc);
 }
 
+static int broadcast_done(void *arg)
+{
+    const struct broadcast *bc = arg;
+    return atomic_load_explicit(&bc->pending, memory_order_acquire) == 0;
+}
+
 int pollmgr_broadcast(struct pollmgr *pm, enum pollmgr_scope scope, pollmgr_fn fn, void *arg,
                       unsigned timeout_ms)
 {
@@ -179,15 +179,8 @@ int pollmgr_broadcast(struct pollmgr *pm, enum pollmgr_scope scope, pollmgr_fn f
             err = -EAGAIN;
         }
     }
-    for (unsigned waited = 0; atomic_load_explicit(&bc->pending, memory_order_acquire) > 0;
-         waited++) {
-        if (waited >= timeout_ms) {
-            err = -ETIMEDOUT;
-            break;
-        }
-        struct timespec ts = {0, 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    if (wait_until(broadcast_done, NULL, bc, timeout_ms, BROADCAST_STEP_MS) == -ETIMEDOUT)
+        err = -ETIMEDOUT;
     broadcast_put(bc);
     return err;
 }

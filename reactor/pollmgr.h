@@ -9,7 +9,10 @@
 
 struct pollmgr;
 
-/* nsub == 0 means one sub-reactor per online CPU. */
+/* The sub-reactors pollmgr_create(nsub) makes: nsub, or one per online CPU
+ * when nsub is 0 (for a caller that sizes per-poller budgets beforehand). */
+unsigned pollmgr_subs_for(unsigned nsub);
+/* nsub == 0 means one sub-reactor per online CPU (pollmgr_subs_for). */
 int pollmgr_create(unsigned nsub, enum pollmgr_balance balance, const struct poller_opts *opts,
                    struct pollmgr **out);
 void pollmgr_destroy(struct pollmgr *pm); /* stops first if still running */

@@ -1,11 +1,14 @@
 /* tests/unit/test_poller.c — reactor/poller.c and reactor/pollmgr.c with real
  * socketpairs and threads: read/write interest, edge re-runs, cross-thread
  * posts and wake-ups, inbox bounds, pick policies, start/stop without leaked
- * threads or fds, and broadcasts. */
+ * threads or fds, broadcasts, register-or-close, deferred tasks and the
+ * sub-reactor count. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -428,6 +431,91 @@ START_TEST(broadcast_times_out_and_refuses_without_leaking)
 }
 END_TEST
 
+START_TEST(register_or_close_closes_what_it_cannot_register)
+{
+    struct poller *p;
+    ck_assert_int_eq(poller_create(1, NULL, &p), 0);
+    struct probe pr = {0};
+    static const struct fdop_ops ops = {probe_read, probe_write, NULL};
+    /* A regular file cannot be watched (epoll: EPERM): the fd handed over
+     * is closed, not leaked, and the fdop says so. */
+    char path[] = "/tmp/sluice-test-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    struct fdop op;
+    fdop_init(&op, fd, &ops, &pr);
+    ck_assert_int_lt(poller_register_or_close(p, &op, POLL_READ), 0);
+    ck_assert_int_eq(op.fd, -1);
+    errno = 0;
+    ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
+    ck_assert_int_eq(errno, EBADF);
+    ck_assert_uint_eq(atomic_load(&poller_counters(p)->registrations), 0);
+    /* A socket registers as with poller_register, and stays open. */
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    fdop_init(&op, sv[0], &ops, &pr);
+    ck_assert_int_eq(poller_register_or_close(p, &op, POLL_READ), 0);
+    ck_assert_int_eq(op.fd, sv[0]);
+    ck_assert_int_ge(fcntl(sv[0], F_GETFD), 0);
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    poller_run_once(p, 1000);
+    ck_assert_int_eq(pr.reads, 1);
+    close(poller_unregister(p, &op));
+    close(sv[1]);
+    poller_destroy(p);
+}
+END_TEST
+
+/* A deferred task that defers another, up to `left` deep. */
+struct chain {
+    struct poller_task t[4];
+    int ran, left;
+};
+
+static void chain_run(struct poller *p, struct poller_task *t, void *arg)
+{
+    struct chain *c = arg;
+    c->ran++;
+    if (c->left > 0) {
+        c->left--;
+        poller_defer(p, &c->t[c->ran]);
+    }
+}
+
+START_TEST(deferred_tasks_and_those_they_defer_run_in_the_iteration)
+{
+    struct poller *p;
+    ck_assert_int_eq(poller_create(1, NULL, &p), 0);
+    struct chain c = {.left = 3};
+    for (int i = 0; i < 4; i++)
+        poller_task_init(&c.t[i], chain_run, &c);
+    poller_defer(p, &c.t[0]);
+    poller_run_once(p, 0);
+    ck_assert_int_eq(c.ran, 4);
+    /* poller_run's last flush, after the stop: the same, none left behind. */
+    c.ran = 0;
+    c.left = 3;
+    poller_defer(p, &c.t[0]);
+    poller_stop(p);
+    ck_assert_int_eq(poller_run(p), 0);
+    ck_assert_int_eq(c.ran, 4);
+    poller_destroy(p);
+}
+END_TEST
+
+START_TEST(subs_for_is_as_asked_or_one_per_cpu)
+{
+    ck_assert_uint_eq(pollmgr_subs_for(3), 3);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    ck_assert_uint_eq(pollmgr_subs_for(0), cpus > 0 ? (unsigned)cpus : 1);
+    struct pollmgr *pm;
+    ck_assert_int_eq(pollmgr_create(0, POLLMGR_ROUND_ROBIN, NULL, &pm), 0);
+    ck_assert_uint_eq(pollmgr_count(pm), pollmgr_subs_for(0));
+    pollmgr_destroy(pm);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("poller");
@@ -444,6 +532,9 @@ static Suite *make_suite(void)
     tcase_add_test(tc, start_stop_leaks_no_thread_or_fd);
     tcase_add_test(tc, broadcast_runs_once_on_each_poller_in_scope);
     tcase_add_test(tc, broadcast_times_out_and_refuses_without_leaking);
+    tcase_add_test(tc, register_or_close_closes_what_it_cannot_register);
+    tcase_add_test(tc, deferred_tasks_and_those_they_defer_run_in_the_iteration);
+    tcase_add_test(tc, subs_for_is_as_asked_or_one_per_cpu);
     suite_add_tcase(s, tc);
     return s;
 }
