@@ -1,4 +1,4 @@
-/* proxy/main.c — sluice's entry point: the command line, config → runtime
+/* main/main.c — sluice's entry point: the command line, config → runtime
  * (pollers, listeners) wiring, and signals: SIGTERM/SIGINT stop accepting and
  * let sessions finish within shutdown_grace_ms; a second one stops at once. */
 #define _GNU_SOURCE
@@ -13,9 +13,9 @@
 
 #include "admin/admin.h"
 #include "config/config.h"
-#include "log.h"
-#include "privs.h"
-#include "runtime.h"
+#include "proxy/log.h"
+#include "proxy/privs.h"
+#include "proxy/runtime.h"
 #include "selfcheck.h"
 
 #define DEFAULT_CONFIG         "sluice.json"
