@@ -8,7 +8,9 @@
 #     types-only headers (*-t.h); main/ (the program: CLI, signals, the
 #     --healthcheck client) may include every layer and none includes it;
 #   * proxy/runtime.h (the composition root) is included in proxy/ only by
-#     proxy/runtime.c (admin/ and main/ drive it): nothing on the data path.
+#     proxy/runtime.c (admin/ and main/ drive it): nothing on the data path;
+#   * a foo-t.h holds types only (HAProxy's rule): no function, no variable;
+#     the verbs go in foo.h.
 # -v prints the module graph. Exit 1 with one line per violation. Needs only
 # python3 (stdlib). Run by scripts/test.sh.
 set -euo pipefail
@@ -80,6 +82,42 @@ for f in files:
                               "(the composition root is not on the data path)")
             if module(dst) != module(f):
                 edges[module(f)].setdefault(module(dst), where)
+
+
+
+def declarations(text):
+    """Top-level function declarations or definitions and extern variables."""
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", " ", text)
+    text = re.sub(r"\\\n", " ", text)
+    text = "\n".join(ln for ln in text.split("\n") if not ln.lstrip().startswith("#"))
+    found, depth, stmt, body = [], 0, "", False
+    for ch in text:
+        if ch == "{":
+            if depth == 0 and re.search(r"\)\s*$", stmt):
+                found.append(stmt)
+                body = True
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0 and body:
+                stmt, body = "", False
+        elif ch == ";" and depth == 0:
+            st = " ".join(stmt.split())
+            if st and not st.startswith("typedef") and ("(" in st or st.startswith("extern")):
+                found.append(st)
+            stmt = ""
+        elif depth == 0:
+            stmt += ch
+    return [" ".join(f.split()) for f in found]
+
+
+for f in files:
+    if f.endswith("-t.h"):
+        with open(os.path.join(root, f), encoding="utf-8") as fh:
+            for d in declarations(fh.read()):
+                errors.append(f"{f}: a types-only header declares \"{d[:70]}\": "
+                              f"move it to {f[:-4]}.h")
 
 # Cycles: Tarjan's strongly connected components; report one cycle per
 # component, with the include that makes each step.
