@@ -41,7 +41,7 @@ static void usage(FILE *f)
 
 /* Waits for the last sessions to end, up to the grace period or a second
  * signal. Returns 0 when everything ended on its own. */
-static int drain_sessions(struct runtime *rt, const sigset_t *sigs, unsigned grace_ms)
+static int wait_for_sessions(struct runtime *rt, const sigset_t *sigs, unsigned grace_ms)
 {
     struct timespec start, now, tick = {0, SHUTDOWN_POLL_MS * 1000000L};
     clock_gettime(CLOCK_MONOTONIC, &start);
@@ -189,7 +189,7 @@ int main(int argc, char **argv)
             /* A drain?wait= pending now would otherwise hold admin_stop (and
              * the exit) for as long as it asked: it answers now instead. */
             admin_begin_shutdown(admin);
-            status = drain_sessions(rt, &sigs, grace_ms) == 2 ? 1 : 0;
+            status = wait_for_sessions(rt, &sigs, grace_ms) == 2 ? 1 : 0;
             break;
         }
     }

@@ -39,7 +39,7 @@ void lb_cache_init(struct lb_cache *c, size_t cap_blocks);
 /* Caps the blocks in use; a reserve that would pass it books less, or fails
  * with -ENOMEM when it can book nothing: the caller then stops reading. */
 void lb_cache_set_limit(struct lb_cache *c, size_t limit_blocks);
-void lb_cache_drain(struct lb_cache *c); /* frees every cached block  */
+void lb_cache_free(struct lb_cache *c); /* frees every cached block (the poller's end) */
 /* Frees the cached blocks that no reserve needed since the previous call
  * (the coldest ones) and returns how many; called once a period, it lets a
  * burst's blocks go after one quiet period and keeps what steady load uses. */

@@ -67,7 +67,7 @@ void poller_destroy(struct poller *p)
     if (!p)
         return;
     timer_heap_free(&p->timers);
-    lb_cache_drain(&p->blocks);
+    lb_cache_free(&p->blocks);
     poll_backend_close(p->pb);
     free(p);
 }
