@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # scripts/check-includes.sh [-v] [ROOT] — the #include graph of reactor/,
-# config/, proxy/, admin/ and main/ (quoted includes only) must keep the floors:
+# config/, proxy/, admin/ and src/ (quoted includes only) must keep the floors:
 #   * no cycle between modules (a module is foo.c + foo.h + foo-t.h), so
 #     following a connection never climbs back to a file it left;
-#   * layers point down only: reactor < config < proxy < admin < main;
+#   * layers point down only: reactor < config < proxy < admin < src;
 #     reactor/ includes nothing above it, and config/ takes from reactor/ only
-#     types-only headers (*-t.h); main/ (the program: CLI, signals, the
+#     types-only headers (*-t.h); src/ (the program: CLI, signals, the
 #     --healthcheck client) may include every layer and none includes it;
 #   * proxy/runtime.h (the composition root) is included in proxy/ only by
-#     proxy/runtime.c (admin/ and main/ drive it): nothing on the data path;
+#     proxy/runtime.c (admin/ and src/ drive it): nothing on the data path;
 #   * a foo-t.h holds types only (HAProxy's rule): no function, no variable;
 #     the verbs go in foo.h.
 # -v prints the module graph. Exit 1 with one line per violation. Needs only
@@ -26,7 +26,7 @@ import re
 import sys
 
 root, verbose = sys.argv[1], sys.argv[2] == "1"
-LAYERS = {"reactor": 0, "config": 1, "proxy": 2, "admin": 3, "main": 4}
+LAYERS = {"reactor": 0, "config": 1, "proxy": 2, "admin": 3, "src": 4}
 RUNTIME_H = "proxy/runtime.h"
 RUNTIME_OK = {"proxy/runtime.c"}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')

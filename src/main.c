@@ -1,4 +1,4 @@
-/* main/main.c — sluice's entry point: the command line, config → runtime
+/* src/main.c — sluice's entry point: the command line, config → runtime
  * (pollers, listeners) wiring, and signals: SIGTERM/SIGINT stop accepting and
  * let sessions finish within shutdown_grace_ms; a second one stops at once. */
 #define _GNU_SOURCE

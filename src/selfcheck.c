@@ -1,4 +1,4 @@
-/* main/selfcheck.c — see main/selfcheck.h. */
+/* src/selfcheck.c — see src/selfcheck.h. */
 #define _GNU_SOURCE
 #include "selfcheck.h"
 
