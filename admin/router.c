@@ -19,7 +19,7 @@
 #include "proxy/listener.h"
 #include "proxy/pool.h"
 #include "proxy/runtime.h"
-#include "reactor/poller.h"
+#include "reactor/clock.h"
 #include "reactor/wait.h"
 #include "views.h"
 
@@ -39,13 +39,13 @@ int admin_ctx_init(struct admin_ctx *a, struct runtime *rt, const char *token)
     a->rules.token = token && *token ? token : NULL;
     a->rules.allowed_hosts = NULL;
     a->rules.nallowed_hosts = 0;
-    a->started_mono_ms = poller_clock_ms();
+    a->started_mono_ms = clock_mono_ms();
     atomic_init(&a->shutting_down, 0);
     pthread_condattr_t attr;
     int err = pthread_condattr_init(&attr);
     if (err)
         return -err;
-    /* Waits are measured on poller_clock_ms()'s clock: immune to clock steps. */
+    /* Waits are measured on clock_mono_ms()'s clock: immune to clock steps. */
     if ((err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)) == 0 &&
         (err = pthread_cond_init(&a->wake, &attr)) == 0 &&
         (err = pthread_mutex_init(&a->lock, NULL)) != 0)
@@ -527,7 +527,7 @@ static void route_api(struct admin_ctx *a, const struct admin_request *rq,
                       struct admin_response *rs, char seg[][SEGMENT_MAX], int n)
 {
     struct runtime *rt = a->rt;
-    uint64_t uptime = (poller_clock_ms() - a->started_mono_ms) / 1000u;
+    uint64_t uptime = (clock_mono_ms() - a->started_mono_ms) / 1000u;
     if (n == 3 && strcmp(seg[2], "pools") != 0) {
         json_t *v = strcmp(seg[2], "stats") == 0       ? view_stats(rt, uptime)
                     : strcmp(seg[2], "pollers") == 0   ? view_pollers(rt)
@@ -636,7 +636,7 @@ void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct adm
             readyz(a->rt, rs);
         } else {
             rs->status = 200;
-            rs->body = view_metrics(a->rt, (poller_clock_ms() - a->started_mono_ms) / 1000u);
+            rs->body = view_metrics(a->rt, (clock_mono_ms() - a->started_mono_ms) / 1000u);
             rs->content_type = "text/plain; version=0.0.4; charset=utf-8";
         }
     } else if (n >= 2 && strcmp(seg[0], "api") == 0 && strcmp(seg[1], "v1") == 0) {

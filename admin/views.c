@@ -14,6 +14,8 @@
 #include "proxy/listener.h"
 #include "proxy/pool.h"
 #include "proxy/runtime.h"
+#include "reactor/linkbuf.h"
+#include "reactor/poller.h"
 
 static json_t *u64(uint64_t v)
 {
@@ -25,7 +27,7 @@ static json_t *u64(uint64_t v)
 json_t *view_poller(const struct worker *w)
 {
     const struct poller_counters *pc = poller_counters(w->poller);
-    struct lb_cache *blocks = poller_blocks(w->poller);
+    const struct lb_cache *blocks = poller_blocks(w->poller);
     uint64_t age = poller_age_ns(w->poller);
     double busy = age ? (double)GET(pc->busy_ns) / (double)age : 0.0;
     int id = poller_id(w->poller);
@@ -42,11 +44,9 @@ json_t *view_poller(const struct worker *w)
         u64(GET(pc->wakeups)), "events", u64(GET(pc->events)), "tasks", u64(GET(pc->tasks)),
         "timers_pending", u64(GET(pc->timers_pending)), "local_errors", u64(GET(w->c.local_errors)),
         "memory_starved", u64(GET(w->c.memory_starved)), "blocks_limit",
-        u64(blocks->limit == SIZE_MAX ? 0 : blocks->limit), "blocks_in_use",
-        u64(atomic_load_explicit(&blocks->in_use, memory_order_relaxed)), "blocks_cached",
-        u64(atomic_load_explicit(&blocks->cached, memory_order_relaxed)), "splice_pipes_in_use",
-        u64(GET(w->c.pipes_in_use)), "splice_pipes_cached", u64(GET(w->c.pipes_cached)),
-        "loop_busy_ratio", busy);
+        u64(lb_cache_limit(blocks)), "blocks_in_use", u64(lb_cache_in_use(blocks)), "blocks_cached",
+        u64(lb_cache_cached(blocks)), "splice_pipes_in_use", u64(GET(w->c.pipes_in_use)),
+        "splice_pipes_cached", u64(GET(w->c.pipes_cached)), "loop_busy_ratio", busy);
 }
 
 json_t *view_pollers(struct runtime *rt)
@@ -199,11 +199,11 @@ static double loop_counter(const void *obj, size_t off)
 }
 static double blocks_in_use(const void *obj, size_t off)
 {
-    return (double)atomic_load(&poller_blocks(((const struct worker *)obj)->poller)->in_use);
+    return (double)lb_cache_in_use(poller_blocks(((const struct worker *)obj)->poller));
 }
 static double blocks_cached(const void *obj, size_t off)
 {
-    return (double)atomic_load(&poller_blocks(((const struct worker *)obj)->poller)->cached);
+    return (double)lb_cache_cached(poller_blocks(((const struct worker *)obj)->poller));
 }
 static double busy_seconds(const void *obj, size_t off)
 {

@@ -296,15 +296,10 @@ static unsigned long long default_buffer_memory_limit(void)
     return lim < DEF_MIN_BUFFER_MEMORY_AUTO ? DEF_MIN_BUFFER_MEMORY_AUTO : lim;
 }
 
-static void parse_root(struct cfg_ctx *c, json_t *root, struct config *cfg)
+/* The process-wide keys: pollers, accept, the shutdown grace, the buffer
+ * memory limit, the user to run as. */
+static void parse_process(struct cfg_ctx *c, json_t *root, struct config *cfg)
 {
-    static const char *const keys[] = {
-        "pollers", "poller_balance", "accept", "shutdown_grace_ms", "buffer_memory_limit",
-        "user",    "group",          "admin",  "listeners",         "pools",
-        NULL};
-    if (!cfg_is_object(c, root, "(top level)"))
-        return;
-    cfg_check_keys(c, root, "", keys);
     cfg->pollers = cfg_get_uint(c, root, "", "pollers", DEF_POLLERS, 0, MAX_POLLERS);
     cfg->poller_balance =
         (enum pollmgr_balance)cfg_get_enum(c, root, "", "poller_balance", POLLER_BALANCES, 0);
@@ -326,27 +321,64 @@ static void parse_root(struct cfg_ctx *c, json_t *root, struct config *cfg)
     cfg->group = cfg_get_string(c, root, "", "group", 0, NULL);
     if (cfg->group && !cfg->user)
         cfg_fail(c, "group", "set only together with \"user\"");
-    parse_admin(c, root, &cfg->admin);
+}
 
+/* pools[]: each pool, and names unique among them. */
+static void parse_pools(struct cfg_ctx *c, json_t *root, struct config *cfg)
+{
     json_t *pools = cfg_get_array(c, root, "", "pools");
-    if (pools) {
-        cfg->npools = json_array_size(pools);
-        cfg->pools = calloc(cfg->npools, sizeof(*cfg->pools));
-        if (!cfg->pools)
-            cfg->npools = 0;
-        for (size_t i = 0; i < cfg->npools; i++) {
-            char p[CFG_PATH_MAX];
-            snprintf(p, sizeof(p), "pools[%zu]", i);
-            parse_pool(c, json_array_get(pools, i), p, &cfg->pools[i]);
-            for (size_t j = 0; j < i && cfg->pools[i].name; j++)
-                if (cfg->pools[j].name && strcmp(cfg->pools[j].name, cfg->pools[i].name) == 0) {
-                    char pn[CFG_PATH_MAX];
-                    cfg_join(pn, p, "name");
-                    cfg_fail(c, pn, "duplicate pool name \"%s\" (also pools[%zu])",
-                             cfg->pools[i].name, j);
-                }
-        }
+    if (!pools)
+        return;
+    cfg->npools = json_array_size(pools);
+    cfg->pools = calloc(cfg->npools, sizeof(*cfg->pools));
+    if (!cfg->pools)
+        cfg->npools = 0;
+    for (size_t i = 0; i < cfg->npools; i++) {
+        char p[CFG_PATH_MAX];
+        snprintf(p, sizeof(p), "pools[%zu]", i);
+        parse_pool(c, json_array_get(pools, i), p, &cfg->pools[i]);
+        for (size_t j = 0; j < i && cfg->pools[i].name; j++)
+            if (cfg->pools[j].name && strcmp(cfg->pools[j].name, cfg->pools[i].name) == 0) {
+                char pn[CFG_PATH_MAX];
+                cfg_join(pn, p, "name");
+                cfg_fail(c, pn, "duplicate pool name \"%s\" (also pools[%zu])", cfg->pools[i].name,
+                         j);
+            }
     }
+}
+
+/* listeners[i] against the ones before it (name, address) and the pools (its
+ * pool must exist: l->pool_index). */
+static void check_listener(struct cfg_ctx *c, struct config *cfg, size_t i, const char *p)
+{
+    struct cfg_listener *l = &cfg->listeners[i];
+    char pn[CFG_PATH_MAX];
+    for (size_t j = 0; j < i && l->name; j++)
+        if (cfg->listeners[j].name && strcmp(cfg->listeners[j].name, l->name) == 0) {
+            cfg_join(pn, p, "name");
+            cfg_fail(c, pn, "duplicate listener name \"%s\" (also listeners[%zu])", l->name, j);
+        }
+    for (size_t j = 0; j < i && l->addr.len; j++)
+        if (cfg->listeners[j].addr.len == l->addr.len &&
+            memcmp(&cfg->listeners[j].addr.ss, &l->addr.ss, l->addr.len) == 0) {
+            cfg_join(pn, p, "listen");
+            cfg_fail(c, pn, "address \"%s\" is already used by listeners[%zu]", l->listen, j);
+        }
+    if (!l->pool)
+        return;
+    size_t k = 0;
+    while (k < cfg->npools && !(cfg->pools[k].name && strcmp(cfg->pools[k].name, l->pool) == 0))
+        k++;
+    if (k == cfg->npools) {
+        cfg_join(pn, p, "pool");
+        cfg_fail(c, pn, "no pool named \"%s\" (expected the name of an entry in pools)", l->pool);
+    }
+    l->pool_index = k;
+}
+
+/* listeners[], after the pools they refer to. */
+static void parse_listeners(struct cfg_ctx *c, json_t *root, struct config *cfg)
+{
     json_t *listeners = cfg_get_array(c, root, "", "listeners");
     if (!listeners)
         return;
@@ -355,33 +387,28 @@ static void parse_root(struct cfg_ctx *c, json_t *root, struct config *cfg)
     if (!cfg->listeners)
         cfg->nlisteners = 0;
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        struct cfg_listener *l = &cfg->listeners[i];
-        char p[CFG_PATH_MAX], pn[CFG_PATH_MAX];
+        char p[CFG_PATH_MAX];
         snprintf(p, sizeof(p), "listeners[%zu]", i);
-        parse_listener(c, json_array_get(listeners, i), p, l);
-        for (size_t j = 0; j < i && l->name; j++)
-            if (cfg->listeners[j].name && strcmp(cfg->listeners[j].name, l->name) == 0) {
-                cfg_join(pn, p, "name");
-                cfg_fail(c, pn, "duplicate listener name \"%s\" (also listeners[%zu])", l->name, j);
-            }
-        for (size_t j = 0; j < i && l->addr.len; j++)
-            if (cfg->listeners[j].addr.len == l->addr.len &&
-                memcmp(&cfg->listeners[j].addr.ss, &l->addr.ss, l->addr.len) == 0) {
-                cfg_join(pn, p, "listen");
-                cfg_fail(c, pn, "address \"%s\" is already used by listeners[%zu]", l->listen, j);
-            }
-        if (!l->pool)
-            continue;
-        size_t k = 0;
-        while (k < cfg->npools && !(cfg->pools[k].name && strcmp(cfg->pools[k].name, l->pool) == 0))
-            k++;
-        if (k == cfg->npools) {
-            cfg_join(pn, p, "pool");
-            cfg_fail(c, pn, "no pool named \"%s\" (expected the name of an entry in pools)",
-                     l->pool);
-        }
-        l->pool_index = k;
+        parse_listener(c, json_array_get(listeners, i), p, &cfg->listeners[i]);
+        check_listener(c, cfg, i, p);
     }
+}
+
+/* The top level, in the order its errors are reported: the process keys,
+ * admin, pools, then listeners (which refer to pools). */
+static void parse_root(struct cfg_ctx *c, json_t *root, struct config *cfg)
+{
+    static const char *const keys[] = {
+        "pollers", "poller_balance", "accept", "shutdown_grace_ms", "buffer_memory_limit",
+        "user",    "group",          "admin",  "listeners",         "pools",
+        NULL};
+    if (!cfg_is_object(c, root, "(top level)"))
+        return;
+    cfg_check_keys(c, root, "", keys);
+    parse_process(c, root, cfg);
+    parse_admin(c, root, &cfg->admin);
+    parse_pools(c, root, cfg);
+    parse_listeners(c, root, cfg);
 }
 
 int config_load_buffer(const char *data, size_t len, const char *name, struct config **out,

@@ -4,7 +4,7 @@
 #include "backend.h"
 
 #include "log.h"
-#include "reactor/poller.h"
+#include "reactor/clock.h"
 #include "sock.h"
 
 #include <errno.h>
@@ -98,7 +98,7 @@ enum backend_change backend_drain(struct backend *b, uint64_t deadline_ms)
         return BACKEND_REFUSED;
     b->drain_started_unix_ms = unix_ms();
     b->drain_deadline_unix_ms = deadline_ms ? b->drain_started_unix_ms + (int64_t)deadline_ms : 0;
-    atomic_store(&b->close_at_ms, deadline_ms ? poller_clock_ms() + deadline_ms : 0);
+    atomic_store(&b->close_at_ms, deadline_ms ? clock_mono_ms() + deadline_ms : 0);
     atomic_store(&b->state, BACKEND_DRAINING);
     return BACKEND_CHANGED;
 }
@@ -166,7 +166,7 @@ enum backend_change backend_disable(struct backend *b, int close_sessions)
     if (s == BACKEND_DISABLED && !close_sessions)
         return BACKEND_UNCHANGED;
     b->drain_started_unix_ms = b->drain_deadline_unix_ms = 0;
-    atomic_store(&b->close_at_ms, close_sessions ? poller_clock_ms() : 0);
+    atomic_store(&b->close_at_ms, close_sessions ? clock_mono_ms() : 0);
     atomic_store(&b->state, BACKEND_DISABLED);
     return BACKEND_CHANGED;
 }

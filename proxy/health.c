@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "log.h"
 #include "pool.h"
+#include "reactor/clock.h"
 #include "reactor/poller.h"
 #include "sock.h"
 #include "worker.h"
@@ -95,7 +96,7 @@ static uint64_t jittered(const struct health_check *hc)
 {
     uint64_t base = hc->pl->health_check.interval_ms;
     uint64_t span = base * JITTER_PERCENT / 100;
-    uint64_t r = (poller_clock_ns() ^ (uintptr_t)hc) * 0x9e3779b97f4a7c15ull >> 33;
+    uint64_t r = (clock_mono_ns() ^ (uintptr_t)hc) * 0x9e3779b97f4a7c15ull >> 33;
     return base - span + (span ? r % (2 * span + 1) : 0);
 }
 
@@ -104,7 +105,7 @@ static void finish(struct health_check *hc, enum health_result r)
     struct backend *b = hc->b;
     if (hc->op.fd >= 0)
         close(poller_forget(hc->p, &hc->op));
-    atomic_store(&b->last_check_latency_us, (poller_clock_ns() - hc->started_ns) / 1000u);
+    atomic_store(&b->last_check_latency_us, (clock_mono_ns() - hc->started_ns) / 1000u);
     atomic_store(&b->last_check_result, r);
     atomic_fetch_add(&b->checks_total, 1);
     if (r != HEALTH_OK)
@@ -157,7 +158,7 @@ static void dial_failed(struct health_check *hc, int err)
 static void probe(struct health_check *hc)
 {
     struct backend *b = hc->b;
-    hc->started_ns = poller_clock_ns();
+    hc->started_ns = clock_mono_ns();
     hc->sent = hc->got = 0;
     if (atomic_load(&b->state) == BACKEND_DISABLED) {
         poller_timer_start(hc->p, &hc->timer, jittered(hc)); /* maintenance: not checked */
@@ -270,7 +271,7 @@ static struct health_check *checker_new(struct pool *pl, struct backend *b, stru
 static int checker_arm(struct health_check *hc)
 {
     /* Spread the first checks over one interval instead of all at start. */
-    uint64_t first = (poller_clock_ns() ^ (uintptr_t)hc) % (hc->pl->health_check.interval_ms + 1);
+    uint64_t first = (clock_mono_ns() ^ (uintptr_t)hc) % (hc->pl->health_check.interval_ms + 1);
     return poller_timer_start(hc->p, &hc->timer, first);
 }
 

@@ -4,7 +4,7 @@
 #include "pool.h"
 
 #include "maglev.h"
-#include "reactor/poller.h"
+#include "reactor/clock.h"
 #include "reactor/random.h"
 #include "sock.h"
 
@@ -371,7 +371,7 @@ static void note_connect(struct pool *pl, struct backend *b, int ok)
     if (!pl->max_fails)
         return;
     /* Passive only: max_fails within fail_window_ms (health_tick ends it). */
-    uint64_t now = poller_clock_ms();
+    uint64_t now = clock_mono_ms();
     uint64_t start = atomic_load(&b->window_start_ms);
     if (now - start > pl->fail_window_ms) {
         atomic_store(&b->window_start_ms, now);

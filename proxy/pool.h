@@ -80,8 +80,15 @@ enum pool_outcome pool_dial_outcome(int err);
  * client host keeps landing on one backend; 0 with any other balance. */
 uint64_t pool_client_key(const struct pool *pl, const struct sockaddr *sa);
 
-/* Admin thread (serialised by the caller). Lookups in the current set. */
+/* Any thread: the current set (pool_pick, sub-reactors' housekeeping, the
+ * admin's views and routes, the runtime's start and stop). A reader may use
+ * it until the next quiesce has passed it: a sub-reactor until it returns to
+ * its loop; the admin thread, the only one that replaces sets (serialised by
+ * its caller), until it replaces it; other threads only while no set can be
+ * replaced (before the admin starts, after it stops). */
 struct backend_set *pool_current(struct pool *pl);
+/* The backend named `name` in the current set, or NULL; pool_current's rule.
+ * The admin's routes look backends up by name. */
 struct backend *pool_find(struct pool *pl, const char *name);
 
 /* Admin thread: installs a new set made of `list` (weights read now) and

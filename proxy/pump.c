@@ -24,8 +24,9 @@ static const struct pump_xprt *pump_xprt_for(enum cfg_zero_copy zc)
     }
 }
 
-/* Everything side d sent, up to its EOF, has been delivered to the other side. */
-static int drained(const struct session *s, int d)
+/* Direction d is done: everything side d sent, up to its EOF, has been
+ * delivered to the other side. */
+static int dir_done(const struct session *s, int d)
 {
     const struct side *sd = &s->side[d];
     return (sd->flags & SIDE_EOF) && linkbuf_len(&sd->in) == 0 && sd->held == 0;
@@ -54,14 +55,14 @@ void pump_session(struct session *s)
     if (s->state != SESSION_RELAYING)
         return;
     /* Both directions ended: close (a FIN each way); no shutdown first. */
-    if (drained(s, SIDE_CLIENT) && drained(s, SIDE_UPSTREAM)) {
+    if (dir_done(s, SIDE_CLIENT) && dir_done(s, SIDE_UPSTREAM)) {
         session_close(s, 0);
         return;
     }
     /* Half-close: forward an EOF once everything before it is delivered. */
     for (int d = 0; d < 2; d++) {
         struct side *dst = &s->side[!d];
-        if (drained(s, d) && !(dst->flags & SIDE_SHUT)) {
+        if (dir_done(s, d) && !(dst->flags & SIDE_SHUT)) {
             shutdown(dst->op.fd, SHUT_WR);
             dst->flags |= SIDE_SHUT;
         }

@@ -14,7 +14,7 @@
 
 #include "config/config.h"
 #include "worker.h" /* struct worker: the session's poller */
-#include "session-t.h"
+#include "session.h"
 
 #define PUMP_BUDGET_BYTES (1024u * 1024) /* read per direction per pass: fairness */
 #define PUMP_NOT_NOW      1              /* a transport's dir(): it cannot carry d now; copy does */

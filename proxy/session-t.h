@@ -1,6 +1,7 @@
-/* proxy/session-t.h — the session struct and the verbs shared by session.c
- * (life, close), session_dial.c (upstream connect, retry) and the pump
- * (pump.c and its transports). Not for other files: they use proxy/session.h. */
+/* proxy/session-t.h — the session's types only (HAProxy's -t.h rule): the
+ * struct, its states and a side's flags, for the files that read a session's
+ * fields: session.c, session_dial.c and the pump. The verbs are in
+ * proxy/session.h. */
 #pragma once
 
 #include <stdint.h>
@@ -39,12 +40,6 @@ struct side {
     uint32_t held; /* bytes the transport holds outside the linkbuf (splice: the pipe's fill) */
 };
 
-/* A read may bring bytes: readable as far as we know, and no EOF seen yet. */
-static inline int side_may_read(const struct side *sd)
-{
-    return (sd->flags & (SIDE_RD_READY | SIDE_EOF)) == SIDE_RD_READY;
-}
-
 struct session {
     struct poller_task task;      /* the hand-off, later the deferred free */
     struct worker *w;             /* not owned; NULL until adopted */
@@ -64,28 +59,9 @@ struct session {
     void *xprt_ctx;     /* owned by the pool's transport (proxy/pump.h): splice's pipes, or NULL */
 };
 
-extern const struct fdop_ops session_io_ops;
-
-/* session.c */
-void session_close(struct session *s, unsigned reset_sides); /* bit i: RST side i */
-/* A close that throws bytes away or cuts a stream sluice was asked to end
- * (drain deadline, disable with close, shutdown grace, connect exhausted)
- * resets both sides: a FIN would let a peer that reads to EOF take a cut
- * stream for a complete one (README "Close semantics"). */
+/* session_close()'s reset_sides: bit i resets side i. A close that throws
+ * bytes away or cuts a stream sluice was asked to end (drain deadline,
+ * disable with close, shutdown grace, connect exhausted) resets both sides: a
+ * FIN would let a peer that reads to EOF take a cut stream for a complete one
+ * (README "Close semantics"). */
 #define SESSION_RESET_BOTH ((1u << SIDE_CLIENT) | (1u << SIDE_UPSTREAM))
-void session_account(struct session *s, int d, size_t n); /* n bytes relayed out of side d */
-/* Out of buffer memory on this poller: stop reading (the readiness stays
- * cached) and try again shortly, when writes may have freed blocks. */
-void session_starve(struct session *s);
-
-/* pump.c (proxy/pump.h): relays both directions as far as the sockets
- * allow, then forwards a half-close or closes the session when both are
- * done; a read or write error on one side resets the other. */
-void pump_session(struct session *s);
-/* The session closes: its transport lets go of s->xprt_ctx. */
-void pump_release(struct session *s);
-
-/* session_dial.c */
-void session_dial(struct session *s, struct backend *avoid);
-void session_dial_check(struct session *s); /* upstream readiness while connecting */
-void session_dial_failed(struct session *s, int err);

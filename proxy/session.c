@@ -14,7 +14,6 @@
 #include "listener.h"
 #include "pool.h"
 #include "reactor/pollmgr.h"
-#include "session-t.h"
 #include "sock.h"
 #include "worker.h"
 

@@ -11,7 +11,7 @@
 
 #include "backend.h"
 #include "pool.h"
-#include "session-t.h"
+#include "session.h"
 #include "sock.h"
 #include "worker.h"
 

@@ -24,7 +24,7 @@ void lb_cache_set_limit(struct lb_cache *c, size_t limit_blocks)
     c->limit = limit_blocks;
 }
 
-void lb_cache_drain(struct lb_cache *c)
+void lb_cache_free(struct lb_cache *c)
 {
     while (c->free) {
         struct lb_block *b = c->free;

@@ -39,11 +39,26 @@ void lb_cache_init(struct lb_cache *c, size_t cap_blocks);
 /* Caps the blocks in use; a reserve that would pass it books less, or fails
  * with -ENOMEM when it can book nothing: the caller then stops reading. */
 void lb_cache_set_limit(struct lb_cache *c, size_t limit_blocks);
-void lb_cache_drain(struct lb_cache *c); /* frees every cached block */
+void lb_cache_free(struct lb_cache *c); /* frees every cached block (the poller's end) */
 /* Frees the cached blocks that no reserve needed since the previous call
  * (the coldest ones) and returns how many; called once a period, it lets a
  * burst's blocks go after one quiet period and keeps what steady load uses. */
 size_t lb_cache_trim(struct lb_cache *c);
+
+/* Readers for stats, from any thread: a sample, not a synchronisation point. */
+static inline size_t lb_cache_in_use(const struct lb_cache *c)
+{
+    return atomic_load_explicit(&c->in_use, memory_order_relaxed);
+}
+static inline size_t lb_cache_cached(const struct lb_cache *c)
+{
+    return atomic_load_explicit(&c->cached, memory_order_relaxed);
+}
+/* The block limit, 0 when there is none. Set before the poller starts. */
+static inline size_t lb_cache_limit(const struct lb_cache *c)
+{
+    return c->limit == SIZE_MAX ? 0 : c->limit;
+}
 
 struct linkbuf {
     struct lb_block *head;  /* first block holding unread bytes; owned */

@@ -104,7 +104,7 @@ int poll_backend_wait(struct poll_backend *pb, struct poll_event *out, int max, 
         out[i].ptr = pb->evs[i].data.ptr;
         if (!out[i].ptr) {
             uint64_t v;
-            /* Drain the counter; EAGAIN just means another wait already did. */
+            /* Read the counter back to zero; EAGAIN just means another wait already did. */
             while (read(pb->wakefd, &v, sizeof(v)) < 0 && errno == EINTR)
                 ;
         }

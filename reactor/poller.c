@@ -6,9 +6,9 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "counter.h"
 
 #define POLLER_BATCH               256
@@ -34,23 +34,6 @@ struct poller {
     struct poll_event evs[POLLER_BATCH];
 };
 
-static uint64_t clock_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t poller_clock_ms(void)
-{
-    return clock_ns() / 1000000u;
-}
-
-uint64_t poller_clock_ns(void)
-{
-    return clock_ns();
-}
-
 int poller_create(int id, const struct poller_opts *opts, struct poller **out)
 {
     struct poller *p = calloc(1, sizeof(*p));
@@ -69,7 +52,7 @@ int poller_create(int id, const struct poller_opts *opts, struct poller **out)
                                                             : POLLER_DEFAULT_BLOCK_CACHE);
     if (opts && opts->block_limit)
         lb_cache_set_limit(&p->blocks, opts->block_limit);
-    p->born_ns = clock_ns();
+    p->born_ns = clock_mono_ns();
     p->now_ms = p->born_ns / 1000000u;
     *out = p;
     return 0;
@@ -80,7 +63,7 @@ void poller_destroy(struct poller *p)
     if (!p)
         return;
     timer_heap_free(&p->timers);
-    lb_cache_drain(&p->blocks);
+    lb_cache_free(&p->blocks);
     poll_backend_close(p->pb);
     free(p);
 }
@@ -263,13 +246,13 @@ int poller_run_once(struct poller *p, int timeout_ms)
         timeout_ms = 0;
     uint64_t next = timer_next_deadline(&p->timers);
     if (next != UINT64_MAX) {
-        uint64_t now = poller_clock_ms();
+        uint64_t now = clock_mono_ms();
         int until = next <= now ? 0 : (next - now > INT32_MAX ? INT32_MAX : (int)(next - now));
         if (timeout_ms < 0 || until < timeout_ms)
             timeout_ms = until;
     }
     int n = poll_backend_wait(p->pb, p->evs, POLLER_BATCH, timeout_ms);
-    uint64_t t0 = clock_ns();
+    uint64_t t0 = clock_mono_ns();
     p->now_ms = t0 / 1000000u;
     if (n < 0)
         return n;
@@ -293,7 +276,7 @@ int poller_run_once(struct poller *p, int timeout_ms)
         counter_set(&p->c.timers_pending, p->timers.n);
     }
     run_deferred(p);
-    counter_add(&p->c.busy_ns, clock_ns() - t0);
+    counter_add(&p->c.busy_ns, clock_mono_ns() - t0);
     return n;
 }
 
@@ -334,7 +317,7 @@ const struct poller_counters *poller_counters(const struct poller *p)
 }
 uint64_t poller_age_ns(const struct poller *p)
 {
-    return clock_ns() - p->born_ns;
+    return clock_mono_ns() - p->born_ns;
 }
 unsigned poller_inbox_depth(struct poller *p)
 {

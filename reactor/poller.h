@@ -74,9 +74,7 @@ int poller_run_once(struct poller *p, int timeout_ms);
 void poller_stop(struct poller *p);
 
 int poller_id(const struct poller *p);
-uint64_t poller_now_ms(const struct poller *p); /* cached per iteration, monotonic */
-uint64_t poller_clock_ms(void);                 /* monotonic, uncached */
-uint64_t poller_clock_ns(void);                 /* monotonic, uncached */
+uint64_t poller_now_ms(const struct poller *p); /* clock_mono_ms(), cached per iteration */
 struct lb_cache *poller_blocks(struct poller *p);
 const struct poller_counters *poller_counters(const struct poller *p);
 uint64_t poller_age_ns(const struct poller *p); /* since creation */

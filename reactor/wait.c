@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "poller.h"
+#include "clock.h"
 
 static int nap(void *arg, unsigned ms)
 {
@@ -19,11 +19,11 @@ static int nap(void *arg, unsigned ms)
 int wait_until(wait_done_fn done, wait_sleep_fn sleep, void *arg, unsigned timeout_ms,
                unsigned step_ms)
 {
-    uint64_t until = poller_clock_ms() + timeout_ms;
+    uint64_t until = clock_mono_ms() + timeout_ms;
     for (;;) {
         if (done(arg))
             return 0;
-        uint64_t now = poller_clock_ms();
+        uint64_t now = clock_mono_ms();
         if (now >= until)
             return -ETIMEDOUT;
         uint64_t left = until - now;

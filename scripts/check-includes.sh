@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # scripts/check-includes.sh [-v] [ROOT] — the #include graph of reactor/,
-# config/, proxy/ and admin/ (quoted includes only) must keep the floors:
+# config/, proxy/, admin/ and src/ (quoted includes only) must keep the floors:
 #   * no cycle between modules (a module is foo.c + foo.h + foo-t.h), so
 #     following a connection never climbs back to a file it left;
-#   * layers point down only: reactor < config < proxy < admin; reactor/
-#     includes nothing above it, and config/ takes from reactor/ only
-#     types-only headers (*-t.h);
-#   * proxy/runtime.h (the composition root) is included only by
-#     proxy/runtime.c, proxy/main.c and admin/: nothing on the data path;
-#   * proxy/main.c, the program's entry, sits above every layer (it starts
-#     admin/ too) until it moves out of proxy/ (issue 16 item 6).
+#   * layers point down only: reactor < config < proxy < admin < src;
+#     reactor/ includes nothing above it, and config/ takes from reactor/ only
+#     types-only headers (*-t.h); src/ (the program: CLI, signals, the
+#     --healthcheck client) may include every layer and none includes it;
+#   * proxy/runtime.h (the composition root) is included in proxy/ only by
+#     proxy/runtime.c (admin/ and src/ drive it): nothing on the data path;
+#   * a foo-t.h holds types only (HAProxy's rule): no function, no variable;
+#     the verbs go in foo.h.
 # -v prints the module graph. Exit 1 with one line per violation. Needs only
 # python3 (stdlib). Run by scripts/test.sh.
 set -euo pipefail
@@ -25,10 +26,9 @@ import re
 import sys
 
 root, verbose = sys.argv[1], sys.argv[2] == "1"
-LAYERS = {"reactor": 0, "config": 1, "proxy": 2, "admin": 3}
+LAYERS = {"reactor": 0, "config": 1, "proxy": 2, "admin": 3, "src": 4}
 RUNTIME_H = "proxy/runtime.h"
-RUNTIME_OK = {"proxy/runtime.c", "proxy/main.c"}
-ENTRY = {"proxy/main.c"}  # the program's entry: may include any layer
+RUNTIME_OK = {"proxy/runtime.c"}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
 files = []
@@ -72,16 +72,52 @@ for f in files:
             if dst_layer not in LAYERS:
                 errors.append(f"{where}: includes {dst}, outside the layers")
                 continue
-            if LAYERS[dst_layer] > LAYERS[src_layer] and f not in ENTRY:
+            if LAYERS[dst_layer] > LAYERS[src_layer]:
                 errors.append(f"{where}: {src_layer}/ includes {dst} from a layer above it")
             elif src_layer == "config" and dst_layer == "reactor" and not dst.endswith("-t.h"):
                 errors.append(f"{where}: config/ takes only types-only headers (*-t.h) "
                               f"from reactor/, not {dst}")
             if dst == RUNTIME_H and src_layer == "proxy" and f not in RUNTIME_OK | {RUNTIME_H}:
-                errors.append(f"{where}: includes {RUNTIME_H}: only runtime.c, main.c and "
-                              "admin/ may (the composition root is not on the data path)")
+                errors.append(f"{where}: includes {RUNTIME_H}: in proxy/ only runtime.c may "
+                              "(the composition root is not on the data path)")
             if module(dst) != module(f):
                 edges[module(f)].setdefault(module(dst), where)
+
+
+
+def declarations(text):
+    """Top-level function declarations or definitions and extern variables."""
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", " ", text)
+    text = re.sub(r"\\\n", " ", text)
+    text = "\n".join(ln for ln in text.split("\n") if not ln.lstrip().startswith("#"))
+    found, depth, stmt, body = [], 0, "", False
+    for ch in text:
+        if ch == "{":
+            if depth == 0 and re.search(r"\)\s*$", stmt):
+                found.append(stmt)
+                body = True
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0 and body:
+                stmt, body = "", False
+        elif ch == ";" and depth == 0:
+            st = " ".join(stmt.split())
+            if st and not st.startswith("typedef") and ("(" in st or st.startswith("extern")):
+                found.append(st)
+            stmt = ""
+        elif depth == 0:
+            stmt += ch
+    return [" ".join(f.split()) for f in found]
+
+
+for f in files:
+    if f.endswith("-t.h"):
+        with open(os.path.join(root, f), encoding="utf-8") as fh:
+            for d in declarations(fh.read()):
+                errors.append(f"{f}: a types-only header declares \"{d[:70]}\": "
+                              f"move it to {f[:-4]}.h")
 
 # Cycles: Tarjan's strongly connected components; report one cycle per
 # component, with the include that makes each step.

@@ -16,12 +16,12 @@ bash scripts/deps.sh
 echo "== format check (clang-format)"
 # Every C source of the tree, found on disk: the check needs no git and works
 # the same in a clone, an unpacked archive or a container build context.
-find reactor proxy config admin tests -type f -name '*.[ch]' -print0 |
+find reactor proxy config admin src tests -type f -name '*.[ch]' -print0 |
   xargs -0 -r clang-format --dry-run -Werror
 
 echo "== static analysis (cppcheck)"
 cppcheck --quiet --enable=warning,style,performance,portability --std=c11 --inline-suppr \
-  --error-exitcode=1 -I. reactor proxy config admin
+  --error-exitcode=1 -I. reactor proxy config admin src
 
 echo "== include graph"
 bash scripts/check-includes.sh

@@ -122,6 +122,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     linkbuf_clear(&lb);
     if (atomic_load(&cache.in_use) != 0)
         abort();
-    lb_cache_drain(&cache);
+    lb_cache_free(&cache);
     return 0;
 }

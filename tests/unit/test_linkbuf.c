@@ -20,8 +20,8 @@ static uint64_t next_rand(void)
     return rng;
 }
 
-/* Drains lb into out (up to cap) through peek/skip/release in random steps. */
-static size_t drain_random(struct linkbuf *lb, unsigned char *out, size_t max)
+/* Reads lb into out (up to cap) through peek/skip/release in random steps. */
+static size_t read_random(struct linkbuf *lb, unsigned char *out, size_t max)
 {
     size_t got = 0;
     while (linkbuf_len(lb) && got < max) {
@@ -80,19 +80,19 @@ START_TEST(random_round_trip_matches_reference)
             ck_assert_uint_eq(linkbuf_len(&lb), before + commit);
         } else {
             size_t max = 1 + next_rand() % (2 * LINKBUF_BLOCK_DATA);
-            read += drain_random(&lb, dst + read, max);
+            read += read_random(&lb, dst + read, max);
         }
         ck_assert_uint_eq(linkbuf_len(&lb), written - read);
         if (linkbuf_len(&lb) == 0)
             ck_assert_ptr_null(lb.head);
     }
-    read += drain_random(&lb, dst + read, TOTAL - read);
+    read += read_random(&lb, dst + read, TOTAL - read);
     ck_assert_uint_eq(read, written);
     ck_assert_int_eq(memcmp(src, dst, read), 0);
     ck_assert_ptr_null(lb.head);
     ck_assert_uint_eq(atomic_load(&cache.in_use), 0);
     linkbuf_clear(&lb);
-    lb_cache_drain(&cache);
+    lb_cache_free(&cache);
     free(src);
     free(dst);
 }
@@ -120,7 +120,7 @@ START_TEST(empty_buffer_holds_no_block)
     linkbuf_release(&lb);
     ck_assert_ptr_null(lb.head);
     ck_assert_uint_eq(atomic_load(&cache.in_use), 0);
-    lb_cache_drain(&cache);
+    lb_cache_free(&cache);
     ck_assert_uint_eq(atomic_load(&cache.cached), 0);
 }
 END_TEST
@@ -152,7 +152,7 @@ START_TEST(reserve_spans_blocks_and_release_frees_consumed)
     ck_assert_uint_eq(bytes, LINKBUF_BLOCK_DATA - 1);
     linkbuf_clear(&lb);
     ck_assert_uint_eq(atomic_load(&cache.in_use), 0);
-    lb_cache_drain(&cache);
+    lb_cache_free(&cache);
 }
 END_TEST
 
@@ -175,7 +175,7 @@ START_TEST(cache_reuses_blocks_and_frees_beyond_cap)
     ck_assert_uint_eq(atomic_load(&cache.cached), 3);
     (void)first;
     linkbuf_commit(&lb, 0);
-    lb_cache_drain(&cache);
+    lb_cache_free(&cache);
 }
 END_TEST
 
@@ -220,7 +220,7 @@ START_TEST(cache_trim_frees_what_a_period_did_not_need)
     ck_assert_uint_eq(lb_cache_trim(&cache), 0);
     use_blocks(&lb, 2, NULL);
     ck_assert_uint_eq(atomic_load(&cache.cached), 2);
-    lb_cache_drain(&cache);
+    lb_cache_free(&cache);
 }
 END_TEST
 
@@ -243,7 +243,7 @@ START_TEST(watermarks)
     linkbuf_skip(&lb, 900);
     ck_assert(linkbuf_below_low(&lb));
     linkbuf_clear(&lb);
-    lb_cache_drain(&cache);
+    lb_cache_free(&cache);
 }
 END_TEST
 
@@ -290,7 +290,7 @@ START_TEST(recv_send_through_a_socketpair)
     linkbuf_clear(&lb);
     close(a[0]);
     close(b[1]);
-    lb_cache_drain(&cache);
+    lb_cache_free(&cache);
     free(src);
     free(dst);
 }

@@ -20,7 +20,7 @@
 #include "proxy/health.h"
 #include "proxy/pool.h"
 #include "proxy/sock.h"
-#include "reactor/poller.h"
+#include "reactor/clock.h"
 
 #define FALL         3
 #define MAX_FAILS    3
@@ -186,7 +186,7 @@ START_TEST(max_fails_within_the_window_take_it_down_until_the_window_passes)
     pool_done(&pl, got, POOL_CONNECTED);
     pool_done(&pl, got, POOL_FINISHED);
     ck_assert_int_eq(state(b), BACKEND_UP);
-    uint64_t before = poller_clock_ms();
+    uint64_t before = clock_mono_ms();
     dial_once(POOL_TIMEOUT);
     ck_assert_int_eq(state(b), BACKEND_DOWN);
     ck_assert_int_eq(atomic_load(&b->healthy), 0);
@@ -211,7 +211,7 @@ START_TEST(failures_of_an_old_window_are_forgotten)
     for (int i = 0; i < MAX_FAILS - 1; i++)
         dial_once(POOL_REFUSED);
     /* The window began longer ago than fail_window_ms. */
-    atomic_store(&b->window_start_ms, poller_clock_ms() - WINDOW_MS - 1);
+    atomic_store(&b->window_start_ms, clock_mono_ms() - WINDOW_MS - 1);
     dial_once(POOL_REFUSED);
     ck_assert_int_eq(state(b), BACKEND_UP);
     ck_assert_uint_eq(atomic_load(&b->window_fails), 1);

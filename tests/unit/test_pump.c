@@ -278,7 +278,7 @@ START_TEST(pauses_at_high_and_resumes_under_low)
     } else {
         ck_assert_uint_gt(src->held, 0); /* the pipe is this direction's buffer */
     }
-    ck_assert(src->flags & SIDE_RD_READY); /* paused, not drained: the readiness stays */
+    ck_assert(src->flags & SIDE_RD_READY); /* paused, not read dry: the readiness stays */
     uint64_t took = intake();
     for (int i = 0; i < 20; i++)
         run(0);

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "check_main.h"
+#include "reactor/clock.h"
 #include "reactor/poller.h"
 #include "reactor/timer.h"
 
@@ -134,7 +135,7 @@ static void fire_on_thread(void *loop, struct timer *t, void *data)
 {
     struct on_thread *o = data;
     o->fired_on = pthread_self();
-    o->fired_at = poller_clock_ms();
+    o->fired_at = clock_mono_ms();
     atomic_store(&o->fired, 1);
 }
 
@@ -142,7 +143,7 @@ static void arm_on_thread(struct poller *p, struct poller_task *t, void *arg)
 {
     struct on_thread *o = arg;
     timer_init(&o->t, fire_on_thread, o);
-    o->armed_at = poller_clock_ms();
+    o->armed_at = clock_mono_ms();
     poller_timer_start(p, &o->t, 30);
 }
 

@@ -1,4 +1,4 @@
-/* proxy/main.c — sluice's entry point: the command line, config → runtime
+/* src/main.c — sluice's entry point: the command line, config → runtime
  * (pollers, listeners) wiring, and signals: SIGTERM/SIGINT stop accepting and
  * let sessions finish within shutdown_grace_ms; a second one stops at once. */
 #define _GNU_SOURCE
@@ -13,10 +13,10 @@
 
 #include "admin/admin.h"
 #include "config/config.h"
-#include "log.h"
-#include "privs.h"
+#include "proxy/log.h"
+#include "proxy/privs.h"
+#include "proxy/runtime.h"
 #include "reactor/wait.h"
-#include "runtime.h"
 #include "selfcheck.h"
 
 #define DEFAULT_CONFIG         "sluice.json"
@@ -61,7 +61,7 @@ static int second_signal(void *arg, unsigned ms)
 
 /* Waits for the last sessions to end, up to the grace period or a second
  * signal. Returns 0 when everything ended on its own. */
-static int drain_sessions(struct runtime *rt, const sigset_t *sigs, unsigned grace_ms)
+static int wait_for_sessions(struct runtime *rt, const sigset_t *sigs, unsigned grace_ms)
 {
     struct sessions_wait w = {rt, sigs};
     int r = wait_until(no_sessions, second_signal, &w, grace_ms, SHUTDOWN_POLL_MS);
@@ -75,24 +75,32 @@ static int drain_sessions(struct runtime *rt, const sigset_t *sigs, unsigned gra
     return r;
 }
 
-int main(int argc, char **argv)
+/* What the command line asks for. */
+struct cli {
+    const char *path; /* the config file */
+    int check;        /* --check: validate and exit */
+    int healthcheck;  /* --healthcheck: ask the running sluice and exit */
+};
+
+/* Reads the options into cli. Returns -1 to go on, or the exit status (after
+ * --version, --help or a usage error). */
+static int parse_args(int argc, char **argv, struct cli *cli)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 't'},
         {"healthcheck", no_argument, NULL, 'H'},  {"version", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-    const char *path = NULL;
-    int check = 0, healthcheck = 0, c;
+    int c;
     while ((c = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
-            path = optarg;
+            cli->path = optarg;
             break;
         case 't':
-            check = 1;
+            cli->check = 1;
             break;
         case 'H':
-            healthcheck = 1;
+            cli->healthcheck = 1;
             break;
         case 'v':
             printf("sluice %s\n", SLUICE_VERSION);
@@ -110,34 +118,32 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (!path) {
+    if (!cli->path) {
         if (access(DEFAULT_CONFIG, F_OK) != 0) {
             fprintf(stderr, "sluice: no -c FILE given and ./%s does not exist\n", DEFAULT_CONFIG);
             return 1;
         }
-        path = DEFAULT_CONFIG;
+        cli->path = DEFAULT_CONFIG;
         fprintf(stderr, "sluice: using ./%s\n", DEFAULT_CONFIG);
     }
+    return -1;
+}
 
-    struct config *cfg = NULL;
+/* Loads the config at path into *cfg; 0, or 1 after printing every error. */
+static int load_config(const char *path, struct config **cfg)
+{
     char *errors = NULL;
-    int nerr = config_load_file(path, &cfg, &errors);
-    if (nerr) {
-        fputs(errors ? errors : "sluice: out of memory reading the config\n", stderr);
-        free(errors);
-        return 1;
-    }
-    if (check) {
-        printf("%s: ok\n", path);
-        config_free(cfg);
+    if (config_load_file(path, cfg, &errors) == 0)
         return 0;
-    }
-    if (healthcheck) {
-        int r = selfcheck_run(&cfg->admin, admin_token_from(&cfg->admin), HEALTHCHECK_TIMEOUT_MS);
-        config_free(cfg);
-        return r;
-    }
+    fputs(errors ? errors : "sluice: out of memory reading the config\n", stderr);
+    free(errors);
+    return 1;
+}
 
+/* Blocks the signals sluice takes with sigwaitinfo (sigs gets them), before
+ * any thread starts so that every thread inherits the mask. */
+static void take_signals(sigset_t *sigs)
+{
     /* Writes to a vanished peer must fail with EPIPE, not kill the process. */
     signal(SIGPIPE, SIG_IGN);
     /* Handlers that never run (the signals stay blocked and are taken with
@@ -146,15 +152,17 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGHUP, on_signal);
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGTERM);
+    sigaddset(sigs, SIGINT);
+    sigaddset(sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
+}
 
-    unsigned long nofile = privs_raise_nofile();
-    unsigned grace_ms = cfg->shutdown_grace_ms;
+/* Builds the runtime from cfg (it takes cfg), starts the admin, drops root
+ * and starts the pollers. 0, or 1 with nothing left running. */
+static int start_proxy(struct config *cfg, struct runtime **rtp, struct admin **adminp)
+{
     struct runtime *rt = NULL;
     int err = runtime_create(cfg, 0, &rt);
     if (err) {
@@ -175,6 +183,13 @@ int main(int argc, char **argv)
         runtime_destroy(rt);
         return 1;
     }
+    *rtp = rt;
+    *adminp = admin;
+    return 0;
+}
+
+static void log_started(const struct runtime *rt, const char *path, unsigned long nofile)
+{
     log_info("sluice %s started: %u sub-reactors (%s), open files limit %lu, buffer memory "
              "limit %llu MiB, config %s",
              SLUICE_VERSION, pollmgr_count(rt->pm),
@@ -185,10 +200,14 @@ int main(int argc, char **argv)
         log_info("listener %s on %s -> pool %s (%zu backends)", l->name, l->listen, l->pool->name,
                  pool_current(l->pool)->n);
     }
+}
 
-    int status = 0;
+/* Serves until SIGTERM or SIGINT, then stops accepting and waits for the
+ * sessions; returns the exit status (1 when a second signal cut the wait). */
+static int serve(struct runtime *rt, struct admin *admin, const sigset_t *sigs, unsigned grace_ms)
+{
     for (;;) {
-        int sig = sigwaitinfo(&sigs, NULL);
+        int sig = sigwaitinfo(sigs, NULL);
         if (sig == SIGHUP) {
             log_warn("SIGHUP: config reload is not supported yet; keeping the running config");
             continue;
@@ -200,10 +219,41 @@ int main(int argc, char **argv)
             /* A drain?wait= pending now would otherwise hold admin_stop (and
              * the exit) for as long as it asked: it answers now instead. */
             admin_begin_shutdown(admin);
-            status = drain_sessions(rt, &sigs, grace_ms) == 2 ? 1 : 0;
-            break;
+            return wait_for_sessions(rt, sigs, grace_ms) == 2 ? 1 : 0;
         }
     }
+}
+
+int main(int argc, char **argv)
+{
+    struct cli cli = {0};
+    int r = parse_args(argc, argv, &cli);
+    if (r >= 0)
+        return r;
+    struct config *cfg = NULL;
+    if (load_config(cli.path, &cfg))
+        return 1;
+    if (cli.check) {
+        printf("%s: ok\n", cli.path);
+        config_free(cfg);
+        return 0;
+    }
+    if (cli.healthcheck) {
+        r = selfcheck_run(&cfg->admin, admin_token_from(&cfg->admin), HEALTHCHECK_TIMEOUT_MS);
+        config_free(cfg);
+        return r;
+    }
+
+    sigset_t sigs;
+    take_signals(&sigs);
+    unsigned long nofile = privs_raise_nofile();
+    unsigned grace_ms = cfg->shutdown_grace_ms;
+    struct runtime *rt = NULL;
+    struct admin *admin = NULL;
+    if (start_proxy(cfg, &rt, &admin))
+        return 1;
+    log_started(rt, cli.path, nofile);
+    int status = serve(rt, admin, &sigs, grace_ms);
     admin_stop(admin);
     runtime_destroy(rt);
     log_info("stopped");

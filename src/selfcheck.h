@@ -1,4 +1,4 @@
-/* proxy/selfcheck.h — `sluice --healthcheck`: asks a running sluice's admin
+/* src/selfcheck.h — `sluice --healthcheck`: asks a running sluice's admin
  * endpoint for /healthz, so a container HEALTHCHECK needs no curl in the
  * image. Blocking, bounded by a timeout; for the CLI only. */
 #pragma once

@@ -1,4 +1,4 @@
-/* proxy/selfcheck.c — see proxy/selfcheck.h. */
+/* src/selfcheck.c — see src/selfcheck.h. */
 #define _GNU_SOURCE
 #include "selfcheck.h"
 
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "config/config_addr.h"
-#include "sock.h"
+#include "proxy/sock.h"
 
 #define REPLY_MAX 512
 
