@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "proxy/runtime.h"
 #include "reactor/clock.h"
 #include "reactor/wait.h"
+#include "reply.h"
 #include "views.h"
 
 #define MAX_SEGMENTS       8
@@ -100,34 +100,6 @@ static int drain_wait_sleep(void *arg, unsigned ms)
     return 0;
 }
 
-static void reply_json(struct admin_response *rs, int status, json_t *body)
-{
-    rs->status = status;
-    rs->content_type = "application/json";
-    rs->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!rs->body) {
-        rs->status = 500;
-        rs->body = strdup("{\"error\":\"internal error\",\"detail\":\"cannot build the reply\"}");
-    }
-}
-
-__attribute__((format(printf, 4, 5))) static void fail(struct admin_response *rs, int status,
-                                                       const char *error, const char *fmt, ...)
-{
-    char detail[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
-    va_end(ap);
-    /* Details may echo what the client sent (a name in the path): keep them
-     * printable ASCII, so the reply is valid JSON and a log-safe line. */
-    for (char *c = detail; *c; c++)
-        if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
-            *c = '?';
-    reply_json(rs, status, json_pack("{s:s, s:s}", "error", error, "detail", detail));
-}
-
 static int valid_name(const char *s)
 {
     size_t n = strlen(s);
@@ -142,74 +114,9 @@ static int valid_name(const char *s)
     return 1;
 }
 
-/* Parses an optional JSON object body. Returns the object (a new empty one
- * when there is no body), or NULL after replying 400. */
-static json_t *body_object(const struct admin_request *rq, struct admin_response *rs,
-                           const char *const *allowed)
-{
-    if (rq->body_len == 0)
-        return json_object();
-    json_error_t err;
-    json_t *o = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &err);
-    if (!o) {
-        fail(rs, 400, "malformed JSON", "line %d, column %d: %s", err.line, err.column, err.text);
-        return NULL;
-    }
-    if (!json_is_object(o)) {
-        json_decref(o);
-        fail(rs, 400, "bad request", "expected a JSON object as the body");
-        return NULL;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(o, key, v)
-    {
-        int ok = 0;
-        for (const char *const *k = allowed; *k; k++)
-            ok |= strcmp(*k, key) == 0;
-        if (!ok) {
-            char list[128] = "";
-            for (const char *const *k = allowed; *k; k++) {
-                strncat(list, *k, sizeof(list) - strlen(list) - 1);
-                if (k[1])
-                    strncat(list, ", ", sizeof(list) - strlen(list) - 1);
-            }
-            fail(rs, 400, "bad request", "unknown key \"%.64s\" (expected: %s)", key,
-                 *list ? list : "no body");
-            json_decref(o);
-            return NULL;
-        }
-    }
-    return o;
-}
-
-/* Reads an optional integer key within [min, max]; 0 and *out untouched when
- * absent, -1 after replying 400. */
-static int int_key(json_t *o, const char *key, long long min, long long max, long long *out,
-                   struct admin_response *rs)
-{
-    json_t *v = json_object_get(o, key);
-    if (!v)
-        return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        fail(rs, 400, "bad request", "%s: expected an integer from %lld to %lld", key, min, max);
-        return -1;
-    }
-    *out = json_integer_value(v);
-    return 1;
-}
-
 static int method_is(const struct admin_request *rq, const char *m)
 {
     return strcmp(rq->method, m) == 0;
-}
-
-static void not_allowed(const struct admin_request *rq, struct admin_response *rs,
-                        const char *allow)
-{
-    fail(rs, 405, "method not allowed", "%.16s is not allowed here (allowed: %s)", rq->method,
-         allow);
-    rs->allow = allow;
 }
 
 /* --- backend actions ------------------------------------------------------ */
@@ -224,19 +131,21 @@ static void drain(struct admin_ctx *a, const struct admin_request *rq, struct ad
         errno = 0;
         wait_s = strtoll(rq->wait, &end, 10);
         if (errno || end == rq->wait || *end || wait_s < 0 || wait_s > WAIT_MAX_S) {
-            fail(rs, 400, "bad request", "wait: expected whole seconds from 0 to %d", WAIT_MAX_S);
+            reply_fail(rs, 400, "bad request", "wait: expected whole seconds from 0 to %d",
+                       WAIT_MAX_S);
             return;
         }
     }
-    json_t *o = body_object(rq, rs, keys);
+    json_t *o = reply_body_object(rq, rs, keys);
     if (!o)
         return;
-    int r = int_key(o, "deadline_ms", 1, DEADLINE_MAX_MS, &deadline, rs);
+    int r = reply_int_key(o, "deadline_ms", 1, DEADLINE_MAX_MS, &deadline, rs);
     json_decref(o);
     if (r < 0)
         return;
     if (backend_drain(b, (uint64_t)deadline) == BACKEND_REFUSED) {
-        fail(rs, 409, "conflict", "backend %s is disabled: enable it before draining", b->name);
+        reply_fail(rs, 409, "conflict", "backend %s is disabled: enable it before draining",
+                   b->name);
         return;
     }
     if (wait_s > 0) {
@@ -251,8 +160,8 @@ static void drain(struct admin_ctx *a, const struct admin_request *rq, struct ad
         wait_until(drain_wait_done, drain_wait_sleep, &w, (unsigned)wait_s * 1000u, WAIT_STEP_MS);
         b = w.b;
         if (!b) {
-            fail(rs, 404, "not found", "backend %s was removed from pool %s while waiting", name,
-                 pool_name);
+            reply_fail(rs, 404, "not found", "backend %s was removed from pool %s while waiting",
+                       name, pool_name);
             return;
         }
     }
@@ -263,12 +172,13 @@ static void drain(struct admin_ctx *a, const struct admin_request *rq, struct ad
 static void enable(const struct admin_request *rq, struct admin_response *rs, struct backend *b)
 {
     static const char *const keys[] = {NULL};
-    json_t *o = body_object(rq, rs, keys);
+    json_t *o = reply_body_object(rq, rs, keys);
     if (!o)
         return;
     json_decref(o);
     if (backend_enable(b) == BACKEND_REFUSED) {
-        fail(rs, 409, "conflict", "backend %s is down: its health checks bring it back", b->name);
+        reply_fail(rs, 409, "conflict", "backend %s is down: its health checks bring it back",
+                   b->name);
         return;
     }
     reply_json(rs, 200, view_backend(b));
@@ -277,13 +187,13 @@ static void enable(const struct admin_request *rq, struct admin_response *rs, st
 static void disable(const struct admin_request *rq, struct admin_response *rs, struct backend *b)
 {
     static const char *const keys[] = {"close", NULL};
-    json_t *o = body_object(rq, rs, keys);
+    json_t *o = reply_body_object(rq, rs, keys);
     if (!o)
         return;
     json_t *close = json_object_get(o, "close");
     if (close && !json_is_boolean(close)) {
         json_decref(o);
-        fail(rs, 400, "bad request", "close: expected true or false");
+        reply_fail(rs, 400, "bad request", "close: expected true or false");
         return;
     }
     int close_sessions = close && json_is_true(close);
@@ -322,7 +232,7 @@ static int swap_set(struct admin_ctx *a, struct pool *pl, struct backend **list,
 {
     struct backend_set *set = pool_build_set(pl, list, n);
     if (!set) {
-        fail(rs, 500, "internal error", "out of memory");
+        reply_fail(rs, 500, "internal error", "out of memory");
         return -1;
     }
     install_set(a, pl, set, NULL);
@@ -333,16 +243,16 @@ static void set_weight(struct admin_ctx *a, const struct admin_request *rq,
                        struct admin_response *rs, struct pool *pl, struct backend *b)
 {
     static const char *const keys[] = {"weight", NULL};
-    json_t *o = body_object(rq, rs, keys);
+    json_t *o = reply_body_object(rq, rs, keys);
     if (!o)
         return;
     long long w = 0;
-    int r = int_key(o, "weight", 0, WEIGHT_MAX, &w, rs);
+    int r = reply_int_key(o, "weight", 0, WEIGHT_MAX, &w, rs);
     json_decref(o);
     if (r < 0)
         return;
     if (r == 0) {
-        fail(rs, 400, "bad request", "weight: required, an integer from 0 to %d", WEIGHT_MAX);
+        reply_fail(rs, 400, "bad request", "weight: required, an integer from 0 to %d", WEIGHT_MAX);
         return;
     }
     unsigned before = atomic_load(&b->weight);
@@ -359,7 +269,7 @@ static void add_backend(struct admin_ctx *a, const struct admin_request *rq,
                         struct admin_response *rs, struct pool *pl)
 {
     static const char *const keys[] = {"name", "address", "weight", NULL};
-    json_t *o = body_object(rq, rs, keys);
+    json_t *o = reply_body_object(rq, rs, keys);
     if (!o)
         return;
     const char *name = json_string_value(json_object_get(o, "name"));
@@ -368,17 +278,18 @@ static void add_backend(struct admin_ctx *a, const struct admin_request *rq,
     struct cfg_addrs addrs;
     char why[256];
     if (!name || !valid_name(name)) {
-        fail(rs, 400, "bad request", "name: expected 1 to %d characters of A-Z a-z 0-9 - _ .",
-             NAME_MAX_LEN);
+        reply_fail(rs, 400, "bad request", "name: expected 1 to %d characters of A-Z a-z 0-9 - _ .",
+                   NAME_MAX_LEN);
     } else if (!address || config_addr_parse_all(address, 0, &addrs, why, sizeof(why)) < 0) {
-        fail(rs, 400, "bad request", "address: %s",
-             address ? why : "expected \"IPv4:port\" or \"[IPv6]:port\"");
-    } else if (int_key(o, "weight", 0, WEIGHT_MAX, &w, rs) >= 0) {
+        reply_fail(rs, 400, "bad request", "address: %s",
+                   address ? why : "expected \"IPv4:port\" or \"[IPv6]:port\"");
+    } else if (reply_int_key(o, "weight", 0, WEIGHT_MAX, &w, rs) >= 0) {
         if (pool_find(pl, name)) {
-            fail(rs, 409, "conflict", "pool %s already has a backend named %s", pl->name, name);
+            reply_fail(rs, 409, "conflict", "pool %s already has a backend named %s", pl->name,
+                       name);
         } else if (pool_current(pl)->n >= BACKENDS_MAX) {
-            fail(rs, 409, "conflict", "pool %s already has %d backends, the most it may hold",
-                 pl->name, BACKENDS_MAX);
+            reply_fail(rs, 409, "conflict", "pool %s already has %d backends, the most it may hold",
+                       pl->name, BACKENDS_MAX);
         } else {
             /* Everything that can fail comes before anything that points at
              * b: the new set is built first, then the checker's start is
@@ -397,12 +308,12 @@ static void add_backend(struct admin_ctx *a, const struct admin_request *rq,
                           ? health_check_start_on(pl, b, runtime_checker_poller(a->rt))
                           : 0;
             if (!set) {
-                fail(rs, 500, "internal error", "out of memory");
+                reply_fail(rs, 500, "internal error", "out of memory");
             } else if (err) {
                 backend_set_free(set);
-                fail(rs, 503, "service unavailable",
-                     "cannot start the health checks of %s (%s): nothing changed, try again", name,
-                     post_error(err));
+                reply_fail(rs, 503, "service unavailable",
+                           "cannot start the health checks of %s (%s): nothing changed, try again",
+                           name, post_error(err));
             } else {
                 /* The start is queued ahead of the install's quiesce, and a
                  * later delete's stop queues behind it on the same inbox. */
@@ -422,16 +333,16 @@ static void delete_backend(struct admin_ctx *a, struct admin_response *rs, struc
     enum backend_state st = backend_state_now(b);
     uint64_t active = atomic_load(&b->active_connections);
     if ((st != BACKEND_DRAINED && st != BACKEND_DISABLED) || active) {
-        fail(rs, 409, "conflict",
-             "backend %s is %s with %llu active connections: drain or disable it first, and "
-             "wait until none is left",
-             b->name, backend_state_name(st), (unsigned long long)active);
+        reply_fail(rs, 409, "conflict",
+                   "backend %s is %s with %llu active connections: drain or disable it first, and "
+                   "wait until none is left",
+                   b->name, backend_state_name(st), (unsigned long long)active);
         return;
     }
     struct backend_set *set = pool_current(pl);
     struct backend **list = calloc(set->n ? set->n : 1, sizeof(*list));
     if (!list) {
-        fail(rs, 500, "internal error", "out of memory");
+        reply_fail(rs, 500, "internal error", "out of memory");
         return;
     }
     size_t n = 0;
@@ -441,7 +352,7 @@ static void delete_backend(struct admin_ctx *a, struct admin_response *rs, struc
     struct backend_set *next = pool_build_set(pl, list, n);
     free(list);
     if (!next) {
-        fail(rs, 500, "internal error", "out of memory");
+        reply_fail(rs, 500, "internal error", "out of memory");
         return;
     }
     /* The stop is queued before the install's quiesce: the checker is gone
@@ -450,9 +361,9 @@ static void delete_backend(struct admin_ctx *a, struct admin_response *rs, struc
     int err = health_check_stop_on(b);
     if (err) {
         backend_set_free(next);
-        fail(rs, 503, "service unavailable",
-             "cannot stop the health checks of %s (%s): nothing changed, try again", b->name,
-             post_error(err));
+        reply_fail(rs, 503, "service unavailable",
+                   "cannot stop the health checks of %s (%s): nothing changed, try again", b->name,
+                   post_error(err));
         return;
     }
     install_set(a, pl, next, b);
@@ -491,7 +402,7 @@ static void route_backend(struct admin_ctx *a, const struct admin_request *rq,
 {
     struct backend *b = pool_find(pl, seg[4]);
     if (!b) {
-        fail(rs, 404, "not found", "pool %s has no backend named %.64s", pl->name, seg[4]);
+        reply_fail(rs, 404, "not found", "pool %s has no backend named %.64s", pl->name, seg[4]);
         return;
     }
     if (n == 5) {
@@ -502,17 +413,18 @@ static void route_backend(struct admin_ctx *a, const struct admin_request *rq,
         else if (method_is(rq, "DELETE"))
             delete_backend(a, rs, pl, b);
         else
-            not_allowed(rq, rs, "GET, PATCH, DELETE");
+            reply_not_allowed(rq, rs, "GET, PATCH, DELETE");
         return;
     }
     const char *action = seg[5];
     if (n != 6 ||
         (strcmp(action, "drain") && strcmp(action, "enable") && strcmp(action, "disable"))) {
-        fail(rs, 404, "not found", "no such backend action (expected drain, enable or disable)");
+        reply_fail(rs, 404, "not found",
+                   "no such backend action (expected drain, enable or disable)");
         return;
     }
     if (!method_is(rq, "POST")) {
-        not_allowed(rq, rs, "POST");
+        reply_not_allowed(rq, rs, "POST");
         return;
     }
     if (strcmp(action, "drain") == 0)
@@ -534,39 +446,39 @@ static void route_api(struct admin_ctx *a, const struct admin_request *rq,
                     : strcmp(seg[2], "listeners") == 0 ? view_listeners(rt)
                                                        : NULL;
         if (!v)
-            fail(rs, 404, "not found", "no such endpoint");
+            reply_fail(rs, 404, "not found", "no such endpoint");
         else if (!method_is(rq, "GET")) {
             json_decref(v);
-            not_allowed(rq, rs, "GET");
+            reply_not_allowed(rq, rs, "GET");
         } else
             reply_json(rs, 200, v);
         return;
     }
     if (n < 3 || strcmp(seg[2], "pools") != 0) {
-        fail(rs, 404, "not found", "no such endpoint");
+        reply_fail(rs, 404, "not found", "no such endpoint");
         return;
     }
     if (n == 3) {
         if (method_is(rq, "GET"))
             reply_json(rs, 200, view_pools(rt));
         else
-            not_allowed(rq, rs, "GET");
+            reply_not_allowed(rq, rs, "GET");
         return;
     }
     struct pool *pl = runtime_find_pool(rt, seg[3]);
     if (!pl) {
-        fail(rs, 404, "not found", "no pool named %.64s", seg[3]);
+        reply_fail(rs, 404, "not found", "no pool named %.64s", seg[3]);
         return;
     }
     if (n == 4) {
         if (method_is(rq, "GET"))
             reply_json(rs, 200, view_pool(pl));
         else
-            not_allowed(rq, rs, "GET");
+            reply_not_allowed(rq, rs, "GET");
         return;
     }
     if (strcmp(seg[4], "backends") != 0) {
-        fail(rs, 404, "not found", "no such endpoint");
+        reply_fail(rs, 404, "not found", "no such endpoint");
         return;
     }
     if (n == 5) {
@@ -577,7 +489,7 @@ static void route_api(struct admin_ctx *a, const struct admin_request *rq,
         } else if (method_is(rq, "POST"))
             add_backend(a, rq, rs, pl);
         else
-            not_allowed(rq, rs, "GET, POST");
+            reply_not_allowed(rq, rs, "GET, POST");
         return;
     }
     /* shift so that seg[4] is the backend name */
@@ -588,7 +500,7 @@ static void readyz(struct runtime *rt, struct admin_response *rs)
 {
     for (size_t i = 0; i < rt->nlisteners; i++)
         if (!listener_bound(&rt->listeners[i])) {
-            fail(rs, 503, "not ready", "listener %s is not bound", rt->listeners[i].name);
+            reply_fail(rs, 503, "not ready", "listener %s is not bound", rt->listeners[i].name);
             return;
         }
     for (size_t i = 0; i < rt->npools; i++) {
@@ -597,7 +509,7 @@ static void readyz(struct runtime *rt, struct admin_response *rs)
         for (size_t j = 0; j < set->n; j++)
             up |= backend_pickable(set->b[j]);
         if (!up) {
-            fail(rs, 503, "not ready", "pool %s has no backend up", rt->pools[i].name);
+            reply_fail(rs, 503, "not ready", "pool %s has no backend up", rt->pools[i].name);
             return;
         }
     }
@@ -617,19 +529,19 @@ void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct adm
     const char *error;
     int refused = admin_request_refused(&a->rules, rq, &error, detail, sizeof(detail));
     if (refused) {
-        fail(rs, refused, error, "%s", detail);
+        reply_fail(rs, refused, error, "%s", detail);
         return;
     }
     int n = split(rq->path, seg);
     if (n < 0 || n == 0) {
-        fail(rs, 404, "not found", "no such endpoint");
+        reply_fail(rs, 404, "not found", "no such endpoint");
         return;
     }
     pthread_mutex_lock(&a->lock);
     if (n == 1 && (strcmp(seg[0], "healthz") == 0 || strcmp(seg[0], "readyz") == 0 ||
                    strcmp(seg[0], "metrics") == 0)) {
         if (!method_is(rq, "GET")) {
-            not_allowed(rq, rs, "GET");
+            reply_not_allowed(rq, rs, "GET");
         } else if (seg[0][0] == 'h') {
             reply_json(rs, 200, json_pack("{s:s}", "status", "ok"));
         } else if (seg[0][0] == 'r') {
@@ -642,7 +554,7 @@ void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct adm
     } else if (n >= 2 && strcmp(seg[0], "api") == 0 && strcmp(seg[1], "v1") == 0) {
         route_api(a, rq, rs, seg, n);
     } else {
-        fail(rs, 404, "not found", "no such endpoint");
+        reply_fail(rs, 404, "not found", "no such endpoint");
     }
     pthread_mutex_unlock(&a->lock);
 }
