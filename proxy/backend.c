@@ -83,7 +83,9 @@ int backend_dial(const struct backend *b, unsigned *i, int *fd)
     for (; *i < b->addrs.n; ++*i) {
         const struct cfg_sockaddr *a = &b->addrs.a[*i];
         err = sock_dial((const struct sockaddr *)&a->ss, a->len, fd);
-        if (!err || err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM)
+        /* Not on EADDRNOTAVAIL: a family this host cannot reach (::1 with
+         * IPv6 off) says nothing of the name's next address. */
+        if (!err || sock_shortage(err))
             break;
     }
     return err;

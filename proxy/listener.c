@@ -127,7 +127,7 @@ static void on_accept(struct poller *p, struct fdop *op, void *data)
                 return;
             if (err == EINTR || err == ECONNABORTED || err == EPROTO)
                 continue;
-            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+            if (sock_shortage(-err)) {
                 pause_accepting(p, ls, -err);
                 return;
             }

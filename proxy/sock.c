@@ -72,10 +72,15 @@ int sock_error(int fd)
     return -err;
 }
 
+int sock_shortage(int err)
+{
+    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
+}
+
 int sock_local_error(int err)
 {
-    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM ||
-           err == -EADDRNOTAVAIL || err == -ENOSPC; /* ENOSPC: epoll's max_user_watches */
+    return sock_shortage(err) || err == -EADDRNOTAVAIL ||
+           err == -ENOSPC; /* ENOSPC: epoll's max_user_watches */
 }
 
 int sock_connected(int fd)

@@ -19,7 +19,11 @@ int sock_set_reset_on_close(int fd);
 int sock_connected(int fd);
 /* The pending error of a socket (SO_ERROR) as -errno, or 0. */
 int sock_error(int fd);
-/* A dial error that is this host's (fds, memory, ephemeral ports), not the
- * peer's: no other backend would do better, and no backend's health may pay
- * for it. */
+/* This host is short of fds, socket buffers or memory (-errno): an accept
+ * or a connect to any address would fail the same way, so the caller backs
+ * off instead of trying elsewhere. */
+int sock_shortage(int err);
+/* A dial error that is this host's (a shortage, or no ephemeral port, or
+ * epoll full), not the peer's: no other backend would do better, and no
+ * backend's health may pay for it. */
 int sock_local_error(int err);
