@@ -48,6 +48,8 @@ void pump_session(struct session *s)
         if (err) {
             /* A reset (or any error) on one side is forwarded as a reset to the other. */
             counter_add(&s->w->c.resets, 1);
+            session_set_cause(s, bad == SIDE_CLIENT ? SESSION_CAUSE_CLIENT_RESET
+                                                    : SESSION_CAUSE_BACKEND_RESET);
             session_close(s, 1u << !bad);
             return;
         }

@@ -22,6 +22,26 @@ enum session_state {
 
 enum { SIDE_CLIENT = 0, SIDE_UPSTREAM = 1 };
 
+/* Why a session ended: the connection log's close cause, a fixed list
+ * (README "Connection log"). The first cause set wins (session_set_cause);
+ * a close that names none is judged by session_close from the sides' flags. */
+enum session_cause {
+    SESSION_CAUSE_NONE = 0,
+    SESSION_CAUSE_CLIENT_EOF,     /* the client ended first, and the session ran out */
+    SESSION_CAUSE_BACKEND_EOF,    /* the backend ended first */
+    SESSION_CAUSE_CLIENT_RESET,   /* a read or write error on the client's side */
+    SESSION_CAUSE_BACKEND_RESET,  /* ... on the backend's side */
+    SESSION_CAUSE_IDLE_TIMEOUT,   /* pools[].idle_timeout_ms */
+    SESSION_CAUSE_CONNECT_FAILED, /* every dial failed (retries spent) */
+    SESSION_CAUSE_NO_BACKEND,     /* no backend was up to dial */
+    SESSION_CAUSE_DRAIN_DEADLINE, /* the backend's drain deadline passed */
+    SESSION_CAUSE_DISABLED,       /* the backend was disabled with close */
+    SESSION_CAUSE_SHUTDOWN,       /* the shutdown grace ended, or a second signal */
+    SESSION_CAUSE_MAX_AGE,        /* pools[].max_session_age_ms */
+    SESSION_CAUSE_LIMIT,          /* a limit refused it (buffer memory, per-source, ...) */
+    SESSION_CAUSE_COUNT
+};
+
 /* One side's flags. Readiness is cached because fds are edge-triggered. */
 enum {
     SIDE_RD_READY = 1u << 0, /* read until EAGAIN has not happened yet */
@@ -51,11 +71,15 @@ struct session {
     struct side side[2];
     struct timer timer; /* connect timeout, then idle timeout */
     uint64_t last_active_ms;
-    uint64_t client_key; /* hashed client address, for source_hash */
+    uint64_t accepted_ns;   /* clock_mono_ns() when accepted */
+    uint64_t connected_ns;  /* ... when the upstream connect completed; 0 before */
+    uint64_t first_byte_ns; /* ... when the backend's first byte was relayed; 0 before */
+    uint64_t client_key;    /* hashed client address, for source_hash */
     uint8_t state;
     uint8_t attempts;   /* backends tried */
     uint8_t addr_index; /* which of the backend's addresses is being dialed */
     uint8_t starved;    /* waiting for buffer memory (buffer_memory_limit) */
+    uint8_t cause;      /* enum session_cause: why it ended; NONE while it runs */
     void *xprt_ctx;     /* owned by the pool's transport (proxy/pump.h): splice's pipes, or NULL */
 };
 

@@ -13,6 +13,7 @@
 #include "backend.h"
 #include "listener.h"
 #include "pool.h"
+#include "reactor/clock.h"
 #include "reactor/pollmgr.h"
 #include "sock.h"
 #include "worker.h"
@@ -48,6 +49,7 @@ static void on_timer(void *loop, struct timer *t, void *data)
     uint64_t quiet = poller_now_ms(p) - s->last_active_ms;
     if (quiet >= idle_ms) {
         counter_add(&s->w->c.idle_timeouts, 1);
+        session_set_cause(s, SESSION_CAUSE_IDLE_TIMEOUT);
         /* Nothing dropped: a FIN each way, as nginx closes on a timeout by
          * default. Bytes still buffered (a peer stopped reading) would be
          * dropped: then both sides must see a reset, not an end. */
@@ -94,6 +96,7 @@ static struct session *session_new(struct listener *l, int fd, uint64_t client_k
     s->listener = l;
     s->pool = l->pool;
     s->client_key = client_key;
+    s->accepted_ns = clock_mono_ns();
     s->state = SESSION_NEW;
     fdop_init(&s->side[SIDE_CLIENT].op, fd, &session_io_ops, s);
     fdop_init(&s->side[SIDE_UPSTREAM].op, -1, &session_io_ops, s);
@@ -182,6 +185,26 @@ static void unstarve(struct session *s)
     s->starved = 0;
 }
 
+const char *session_cause_name(enum session_cause c)
+{
+    static const char *const names[SESSION_CAUSE_COUNT] = {
+        [SESSION_CAUSE_NONE] = "none",
+        [SESSION_CAUSE_CLIENT_EOF] = "client_eof",
+        [SESSION_CAUSE_BACKEND_EOF] = "backend_eof",
+        [SESSION_CAUSE_CLIENT_RESET] = "client_reset",
+        [SESSION_CAUSE_BACKEND_RESET] = "backend_reset",
+        [SESSION_CAUSE_IDLE_TIMEOUT] = "idle_timeout",
+        [SESSION_CAUSE_CONNECT_FAILED] = "connect_failed",
+        [SESSION_CAUSE_NO_BACKEND] = "no_backend",
+        [SESSION_CAUSE_DRAIN_DEADLINE] = "drain_deadline",
+        [SESSION_CAUSE_DISABLED] = "disabled",
+        [SESSION_CAUSE_SHUTDOWN] = "shutdown",
+        [SESSION_CAUSE_MAX_AGE] = "max_age",
+        [SESSION_CAUSE_LIMIT] = "limit",
+    };
+    return (unsigned)c < SESSION_CAUSE_COUNT ? names[c] : "none";
+}
+
 void session_close(struct session *s, unsigned reset_sides)
 {
     if (s->state == SESSION_CLOSED)
@@ -220,8 +243,10 @@ void session_close(struct session *s, unsigned reset_sides)
 
 void session_close_all(struct worker *w)
 {
-    while (w->sessions)
+    while (w->sessions) {
+        session_set_cause(w->sessions, SESSION_CAUSE_SHUTDOWN);
         session_close(w->sessions, SESSION_RESET_BOTH); /* the shutdown grace is over */
+    }
 }
 
 unsigned session_close_on_backend(struct worker *w, const struct backend *b)
@@ -231,6 +256,9 @@ unsigned session_close_on_backend(struct worker *w, const struct backend *b)
     while (s) {
         struct session *next = s->next; /* closing unlinks s */
         if (s->backend == b) {
+            session_set_cause(s, backend_state_now(b) == BACKEND_DISABLED
+                                     ? SESSION_CAUSE_DISABLED
+                                     : SESSION_CAUSE_DRAIN_DEADLINE);
             session_close(s, SESSION_RESET_BOTH);
             n++;
         }
@@ -244,6 +272,10 @@ void session_account(struct session *s, int d, size_t n)
     struct worker *w = s->w;
     if (d == SIDE_CLIENT) {
         counter_add(&w->c.bytes_in, n);
+    } else if (!s->first_byte_ns) {
+        s->first_byte_ns = clock_mono_ns();
+    }
+    if (d == SIDE_CLIENT) {
         atomic_fetch_add_explicit(&s->backend->bytes_in, n, memory_order_relaxed);
     } else {
         counter_add(&w->c.bytes_out, n);

@@ -51,6 +51,15 @@ static inline int side_may_read(const struct side *sd)
 extern const struct fdop_ops session_io_ops;
 
 /* session.c */
+/* The close cause's name in the connection log and the stats ("client_eof", ...). */
+const char *session_cause_name(enum session_cause c);
+/* Records why s is about to close; the first cause set wins. Call it before
+ * session_close() wherever the reason is known there and only there. */
+static inline void session_set_cause(struct session *s, enum session_cause c)
+{
+    if (!s->cause)
+        s->cause = (uint8_t)c;
+}
 void session_close(struct session *s, unsigned reset_sides); /* SESSION_RESET_BOTH, ... */
 void session_account(struct session *s, int d, size_t n);    /* n bytes relayed out of side d */
 /* Out of buffer memory on this poller: stop reading (the readiness stays

@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "pool.h"
+#include "reactor/clock.h"
 #include "session.h"
 #include "sock.h"
 #include "worker.h"
@@ -18,6 +19,7 @@
 static void give_up(struct session *s)
 {
     counter_add(&s->w->c.connect_exhausted, 1);
+    session_set_cause(s, s->attempts ? SESSION_CAUSE_CONNECT_FAILED : SESSION_CAUSE_NO_BACKEND);
     session_close(s, SESSION_RESET_BOTH); /* served nothing: a reset, not an end */
 }
 
@@ -123,6 +125,7 @@ void session_dial_check(struct session *s)
         return;
     }
     s->state = SESSION_RELAYING;
+    s->connected_ns = clock_mono_ns();
     pool_done(s->pool, s->backend, POOL_CONNECTED);
     poller_timer_stop(p, &s->timer);
     s->last_active_ms = poller_now_ms(p);
