@@ -146,8 +146,7 @@ static void on_accept(struct poller *p, struct fdop *op, void *data)
             refuse(l, w);
             continue;
         }
-        uint64_t key = pool_client_key(l->pool, (struct sockaddr *)&peer);
-        if (l->on_conn(l, p, fd, key, l->conn_data) < 0)
+        if (l->on_conn(l, p, fd, (const struct sockaddr *)&peer, l->conn_data) < 0)
             refuse(l, w); /* the fd is closed already */
     }
 }

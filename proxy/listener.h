@@ -19,10 +19,11 @@ struct pollmgr;
 struct listener;
 
 /* Called on the poller p that accepted fd (the main reactor, or with
- * "reuseport" the sub-reactor that owns the socket). Takes ownership of fd:
- * returns 0, or -errno with fd already closed (the listener counts a refusal). */
-typedef int (*listener_conn_cb)(struct listener *l, struct poller *p, int fd, uint64_t client_key,
-                                void *data);
+ * "reuseport" the sub-reactor that owns the socket) from peer (the client's
+ * address, as accept4 gave it). Takes ownership of fd: returns 0, or -errno
+ * with fd already closed (the listener counts a refusal). */
+typedef int (*listener_conn_cb)(struct listener *l, struct poller *p, int fd,
+                                const struct sockaddr *peer, void *data);
 
 struct listen_sock {
     struct listener *l; /* not owned: its listener */

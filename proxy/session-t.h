@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "reactor/poller.h"
+#include "sock-t.h"
 
 struct backend;
 struct listener;
@@ -71,10 +72,12 @@ struct session {
     struct side side[2];
     struct timer timer; /* connect timeout, then idle timeout */
     uint64_t last_active_ms;
-    uint64_t accepted_ns;   /* clock_mono_ns() when accepted */
-    uint64_t connected_ns;  /* ... when the upstream connect completed; 0 before */
-    uint64_t first_byte_ns; /* ... when the backend's first byte was relayed; 0 before */
-    uint64_t client_key;    /* hashed client address, for source_hash */
+    uint64_t accepted_ns;     /* clock_mono_ns() when accepted */
+    uint64_t dial_started_ns; /* ... when the last dial (backend, address) began */
+    uint64_t connected_ns;    /* ... when the upstream connect completed; 0 before */
+    uint64_t first_byte_ns;   /* ... when the backend's first byte was relayed; 0 before */
+    uint64_t client_key;      /* hashed client address, for source_hash */
+    struct sock_addr client;  /* the client's address and port, as accepted */
     uint8_t state;
     uint8_t attempts;   /* backends tried */
     uint8_t addr_index; /* which of the backend's addresses is being dialed */

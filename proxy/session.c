@@ -88,14 +88,15 @@ static void adopt(struct poller *p, struct poller_task *t, void *arg)
     session_dial(s, NULL);
 }
 
-static struct session *session_new(struct listener *l, int fd, uint64_t client_key)
+static struct session *session_new(struct listener *l, int fd, const struct sockaddr *peer)
 {
     struct session *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
     s->listener = l;
     s->pool = l->pool;
-    s->client_key = client_key;
+    s->client_key = pool_client_key(l->pool, peer);
+    sock_addr_from(&s->client, peer);
     s->accepted_ns = clock_mono_ns();
     s->state = SESSION_NEW;
     fdop_init(&s->side[SIDE_CLIENT].op, fd, &session_io_ops, s);
@@ -106,9 +107,10 @@ static struct session *session_new(struct listener *l, int fd, uint64_t client_k
 
 /* A sub-reactor that accepted fd itself (accept "reuseport"): the session
  * starts on this poller at once. */
-static int session_start_here(struct worker *w, struct listener *l, int fd, uint64_t client_key)
+static int session_start_here(struct worker *w, struct listener *l, int fd,
+                              const struct sockaddr *peer)
 {
-    struct session *s = session_new(l, fd, client_key);
+    struct session *s = session_new(l, fd, peer);
     if (!s) {
         close(fd);
         return -ENOMEM;
@@ -118,9 +120,10 @@ static int session_start_here(struct worker *w, struct listener *l, int fd, uint
 }
 
 /* Main reactor: posts the new session to the sub-reactor the poll manager picks. */
-static int session_handoff(struct pollmgr *pm, struct listener *l, int fd, uint64_t client_key)
+static int session_handoff(struct pollmgr *pm, struct listener *l, int fd,
+                           const struct sockaddr *peer)
 {
-    struct session *s = session_new(l, fd, client_key);
+    struct session *s = session_new(l, fd, peer);
     if (!s) {
         close(fd);
         return -ENOMEM;
@@ -133,10 +136,11 @@ static int session_handoff(struct pollmgr *pm, struct listener *l, int fd, uint6
     return err;
 }
 
-int session_accept(struct listener *l, struct poller *p, int fd, uint64_t client_key, void *pollers)
+int session_accept(struct listener *l, struct poller *p, int fd, const struct sockaddr *peer,
+                   void *pollers)
 {
-    return l->reuseport ? session_start_here(poller_user(p), l, fd, client_key)
-                        : session_handoff(pollers, l, fd, client_key);
+    return l->reuseport ? session_start_here(poller_user(p), l, fd, peer)
+                        : session_handoff(pollers, l, fd, peer);
 }
 
 void session_starve_retry(void *loop, struct timer *t, void *data)

@@ -10,6 +10,8 @@
 
 #include "session-t.h"
 
+struct sockaddr;
+
 struct timer;
 
 struct backend;
@@ -22,7 +24,7 @@ struct worker;
  * reactor, the session is posted to the sub-reactor that pollmgr_pick(pollers)
  * gives; accepted by a sub-reactor itself (accept "reuseport"), it starts on
  * p at once. pollers: the struct pollmgr of the running proxy. */
-int session_accept(struct listener *l, struct poller *p, int fd, uint64_t client_key,
+int session_accept(struct listener *l, struct poller *p, int fd, const struct sockaddr *peer,
                    void *pollers);
 
 /* Owner thread, or any thread once the worker's poller has stopped: closes

@@ -38,6 +38,7 @@ static int dial_from(struct session *s, struct backend *b, unsigned i)
     if ((err = poller_register_or_close(p, &up->op, POLL_READ | POLL_WRITE | POLL_EDGE)))
         return err;
     s->backend = b; /* pool_pick gave us its slot: pool_done gives it back */
+    s->dial_started_ns = clock_mono_ns();
     s->addr_index = (uint8_t)i;
     s->state = SESSION_CONNECTING;
     poller_timer_start(p, &s->timer, s->pool->connect_timeout_ms);

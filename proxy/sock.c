@@ -2,7 +2,10 @@
 #define _GNU_SOURCE
 #include "sock.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
@@ -93,4 +96,50 @@ int sock_connected(int fd)
     if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
         return 1;
     return errno == ENOTCONN ? 0 : -errno;
+}
+
+void sock_addr_from(struct sock_addr *out, const struct sockaddr *sa)
+{
+    memset(out, 0, sizeof(*out));
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        out->family = AF_INET;
+        out->port = ntohs(in->sin_port);
+        memcpy(out->ip, &in->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        out->family = AF_INET6;
+        out->port = ntohs(in6->sin6_port);
+        memcpy(out->ip, &in6->sin6_addr, 16);
+    }
+}
+
+socklen_t sock_addr_to(const struct sock_addr *a, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (a->family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)out;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(a->port);
+        memcpy(&in->sin_addr, a->ip, 4);
+        return sizeof(*in);
+    }
+    if (a->family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)out;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(a->port);
+        memcpy(&in6->sin6_addr, a->ip, 16);
+        return sizeof(*in6);
+    }
+    return 0;
+}
+
+int sock_addr_format(const struct sock_addr *a, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (a->family == AF_INET && inet_ntop(AF_INET, a->ip, ip, sizeof(ip)))
+        return snprintf(buf, len, "%s:%u", ip, a->port);
+    if (a->family == AF_INET6 && inet_ntop(AF_INET6, a->ip, ip, sizeof(ip)))
+        return snprintf(buf, len, "[%s]:%u", ip, a->port);
+    return snprintf(buf, len, "-");
 }

@@ -3,7 +3,10 @@
  * close, pending socket errors. Every function returns -errno on failure. */
 #pragma once
 
+#include <stddef.h>
 #include <sys/socket.h>
+
+#include "sock-t.h"
 
 /* Non-blocking, close-on-exec, SO_REUSEADDR (and SO_REUSEPORT when asked),
  * TCP_NODELAY (inherited by accepted sockets), bound and listening. Returns the fd. */
@@ -27,3 +30,11 @@ int sock_shortage(int err);
  * epoll full), not the peer's: no other backend would do better, and no
  * backend's health may pay for it. */
 int sock_local_error(int err);
+
+/* The compact form of sa (family 0 when it is neither IPv4 nor IPv6). */
+void sock_addr_from(struct sock_addr *out, const struct sockaddr *sa);
+/* Back to a sockaddr; returns its length (0 for family 0). */
+socklen_t sock_addr_to(const struct sock_addr *a, struct sockaddr_storage *out);
+/* "192.0.2.1:80" or "[2001:db8::1]:80" ("-" for family 0), NUL-terminated
+ * within len; returns what snprintf returns. */
+int sock_addr_format(const struct sock_addr *a, char *buf, size_t len);
