@@ -14,6 +14,7 @@
 
 #include "config/config_addr.h"
 #include "proxy/backend.h"
+#include "proxy/backend_edit.h"
 #include "proxy/health.h"
 #include "proxy/listener.h"
 #include "proxy/pool.h"
@@ -23,19 +24,19 @@
 #include "reply.h"
 #include "views.h"
 
-#define MAX_SEGMENTS       8
-#define SEGMENT_MAX        128
-#define WAIT_MAX_S         3600
-#define WAIT_STEP_MS       20
-#define DEADLINE_MAX_MS    (24u * 3600 * 1000)
-#define QUIESCE_TIMEOUT_MS 5000
-#define NAME_MAX_LEN       64
-#define WEIGHT_MAX         1000
-#define BACKENDS_MAX       1024 /* per pool: each set swap copies the list */
+#define MAX_SEGMENTS    8
+#define SEGMENT_MAX     128
+#define WAIT_MAX_S      3600
+#define WAIT_STEP_MS    20
+#define DEADLINE_MAX_MS (24u * 3600 * 1000)
+#define NAME_MAX_LEN    64
+#define WEIGHT_MAX      1000
 
 int admin_ctx_init(struct admin_ctx *a, struct runtime *rt, const char *token)
 {
     a->rt = rt;
+    a->pm = rt->pm;
+    a->lock = runtime_control(rt);
     a->rules.token = token && *token ? token : NULL;
     a->rules.allowed_hosts = NULL;
     a->rules.nallowed_hosts = 0;
@@ -46,10 +47,8 @@ int admin_ctx_init(struct admin_ctx *a, struct runtime *rt, const char *token)
     if (err)
         return -err;
     /* Waits are measured on clock_mono_ms()'s clock: immune to clock steps. */
-    if ((err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)) == 0 &&
-        (err = pthread_cond_init(&a->wake, &attr)) == 0 &&
-        (err = pthread_mutex_init(&a->lock, NULL)) != 0)
-        pthread_cond_destroy(&a->wake);
+    if ((err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)) == 0)
+        err = pthread_cond_init(&a->wake, &attr);
     pthread_condattr_destroy(&attr);
     return -err;
 }
@@ -57,7 +56,6 @@ int admin_ctx_init(struct admin_ctx *a, struct runtime *rt, const char *token)
 void admin_ctx_fini(struct admin_ctx *a)
 {
     pthread_cond_destroy(&a->wake);
-    pthread_mutex_destroy(&a->lock);
 }
 
 void admin_ctx_shutdown(struct admin_ctx *a)
@@ -96,7 +94,7 @@ static int drain_wait_sleep(void *arg, unsigned ms)
     ts.tv_nsec += (long)(ms % 1000) * 1000000L;
     ts.tv_sec += (time_t)(ms / 1000) + ts.tv_nsec / 1000000000L;
     ts.tv_nsec %= 1000000000L;
-    pthread_cond_timedwait(&a->wake, &a->lock, &ts);
+    pthread_cond_timedwait(&a->wake, a->lock, &ts);
     return 0;
 }
 
@@ -177,8 +175,13 @@ static void enable(const struct admin_request *rq, struct admin_response *rs, st
         return;
     json_decref(o);
     if (backend_enable(b) == BACKEND_REFUSED) {
-        reply_fail(rs, 409, "conflict", "backend %s is down: its health checks bring it back",
-                   b->name);
+        if (atomic_load(&b->retired))
+            reply_fail(rs, 409, "conflict",
+                       "backend %s is leaving its pool (reload or DNS): it drains until removed",
+                       b->name);
+        else
+            reply_fail(rs, 409, "conflict", "backend %s is down: its health checks bring it back",
+                       b->name);
         return;
     }
     reply_json(rs, 200, view_backend(b));
@@ -210,33 +213,20 @@ static const char *post_error(int err)
                                : strerror(-err);
 }
 
-/* Installs a set made by pool_build_set() and frees the old one once no
- * sub-reactor can read it. `gone` (may be NULL) is a backend no longer in the
- * set: freed too. Cannot fail, so callers build the set before they post
- * anything that would have to be taken back. */
-static void install_set(struct admin_ctx *a, struct pool *pl, struct backend_set *set,
-                        struct backend *gone)
+/* What a backend_edit_* error means to the caller, as status and detail. */
+static void edit_failed(struct admin_response *rs, int err, const char *pool, const char *name)
 {
-    struct backend_set *old = pool_install_set(pl, set);
-    /* The quiesce also runs every task posted before it (a checker's start or
-     * stop), since each inbox runs in order. */
-    if (runtime_quiesce(a->rt, QUIESCE_TIMEOUT_MS) == 0) {
-        backend_set_free(old);
-        backend_free(gone);
-    }
-    /* else: a poller did not answer in time; leaking beats a use-after-free. */
-}
-
-static int swap_set(struct admin_ctx *a, struct pool *pl, struct backend **list, size_t n,
-                    struct admin_response *rs)
-{
-    struct backend_set *set = pool_build_set(pl, list, n);
-    if (!set) {
+    if (err == -ENOMEM)
         reply_fail(rs, 500, "internal error", "out of memory");
-        return -1;
-    }
-    install_set(a, pl, set, NULL);
-    return 0;
+    else if (err == -EEXIST)
+        reply_fail(rs, 409, "conflict", "pool %s already has a backend named %s", pool, name);
+    else if (err == -ENOSPC)
+        reply_fail(rs, 409, "conflict", "pool %s already has %d backends, the most it may hold",
+                   pool, BACKEND_EDIT_MAX);
+    else
+        reply_fail(rs, 503, "service unavailable",
+                   "cannot start or stop the health checks of %s (%s): nothing changed, try again",
+                   name, post_error(err));
 }
 
 static void set_weight(struct admin_ctx *a, const struct admin_request *rq,
@@ -255,11 +245,9 @@ static void set_weight(struct admin_ctx *a, const struct admin_request *rq,
         reply_fail(rs, 400, "bad request", "weight: required, an integer from 0 to %d", WEIGHT_MAX);
         return;
     }
-    unsigned before = atomic_load(&b->weight);
-    atomic_store(&b->weight, (unsigned)w);
-    struct backend_set *set = pool_current(pl);
-    if (swap_set(a, pl, set->b, set->n, rs) < 0) {
-        atomic_store(&b->weight, before);
+    int err = backend_edit_reweight(a->pm, pl, b, (unsigned)w);
+    if (err) {
+        edit_failed(rs, err, pl->name, b->name);
         return;
     }
     reply_json(rs, 200, view_backend(b));
@@ -284,45 +272,12 @@ static void add_backend(struct admin_ctx *a, const struct admin_request *rq,
         reply_fail(rs, 400, "bad request", "address: %s",
                    address ? why : "expected \"IPv4:port\" or \"[IPv6]:port\"");
     } else if (reply_int_key(o, "weight", 0, WEIGHT_MAX, &w, rs) >= 0) {
-        if (pool_find(pl, name)) {
-            reply_fail(rs, 409, "conflict", "pool %s already has a backend named %s", pl->name,
-                       name);
-        } else if (pool_current(pl)->n >= BACKENDS_MAX) {
-            reply_fail(rs, 409, "conflict", "pool %s already has %d backends, the most it may hold",
-                       pl->name, BACKENDS_MAX);
-        } else {
-            /* Everything that can fail comes before anything that points at
-             * b: the new set is built first, then the checker's start is
-             * posted, then the set goes in (which cannot fail). So b is freed
-             * only while nothing was posted for it. */
-            struct backend_set *cur = pool_current(pl), *set = NULL;
-            struct backend **list = calloc(cur->n + 1, sizeof(*list));
-            struct backend *b = backend_new(name, address, &addrs, (unsigned)w);
-            if (list && b) {
-                memcpy(list, cur->b, cur->n * sizeof(*list));
-                list[cur->n] = b;
-                set = pool_build_set(pl, list, cur->n + 1);
-            }
-            free(list);
-            int err = set && pl->health_check.enabled
-                          ? health_check_start_on(pl, b, runtime_checker_poller(a->rt))
-                          : 0;
-            if (!set) {
-                reply_fail(rs, 500, "internal error", "out of memory");
-            } else if (err) {
-                backend_set_free(set);
-                reply_fail(rs, 503, "service unavailable",
-                           "cannot start the health checks of %s (%s): nothing changed, try again",
-                           name, post_error(err));
-            } else {
-                /* The start is queued ahead of the install's quiesce, and a
-                 * later delete's stop queues behind it on the same inbox. */
-                install_set(a, pl, set, NULL);
-                reply_json(rs, 201, view_backend(b));
-                b = NULL;
-            }
-            backend_free(b);
-        }
+        struct backend *b = NULL;
+        int err = backend_edit_add(a->pm, pl, name, address, &addrs, (unsigned)w, &b);
+        if (err)
+            edit_failed(rs, err, pl->name, name);
+        else
+            reply_json(rs, 201, view_backend(b));
     }
     json_decref(o);
 }
@@ -339,34 +294,11 @@ static void delete_backend(struct admin_ctx *a, struct admin_response *rs, struc
                    b->name, backend_state_name(st), (unsigned long long)active);
         return;
     }
-    struct backend_set *set = pool_current(pl);
-    struct backend **list = calloc(set->n ? set->n : 1, sizeof(*list));
-    if (!list) {
-        reply_fail(rs, 500, "internal error", "out of memory");
-        return;
-    }
-    size_t n = 0;
-    for (size_t i = 0; i < set->n; i++)
-        if (set->b[i] != b)
-            list[n++] = set->b[i];
-    struct backend_set *next = pool_build_set(pl, list, n);
-    free(list);
-    if (!next) {
-        reply_fail(rs, 500, "internal error", "out of memory");
-        return;
-    }
-    /* The stop is queued before the install's quiesce: the checker is gone
-     * once that returns, and only then is b freed. A stop that cannot be
-     * posted leaves the checker pointing at b: keep b, change nothing. */
-    int err = health_check_stop_on(b);
+    int err = backend_edit_remove(a->pm, pl, b);
     if (err) {
-        backend_set_free(next);
-        reply_fail(rs, 503, "service unavailable",
-                   "cannot stop the health checks of %s (%s): nothing changed, try again", b->name,
-                   post_error(err));
+        edit_failed(rs, err, pl->name, b->name);
         return;
     }
-    install_set(a, pl, next, b);
     rs->status = 204;
     rs->body = NULL;
     rs->content_type = "application/json";
@@ -537,7 +469,7 @@ void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct adm
         reply_fail(rs, 404, "not found", "no such endpoint");
         return;
     }
-    pthread_mutex_lock(&a->lock);
+    pthread_mutex_lock(a->lock);
     if (n == 1 && (strcmp(seg[0], "healthz") == 0 || strcmp(seg[0], "readyz") == 0 ||
                    strcmp(seg[0], "metrics") == 0)) {
         if (!method_is(rq, "GET")) {
@@ -556,5 +488,5 @@ void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct adm
     } else {
         reply_fail(rs, 404, "not found", "no such endpoint");
     }
-    pthread_mutex_unlock(&a->lock);
+    pthread_mutex_unlock(a->lock);
 }

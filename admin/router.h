@@ -12,13 +12,17 @@
 #include "request.h"
 #include "request_rules.h"
 
+struct pollmgr;
 struct runtime;
 
 struct admin_ctx {
     struct runtime *rt;       /* not owned */
+    struct pollmgr *pm;       /* not owned: rt's, for backend_edit's quiesce */
     struct admin_rules rules; /* who may ask: token, allowed Host names */
     uint64_t started_mono_ms;
-    pthread_mutex_t lock;     /* serialises every route call: admin threads only */
+    /* The runtime's control lock (runtime_control): serialises every route
+     * call with each other and with reload and DNS discovery. */
+    pthread_mutex_t *lock;
     pthread_cond_t wake;      /* with lock: ?wait= sleeps on it; shutdown broadcasts */
     atomic_int shutting_down; /* set once by admin_ctx_shutdown() */
 };

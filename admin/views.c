@@ -112,6 +112,7 @@ json_t *view_backend(const struct backend *b)
                   u64(GET(b->connect_failures)), "bytes_in", u64(GET(b->bytes_in)), "bytes_out",
                   u64(GET(b->bytes_out)), "drain_forced", u64(GET(b->drain_forced)));
     json_object_set_new(o, "health", view_health(b));
+    json_object_set_new(o, "retired", json_boolean(atomic_load(&b->retired)));
     if (st == BACKEND_DRAINING || st == BACKEND_DRAINED) {
         json_object_set_new(o, "drain_started_at", rfc3339(b->drain_started_unix_ms));
         json_object_set_new(o, "drain_deadline_at", rfc3339(b->drain_deadline_unix_ms));

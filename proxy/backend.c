@@ -145,6 +145,8 @@ static void follow_health(struct backend *b)
 enum backend_change backend_enable(struct backend *b)
 {
     int s = atomic_load(&b->state), to;
+    if (atomic_load(&b->retired))
+        return BACKEND_REFUSED; /* leaving its pool: it drains until removed */
     do {
         if (s == BACKEND_UP)
             return BACKEND_UNCHANGED;

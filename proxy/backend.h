@@ -40,6 +40,10 @@ struct backend {
     atomic_uint_fast64_t bytes_in;
     atomic_uint_fast64_t bytes_out;
     atomic_uint_fast64_t drain_forced; /* sessions closed by a deadline or disable+close */
+    /* Set once when the backend leaves its pool (reload, DNS): it drains and
+     * is removed when its last session ends (backend_edit_reap); it cannot be
+     * enabled again. */
+    atomic_int retired;
     /* Health (proxy/health.c): written by its checker's poller and by any
      * sub-reactor reporting a connect result. */
     atomic_int healthy; /* 1 passing, 0 failing; starts passing */
@@ -105,5 +109,5 @@ int backend_dial(const struct backend *b, unsigned *i, int *fd);
 
 /* Operator changes; any thread. deadline_ms 0: no deadline. */
 enum backend_change backend_drain(struct backend *b, uint64_t deadline_ms);
-enum backend_change backend_enable(struct backend *b);
+enum backend_change backend_enable(struct backend *b); /* REFUSED when down or retired */
 enum backend_change backend_disable(struct backend *b, int close_sessions);

@@ -3,6 +3,7 @@
  * hands its connections to session_accept with the poll manager), starts and
  * stops it, and owns the housekeeping policy. Not on the data path. */
 #define _GNU_SOURCE
+#include "backend_edit.h"
 #include "runtime.h"
 
 #include <errno.h>
@@ -35,6 +36,7 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
         return -ENOMEM;
     }
     rt->cfg = cfg;
+    pthread_mutex_init(&rt->control, NULL); /* default attributes: cannot fail */
     /* The buffer memory budget is split evenly: each sub-reactor caps its own
      * block cache, so no shared counter is touched on the data path. */
     unsigned nsub = pollmgr_subs_for(cfg->pollers);
@@ -222,5 +224,19 @@ void runtime_destroy(struct runtime *rt)
     free(rt->workers);
     free(rt->housekeeping);
     config_free(rt->cfg);
+    pthread_mutex_destroy(&rt->control);
     free(rt);
+}
+
+pthread_mutex_t *runtime_control(struct runtime *rt)
+{
+    return &rt->control;
+}
+
+void runtime_control_tick(struct runtime *rt)
+{
+    pthread_mutex_lock(&rt->control);
+    for (size_t i = 0; i < rt->npools; i++)
+        backend_edit_reap(rt->pm, &rt->pools[i]);
+    pthread_mutex_unlock(&rt->control);
 }

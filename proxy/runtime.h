@@ -6,6 +6,7 @@
  * this header (scripts/check-includes.sh). */
 #pragma once
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,11 @@ struct runtime {
     struct worker *workers; /* owned: [0] main reactor, [1..] sub-reactors */
     size_t nworkers;
     struct housekeeping *housekeeping; /* owned: one per worker, [0] unused (runtime.c) */
+    /* The control plane's lock: every thread but the pollers that changes
+     * pools' backend sets (proxy/backend_edit.h), pools or listeners, or
+     * reads them (the admin's routes and views), holds it: the admin, reload,
+     * DNS discovery, runtime_control_tick. Never taken on the data path. */
+    pthread_mutex_t control;
 };
 
 enum {
@@ -50,6 +56,13 @@ int runtime_quiesce(struct runtime *rt, unsigned timeout_ms);
 struct pool *runtime_find_pool(struct runtime *rt, const char *name);
 /* The sub-reactor that will run a new backend's health checker. */
 struct poller *runtime_checker_poller(struct runtime *rt);
+
+/* The control lock (struct runtime's `control`). */
+pthread_mutex_t *runtime_control(struct runtime *rt);
+/* Control-plane housekeeping, from the main thread a few times a second:
+ * takes the control lock and removes retired backends whose last session
+ * ended (backend_edit_reap). */
+void runtime_control_tick(struct runtime *rt);
 
 /* Stops the pollers, closes what is still open, frees everything. */
 void runtime_destroy(struct runtime *rt);

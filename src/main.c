@@ -23,6 +23,8 @@
 #define SHUTDOWN_POLL_MS       20
 #define HEALTHCHECK_TIMEOUT_MS 3000
 
+#define CONTROL_TICK_MS 250 /* retired backends are removed this often */
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -206,8 +208,14 @@ static void log_started(const struct runtime *rt, const char *path, unsigned lon
  * sessions; returns the exit status (1 when a second signal cut the wait). */
 static int serve(struct runtime *rt, struct admin *admin, const sigset_t *sigs, unsigned grace_ms)
 {
+    /* The control plane's housekeeping runs between signals. */
+    const struct timespec tick = {.tv_sec = 0, .tv_nsec = CONTROL_TICK_MS * 1000000L};
     for (;;) {
-        int sig = sigwaitinfo(sigs, NULL);
+        int sig = sigtimedwait(sigs, NULL, &tick);
+        if (sig < 0) {
+            runtime_control_tick(rt); /* EAGAIN: the tick; EINTR: harmless */
+            continue;
+        }
         if (sig == SIGHUP) {
             log_warn("SIGHUP: config reload is not supported yet; keeping the running config");
             continue;

@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "config/config_addr.h"
 #include "proxy/backend.h"
+#include "proxy/backend_edit.h"
 #include "proxy/pool.h"
 #include "proxy/runtime.h"
 #include "reactor/poller.h"
@@ -256,6 +257,34 @@ START_TEST(shutdown_ends_waits)
 }
 END_TEST
 
+/* A retired backend drains, cannot be enabled again, and is removed by the
+ * control tick only once its last session ended. */
+START_TEST(retired_backend_is_reaped_after_its_last_session)
+{
+    setup();
+    struct pool *pl = runtime_find_pool(rt, "p");
+    ck_assert_int_eq(call("POST", "/api/v1/pools/p/backends", NULL,
+                          "{\"name\":\"b1\",\"address\":\"127.0.0.1:4\"}", NULL),
+                     201);
+    struct backend *b1 = pool_find(pl, "b1");
+    ck_assert_ptr_nonnull(b1);
+    ck_assert_int_eq(backend_acquire(b1), 1); /* an open session */
+    pthread_mutex_lock(runtime_control(rt));
+    backend_edit_retire(b1, 0);
+    pthread_mutex_unlock(runtime_control(rt));
+    ck_assert_int_eq(backend_state_now(b1), BACKEND_DRAINING);
+    ck_assert_int_eq(call("POST", "/api/v1/pools/p/backends/b1/enable", NULL, NULL, NULL), 409);
+    runtime_control_tick(rt);
+    ck_assert_ptr_eq(pool_find(pl, "b1"), b1); /* still serving its session */
+    backend_release(b1);
+    runtime_control_tick(rt);
+    ck_assert_ptr_null(pool_find(pl, "b1"));
+    ck_assert_ptr_nonnull(pool_find(pl, "b0"));
+    ck_assert_int_eq(call("GET", "/api/v1/pools/p/backends/b1", NULL, NULL, NULL), 404);
+    teardown();
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("router");
@@ -263,6 +292,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, add_when_checker_cannot_start_changes_nothing);
     tcase_add_test(tc, delete_when_checker_cannot_stop_changes_nothing);
     tcase_add_test(tc, shutdown_ends_waits);
+    tcase_add_test(tc, retired_backend_is_reaped_after_its_last_session);
     suite_add_tcase(s, tc);
     return s;
 }
