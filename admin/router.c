@@ -428,8 +428,12 @@ static void route_api(struct admin_ctx *a, const struct admin_request *rq,
     route_backend(a, rq, rs, pl, seg + 1, n - 1);
 }
 
-static void readyz(struct runtime *rt, struct admin_response *rs)
+static void readyz(const struct admin_ctx *a, struct runtime *rt, struct admin_response *rs)
 {
+    if (atomic_load(&a->shutting_down)) {
+        reply_fail(rs, 503, "not ready", "shutting down");
+        return;
+    }
     for (size_t i = 0; i < rt->nlisteners; i++)
         if (!listener_bound(&rt->listeners[i])) {
             reply_fail(rs, 503, "not ready", "listener %s is not bound", rt->listeners[i].name);
@@ -477,7 +481,7 @@ void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct adm
         } else if (seg[0][0] == 'h') {
             reply_json(rs, 200, json_pack("{s:s}", "status", "ok"));
         } else if (seg[0][0] == 'r') {
-            readyz(a->rt, rs);
+            readyz(a, a->rt, rs);
         } else {
             rs->status = 200;
             rs->body = view_metrics(a->rt, (clock_mono_ms() - a->started_mono_ms) / 1000u);

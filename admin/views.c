@@ -31,7 +31,7 @@ json_t *view_poller(const struct worker *w)
     uint64_t age = poller_age_ns(w->poller);
     double busy = age ? (double)GET(pc->busy_ns) / (double)age : 0.0;
     int id = poller_id(w->poller);
-    return json_pack(
+    json_t *o = json_pack(
         "{s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
         " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:f}",
         "id", id, "role", id == 0 ? "main" : "sub", "active_connections",
@@ -47,6 +47,9 @@ json_t *view_poller(const struct worker *w)
         u64(lb_cache_limit(blocks)), "blocks_in_use", u64(lb_cache_in_use(blocks)), "blocks_cached",
         u64(lb_cache_cached(blocks)), "splice_pipes_in_use", u64(GET(w->c.pipes_in_use)),
         "splice_pipes_cached", u64(GET(w->c.pipes_cached)), "loop_busy_ratio", busy);
+    json_object_set_new(o, "max_age_closes", u64(GET(w->c.max_age_closes)));
+    json_object_set_new(o, "shutdown_forced", u64(GET(w->c.shutdown_forced)));
+    return o;
 }
 
 json_t *view_pollers(struct runtime *rt)
@@ -229,6 +232,10 @@ static const struct metric poller_metrics[] = {
      WC(connect_exhausted)},
     {"sluice_poller_idle_timeouts_total", "counter", "Sessions closed for idleness.",
      WC(idle_timeouts)},
+    {"sluice_poller_max_age_closes_total", "counter", "Sessions closed at max_session_age_ms.",
+     WC(max_age_closes)},
+    {"sluice_poller_shutdown_forced_total", "counter",
+     "Sessions closed when the shutdown grace ended.", WC(shutdown_forced)},
     {"sluice_poller_resets_total", "counter", "Sessions ended by a reset.", WC(resets)},
     {"sluice_poller_bytes_in_total", "counter", "Bytes relayed client to backend.", WC(bytes_in)},
     {"sluice_poller_bytes_out_total", "counter", "Bytes relayed backend to client.", WC(bytes_out)},

@@ -73,6 +73,9 @@ struct cfg_pool {
     unsigned maglev_table_size;     /* source_hash: a prime */
     unsigned max_fails; /* passive (no active checks): failures in the window → down; 0 off */
     unsigned fail_window_ms; /* ... and how long it then stays down */
+    /* Sessions older than this (±10 % jitter) are closed, so long-lived
+     * connections spread over backends added since; 0: never. */
+    unsigned max_session_age_ms;
     struct cfg_health_check health_check;
     struct cfg_backend *backends; /* owned array */
     size_t nbackends;
@@ -104,6 +107,12 @@ struct config {
     enum pollmgr_balance poller_balance;
     enum cfg_accept accept;
     unsigned shutdown_grace_ms;
+    /* After SIGTERM, /readyz answers 503 at once while the listeners keep
+     * accepting this long (Kubernetes removes the endpoint meanwhile). */
+    unsigned shutdown_delay_ms;
+    /* Forced closes (drain deadline, disable with close, the end of the
+     * shutdown grace) happen at most this many per second; 0: all at once. */
+    unsigned shed_rate_per_s;
     unsigned long long buffer_memory_limit; /* bytes of relay buffers at most, all sessions */
     char *user;                             /* owned; NULL: keep the starting user */
     char *group;                            /* owned; NULL: the user's primary group */

@@ -17,6 +17,9 @@
 #include "config_json.h"
 #define DEF_POLLERS                0
 #define DEF_SHUTDOWN_GRACE_MS      10000
+#define DEF_SHUTDOWN_DELAY_MS      0
+#define DEF_SHED_RATE_PER_S        1000
+#define MAX_SHED_RATE_PER_S        10000000
 #define DEF_ADMIN_LISTEN           "127.0.0.1:9090"
 #define DEF_MAX_CONNECTIONS        10000
 #define DEF_BACKLOG                1024
@@ -122,6 +125,7 @@ static void parse_pool(struct cfg_ctx *c, json_t *v, const char *path, struct cf
                                        "zero_copy",
                                        "max_fails",
                                        "fail_window_ms",
+                                       "max_session_age_ms",
                                        "health_check",
                                        "backends",
                                        NULL};
@@ -160,6 +164,7 @@ static void parse_pool(struct cfg_ctx *c, json_t *v, const char *path, struct cf
     pl->max_fails = cfg_get_uint(c, v, path, "max_fails", DEF_MAX_FAILS, 0, 1000);
     pl->fail_window_ms =
         cfg_get_uint(c, v, path, "fail_window_ms", DEF_FAIL_WINDOW_MS, 1, MAX_TIMEOUT_MS);
+    pl->max_session_age_ms = cfg_get_uint(c, v, path, "max_session_age_ms", 0, 0, MAX_TIMEOUT_MS);
     parse_health_check(c, v, path, &pl->health_check);
     json_t *arr = cfg_get_array(c, v, path, "backends");
     if (!arr)
@@ -307,6 +312,10 @@ static void parse_process(struct cfg_ctx *c, json_t *root, struct config *cfg)
     cfg->accept = (enum cfg_accept)cfg_get_enum(c, root, "", "accept", ACCEPTS, 0);
     cfg->shutdown_grace_ms =
         cfg_get_uint(c, root, "", "shutdown_grace_ms", DEF_SHUTDOWN_GRACE_MS, 0, MAX_TIMEOUT_MS);
+    cfg->shutdown_delay_ms =
+        cfg_get_uint(c, root, "", "shutdown_delay_ms", DEF_SHUTDOWN_DELAY_MS, 0, MAX_TIMEOUT_MS);
+    cfg->shed_rate_per_s =
+        cfg_get_uint(c, root, "", "shed_rate_per_s", DEF_SHED_RATE_PER_S, 0, MAX_SHED_RATE_PER_S);
     cfg->buffer_memory_limit = default_buffer_memory_limit();
     json_t *bml = json_object_get(root, "buffer_memory_limit");
     if (bml) {
@@ -398,10 +407,19 @@ static void parse_listeners(struct cfg_ctx *c, json_t *root, struct config *cfg)
  * admin, pools, then listeners (which refer to pools). */
 static void parse_root(struct cfg_ctx *c, json_t *root, struct config *cfg)
 {
-    static const char *const keys[] = {
-        "pollers", "poller_balance", "accept", "shutdown_grace_ms", "buffer_memory_limit",
-        "user",    "group",          "admin",  "listeners",         "pools",
-        NULL};
+    static const char *const keys[] = {"pollers",
+                                       "poller_balance",
+                                       "accept",
+                                       "shutdown_grace_ms",
+                                       "shutdown_delay_ms",
+                                       "shed_rate_per_s",
+                                       "user",
+                                       "buffer_memory_limit",
+                                       "group",
+                                       "admin",
+                                       "listeners",
+                                       "pools",
+                                       NULL};
     if (!cfg_is_object(c, root, "(top level)"))
         return;
     cfg_check_keys(c, root, "", keys);

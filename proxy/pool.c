@@ -140,6 +140,7 @@ int pool_init(struct pool *pl, const struct cfg_pool *cfg)
     pl->maglev_table_size = cfg->maglev_table_size ? cfg->maglev_table_size : 65537;
     pl->max_fails = cfg->max_fails;
     pl->fail_window_ms = cfg->fail_window_ms;
+    pl->max_session_age_ms = cfg->max_session_age_ms;
     pl->health_check = cfg->health_check;
     pl->health_check.send = NULL;
     pl->health_check.expect = NULL;

@@ -39,6 +39,7 @@ struct pool {
     unsigned maglev_table_size;
     unsigned max_fails;
     unsigned fail_window_ms;
+    unsigned max_session_age_ms;          /* 0: never */
     struct cfg_health_check health_check; /* send/expect owned (copies) */
     _Atomic(struct backend_set *) set;    /* owned; current snapshot */
     atomic_uint cursor;

@@ -7,6 +7,7 @@
 #include "runtime.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,8 +23,9 @@
 /* One sub-reactor's housekeeping timer and its run count. */
 struct housekeeping {
     struct timer timer;
-    unsigned ticks;     /* runs so far */
-    struct runtime *rt; /* not owned */
+    unsigned ticks;       /* runs so far */
+    struct runtime *rt;   /* not owned */
+    uint64_t shed_credit; /* forced closes this poller may still make, in 1/1000 */
 };
 
 static void housekeeping(void *loop, struct timer *t, void *data);
@@ -37,6 +39,7 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
     }
     rt->cfg = cfg;
     pthread_mutex_init(&rt->control, NULL); /* default attributes: cannot fail */
+    atomic_init(&rt->shed_rate_per_s, cfg->shed_rate_per_s);
     /* The buffer memory budget is split evenly: each sub-reactor caps its own
      * block cache, so no shared counter is touched on the data path. */
     unsigned nsub = pollmgr_subs_for(cfg->pollers);
@@ -85,6 +88,24 @@ fail:
     return err;
 }
 
+/* Forced closes this sub-reactor may make in this tick: shed_rate_per_s
+ * shared evenly by the sub-reactors and spread over the ticks, with unused
+ * credit kept up to one second's worth; UINT_MAX when there is no rate. */
+static unsigned shed_budget(struct runtime *rt, struct housekeeping *hk)
+{
+    uint64_t rate = atomic_load_explicit(&rt->shed_rate_per_s, memory_order_relaxed);
+    if (!rate)
+        return UINT_MAX;
+    uint64_t per_poller = rate / (rt->nworkers - 1);
+    if (!per_poller)
+        per_poller = 1;
+    hk->shed_credit += per_poller * HOUSEKEEPING_MS; /* closes/s × ms = thousandths */
+    if (hk->shed_credit > per_poller * 1000u)
+        hk->shed_credit = per_poller * 1000u;
+    uint64_t n = hk->shed_credit / 1000u;
+    return n < UINT_MAX ? (unsigned)n : UINT_MAX - 1;
+}
+
 /* Sub-reactor timer: runs health checks' timing, closes this poller's
  * sessions on backends whose close deadline passed while they are draining
  * or disabled, and once a second frees the linkbuf blocks that sat unused in
@@ -98,6 +119,7 @@ static void housekeeping(void *loop, struct timer *t, void *data)
     uint64_t now = poller_now_ms(p);
     if (++hk->ticks % BLOCK_TRIM_TICKS == 0)
         lb_cache_trim(poller_blocks(p));
+    unsigned budget = shed_budget(rt, hk), granted = budget;
     for (size_t i = 0; i < rt->npools; i++) {
         struct backend_set *set = pool_current(&rt->pools[i]);
         for (size_t j = 0; j < set->n; j++) {
@@ -105,14 +127,19 @@ static void housekeeping(void *loop, struct timer *t, void *data)
             health_tick(&rt->pools[i], b, now);
             uint64_t at = atomic_load_explicit(&b->close_at_ms, memory_order_relaxed);
             int st = atomic_load_explicit(&b->state, memory_order_relaxed);
-            if (!at || now < at || (st != BACKEND_DRAINING && st != BACKEND_DISABLED) ||
+            if (!budget || !at || now < at || (st != BACKEND_DRAINING && st != BACKEND_DISABLED) ||
                 atomic_load_explicit(&b->active_connections, memory_order_relaxed) == 0)
                 continue;
-            unsigned n = session_close_on_backend(w, b);
+            unsigned n = session_close_on_backend(w, b, budget);
             if (n)
                 atomic_fetch_add_explicit(&b->drain_forced, n, memory_order_relaxed);
+            budget -= n;
         }
     }
+    if (atomic_load_explicit(&rt->shedding, memory_order_relaxed) && budget)
+        counter_add(&w->c.shutdown_forced, session_shed(w, budget));
+    if (granted != UINT_MAX)
+        hk->shed_credit -= (uint64_t)(granted - budget) * 1000u;
     poller_timer_start(p, t, HOUSEKEEPING_MS);
 }
 
@@ -226,6 +253,11 @@ void runtime_destroy(struct runtime *rt)
     config_free(rt->cfg);
     pthread_mutex_destroy(&rt->control);
     free(rt);
+}
+
+void runtime_shed(struct runtime *rt)
+{
+    atomic_store(&rt->shedding, 1);
 }
 
 pthread_mutex_t *runtime_control(struct runtime *rt)

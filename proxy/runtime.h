@@ -7,6 +7,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,8 @@ struct runtime {
      * reads them (the admin's routes and views), holds it: the admin, reload,
      * DNS discovery, runtime_control_tick. Never taken on the data path. */
     pthread_mutex_t control;
+    atomic_uint shed_rate_per_s; /* forced closes per second, all sub-reactors; 0: at once */
+    atomic_int shedding;         /* runtime_shed(): the shutdown grace is over */
 };
 
 enum {
@@ -57,6 +60,10 @@ struct pool *runtime_find_pool(struct runtime *rt, const char *name);
 /* The sub-reactor that will run a new backend's health checker. */
 struct poller *runtime_checker_poller(struct runtime *rt);
 
+/* The shutdown grace is over: from now on every sub-reactor closes its
+ * sessions (a reset to both sides, counted as shutdown_forced) at its share
+ * of shed_rate_per_s; runtime_destroy closes whatever is left at once. */
+void runtime_shed(struct runtime *rt);
 /* The control lock (struct runtime's `control`). */
 pthread_mutex_t *runtime_control(struct runtime *rt);
 /* Control-plane housekeeping, from the main thread a few times a second:

@@ -72,6 +72,7 @@ struct session {
     struct side side[2];
     struct timer timer; /* connect timeout, then idle timeout */
     uint64_t last_active_ms;
+    uint64_t close_by_ms;     /* max_session_age_ms (jittered) ends it then; 0: never */
     uint64_t accepted_ns;     /* clock_mono_ns() when accepted */
     uint64_t dial_started_ns; /* ... when the last dial (backend, address) began */
     uint64_t connected_ns;    /* ... when the upstream connect completed; 0 before */

@@ -15,6 +15,7 @@
 #include "pool.h"
 #include "reactor/clock.h"
 #include "reactor/pollmgr.h"
+#include "reactor/random.h"
 #include "sock.h"
 #include "worker.h"
 
@@ -37,6 +38,28 @@ static int session_holds_bytes(const struct session *s)
     return 0;
 }
 
+void session_arm_timer(struct session *s)
+{
+    struct poller *p = s->w->poller;
+    uint64_t idle_ms = s->pool->idle_timeout_ms;
+    uint64_t at = idle_ms ? s->last_active_ms + idle_ms : UINT64_MAX;
+    if (s->close_by_ms && s->close_by_ms < at)
+        at = s->close_by_ms;
+    if (at == UINT64_MAX)
+        return;
+    uint64_t now = poller_now_ms(p);
+    poller_timer_start(p, &s->timer, at > now ? at - now : 0);
+}
+
+/* Nothing dropped: a FIN each way, as nginx closes on a timeout by default.
+ * Bytes still buffered (a peer stopped reading) would be dropped: then both
+ * sides must see a reset, not an end. */
+static void close_timed_out(struct session *s, enum session_cause cause)
+{
+    session_set_cause(s, cause);
+    session_close(s, session_holds_bytes(s) ? SESSION_RESET_BOTH : 0);
+}
+
 static void on_timer(void *loop, struct timer *t, void *data)
 {
     struct session *s = data;
@@ -45,19 +68,20 @@ static void on_timer(void *loop, struct timer *t, void *data)
         session_dial_failed(s, -ETIMEDOUT);
         return;
     }
+    uint64_t now = poller_now_ms(p);
+    if (s->close_by_ms && now >= s->close_by_ms) {
+        counter_add(&s->w->c.max_age_closes, 1);
+        close_timed_out(s, SESSION_CAUSE_MAX_AGE);
+        return;
+    }
     uint64_t idle_ms = s->pool->idle_timeout_ms;
-    uint64_t quiet = poller_now_ms(p) - s->last_active_ms;
-    if (quiet >= idle_ms) {
+    if (idle_ms && now - s->last_active_ms >= idle_ms) {
         counter_add(&s->w->c.idle_timeouts, 1);
-        session_set_cause(s, SESSION_CAUSE_IDLE_TIMEOUT);
-        /* Nothing dropped: a FIN each way, as nginx closes on a timeout by
-         * default. Bytes still buffered (a peer stopped reading) would be
-         * dropped: then both sides must see a reset, not an end. */
-        session_close(s, session_holds_bytes(s) ? SESSION_RESET_BOTH : 0);
+        close_timed_out(s, SESSION_CAUSE_IDLE_TIMEOUT);
         return;
     }
     /* Activity only stamps last_active_ms; the timer re-arms here, lazily. */
-    poller_timer_start(p, &s->timer, idle_ms - quiet);
+    session_arm_timer(s);
 }
 
 static void adopt(struct poller *p, struct poller_task *t, void *arg)
@@ -73,6 +97,13 @@ static void adopt(struct poller *p, struct poller_task *t, void *arg)
     }
     timer_init(&s->timer, on_timer, s);
     s->last_active_ms = poller_now_ms(p);
+    if (pl->max_session_age_ms) {
+        /* ±10 % jitter: sessions opened together (a deploy, a reconnect
+         * storm) do not all end together. */
+        uint64_t age = pl->max_session_age_ms, spread = age / 5;
+        s->close_by_ms =
+            s->last_active_ms + age - age / 10 + (spread ? random_next() % (spread + 1) : 0);
+    }
     s->next = w->sessions;
     if (w->sessions)
         w->sessions->prev = s;
@@ -253,11 +284,21 @@ void session_close_all(struct worker *w)
     }
 }
 
-unsigned session_close_on_backend(struct worker *w, const struct backend *b)
+unsigned session_shed(struct worker *w, unsigned max)
+{
+    unsigned n = 0;
+    for (; w->sessions && n < max; n++) {
+        session_set_cause(w->sessions, SESSION_CAUSE_SHUTDOWN);
+        session_close(w->sessions, SESSION_RESET_BOTH); /* closing unlinks it */
+    }
+    return n;
+}
+
+unsigned session_close_on_backend(struct worker *w, const struct backend *b, unsigned max)
 {
     unsigned n = 0;
     struct session *s = w->sessions;
-    while (s) {
+    while (s && n < max) {
         struct session *next = s->next; /* closing unlinks s */
         if (s->backend == b) {
             session_set_cause(s, backend_state_now(b) == BACKEND_DISABLED

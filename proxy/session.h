@@ -32,10 +32,13 @@ int session_accept(struct listener *l, struct poller *p, int fd, const struct so
  * as deferred tasks. */
 void session_close_all(struct worker *w);
 
-/* Owner thread: closes the worker's sessions on backend b (a forced close:
- * RST to both sides); returns how many. Drain deadlines and disable-with-close
- * use it. */
-unsigned session_close_on_backend(struct worker *w, const struct backend *b);
+/* Owner thread: closes up to max of the worker's sessions on backend b (a
+ * forced close: RST to both sides); returns how many. Drain deadlines and
+ * disable-with-close use it, paced by shed_rate_per_s. */
+unsigned session_close_on_backend(struct worker *w, const struct backend *b, unsigned max);
+/* Owner thread: closes up to max of the worker's sessions (the shutdown
+ * grace is over: RST to both sides); returns how many. */
+unsigned session_shed(struct worker *w, unsigned max);
 
 /* The worker's timer callback that retries sessions which ran out of buffer
  * memory (buffer_memory_limit); runtime.c arms nothing, session.c does. */
@@ -63,7 +66,10 @@ static inline void session_set_cause(struct session *s, enum session_cause c)
         s->cause = (uint8_t)c;
 }
 void session_close(struct session *s, unsigned reset_sides); /* SESSION_RESET_BOTH, ... */
-void session_account(struct session *s, int d, size_t n);    /* n bytes relayed out of side d */
+/* Arms the session's timer for a relaying session: the idle timeout from
+ * last_active_ms, or its max age if that comes first; nothing if neither. */
+void session_arm_timer(struct session *s);
+void session_account(struct session *s, int d, size_t n); /* n bytes relayed out of side d */
 /* Out of buffer memory on this poller: stop reading (the readiness stays
  * cached) and try again shortly, when writes may have freed blocks. */
 void session_starve(struct session *s);

@@ -130,8 +130,7 @@ void session_dial_check(struct session *s)
     pool_done(s->pool, s->backend, POOL_CONNECTED);
     poller_timer_stop(p, &s->timer);
     s->last_active_ms = poller_now_ms(p);
-    if (s->pool->idle_timeout_ms)
-        poller_timer_start(p, &s->timer, s->pool->idle_timeout_ms);
+    session_arm_timer(s); /* idle timeout, max session age */
     /* Edge-triggered: anything already readable will not be announced again.
      * Nor will a FIN or RST that came with the connect's completion (a
      * backend that writes a line and closes): note it as on_read does, or a

@@ -25,6 +25,8 @@ struct worker_counters {
     atomic_uint_fast64_t retries;            /* connects retried on another backend */
     atomic_uint_fast64_t connect_exhausted;  /* sessions closed after the retry budget */
     atomic_uint_fast64_t idle_timeouts;      /* sessions closed for idleness */
+    atomic_uint_fast64_t max_age_closes;     /* sessions closed at max_session_age_ms */
+    atomic_uint_fast64_t shutdown_forced;    /* sessions closed when the shutdown grace ended */
     atomic_uint_fast64_t resets;             /* sessions ended by a reset (either side) */
     atomic_uint_fast64_t bytes_in;           /* client → backend */
     atomic_uint_fast64_t bytes_out;          /* backend → client */

@@ -1,8 +1,11 @@
 /* src/main.c — sluice's entry point: the command line, config → runtime
- * (pollers, listeners) wiring, and signals: SIGTERM/SIGINT stop accepting and
- * let sessions finish within shutdown_grace_ms; a second one stops at once. */
+ * (pollers, listeners) wiring, and signals: SIGTERM/SIGINT turn /readyz 503,
+ * keep accepting for shutdown_delay_ms, stop accepting and let sessions finish
+ * within shutdown_grace_ms, then close the rest at shed_rate_per_s; a second
+ * one stops at once. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,7 +26,8 @@
 #define SHUTDOWN_POLL_MS       20
 #define HEALTHCHECK_TIMEOUT_MS 3000
 
-#define CONTROL_TICK_MS 250 /* retired backends are removed this often */
+#define CONTROL_TICK_MS 250  /* retired backends are removed this often */
+#define SHED_MARGIN_MS  2000 /* past active / shed_rate_per_s before the rest go at once */
 
 static void on_signal(int sig)
 {
@@ -38,8 +42,9 @@ static void usage(FILE *f)
                "      --healthcheck  ask the running sluice's admin /healthz, exit 0 if 200\n"
                "  -v, --version      print the version\n"
                "  -h, --help         this text\n"
-               "Signals: SIGTERM/SIGINT stop accepting and let sessions finish within\n"
-               "shutdown_grace_ms, then close the rest and exit 0; a second one exits at once.\n");
+               "Signals: SIGTERM/SIGINT turn /readyz 503, keep accepting for shutdown_delay_ms,\n"
+               "stop accepting and let sessions finish within shutdown_grace_ms, then close\n"
+               "the rest at shed_rate_per_s and exit 0; a second one exits at once.\n");
 }
 
 /* The wait for the last sessions: what it looks at, the signals that end it. */
@@ -47,6 +52,12 @@ struct sessions_wait {
     struct runtime *rt;
     const sigset_t *sigs;
 };
+
+static int never(void *arg)
+{
+    (void)arg;
+    return 0;
+}
 
 static int no_sessions(void *arg)
 {
@@ -204,10 +215,48 @@ static void log_started(const struct runtime *rt, const char *path, unsigned lon
     }
 }
 
+/* The grace period is over: sessions are closed at shed_rate_per_s, which
+ * takes about active / rate seconds; waits for that (plus a margin) or a
+ * second signal. runtime_destroy closes whatever is left at once. */
+static int shed_sessions(struct runtime *rt, const sigset_t *sigs, unsigned rate)
+{
+    uint64_t left = runtime_active_sessions(rt);
+    if (!left)
+        return 0;
+    runtime_shed(rt);
+    if (!rate)
+        return 1; /* all at once: runtime_destroy does it */
+    uint64_t ms = left * 1000u / rate + SHED_MARGIN_MS;
+    log_info("closing %llu sessions at %u per second (shed_rate_per_s)", (unsigned long long)left,
+             rate);
+    struct sessions_wait w = {rt, sigs};
+    int r = wait_until(no_sessions, second_signal, &w, ms > UINT_MAX ? UINT_MAX : (unsigned)ms,
+                       SHUTDOWN_POLL_MS);
+    if (r == 2)
+        log_info("second signal: closing %llu sessions now",
+                 (unsigned long long)runtime_active_sessions(rt));
+    return 1;
+}
+
+/* SIGTERM's first phase: /readyz already answers 503 (admin_begin_shutdown),
+ * while the listeners keep accepting for delay_ms, so that a load balancer
+ * (a Kubernetes Service) stops sending new connections first. 2: a second
+ * signal cut it short. */
+static int delay_shutdown(struct runtime *rt, const sigset_t *sigs, unsigned delay_ms)
+{
+    if (!delay_ms)
+        return 0;
+    log_info("/readyz now answers 503; accepting for %u ms more (shutdown_delay_ms)", delay_ms);
+    struct sessions_wait w = {rt, sigs};
+    return wait_until(never, second_signal, &w, delay_ms, SHUTDOWN_POLL_MS) == 2 ? 2 : 0;
+}
+
 /* Serves until SIGTERM or SIGINT, then stops accepting and waits for the
  * sessions; returns the exit status (1 when a second signal cut the wait). */
-static int serve(struct runtime *rt, struct admin *admin, const sigset_t *sigs, unsigned grace_ms)
+static int serve(struct runtime *rt, struct admin *admin, const sigset_t *sigs,
+                 const struct config *cfg)
 {
+    unsigned grace_ms = cfg->shutdown_grace_ms;
     /* The control plane's housekeeping runs between signals. */
     const struct timespec tick = {.tv_sec = 0, .tv_nsec = CONTROL_TICK_MS * 1000000L};
     for (;;) {
@@ -221,13 +270,22 @@ static int serve(struct runtime *rt, struct admin *admin, const sigset_t *sigs, 
             continue;
         }
         if (sig == SIGTERM || sig == SIGINT) {
+            /* Not ready from now on; and a drain?wait= pending now would
+             * otherwise hold admin_stop (and the exit) for as long as it
+             * asked: it answers now instead. */
+            admin_begin_shutdown(admin);
+            if (delay_shutdown(rt, sigs, cfg->shutdown_delay_ms) == 2) {
+                log_info("second signal: closing %llu sessions now",
+                         (unsigned long long)runtime_active_sessions(rt));
+                return 1;
+            }
             log_info("%s: no longer accepting; waiting up to %u ms for %llu sessions",
                      strsignal(sig), grace_ms, (unsigned long long)runtime_active_sessions(rt));
             runtime_stop_listening(rt);
-            /* A drain?wait= pending now would otherwise hold admin_stop (and
-             * the exit) for as long as it asked: it answers now instead. */
-            admin_begin_shutdown(admin);
-            return wait_for_sessions(rt, sigs, grace_ms) == 2 ? 1 : 0;
+            int r = wait_for_sessions(rt, sigs, grace_ms);
+            if (r == 1)
+                shed_sessions(rt, sigs, cfg->shed_rate_per_s);
+            return r == 2 ? 1 : 0;
         }
     }
 }
@@ -255,13 +313,12 @@ int main(int argc, char **argv)
     sigset_t sigs;
     take_signals(&sigs);
     unsigned long nofile = privs_raise_nofile();
-    unsigned grace_ms = cfg->shutdown_grace_ms;
     struct runtime *rt = NULL;
     struct admin *admin = NULL;
     if (start_proxy(cfg, &rt, &admin))
         return 1;
     log_started(rt, cli.path, nofile);
-    int status = serve(rt, admin, &sigs, grace_ms);
+    int status = serve(rt, admin, &sigs, rt->cfg);
     admin_stop(admin);
     runtime_destroy(rt);
     log_info("stopped");

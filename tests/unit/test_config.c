@@ -42,6 +42,8 @@ START_TEST(minimal_config_gets_documented_defaults)
     ck_assert_uint_eq(cfg->pollers, 0);
     ck_assert_int_eq(cfg->poller_balance, POLLMGR_ROUND_ROBIN);
     ck_assert_uint_eq(cfg->shutdown_grace_ms, 10000);
+    ck_assert_uint_eq(cfg->shutdown_delay_ms, 0);
+    ck_assert_uint_eq(cfg->shed_rate_per_s, 1000);
     ck_assert_str_eq(cfg->admin.listen, "127.0.0.1:9090");
     ck_assert_ptr_null(cfg->admin.token);
     ck_assert_uint_eq(cfg->nlisteners, 1);
@@ -52,6 +54,7 @@ START_TEST(minimal_config_gets_documented_defaults)
     ck_assert_uint_eq(p->connect_timeout_ms, 2000);
     ck_assert_uint_eq(p->idle_timeout_ms, 600000);
     ck_assert_uint_eq(p->retries, 2);
+    ck_assert_uint_eq(p->max_session_age_ms, 0);
     ck_assert_uint_eq(p->buffer_high_watermark, 256 * 1024);
     ck_assert_uint_eq(p->buffer_low_watermark, 64 * 1024);
     ck_assert_uint_eq(p->backends[0].weight, 1);
@@ -233,6 +236,15 @@ START_TEST(empty_pool_and_bad_numbers)
     expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p "
                  "q\",\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\"}]}]}",
                  "pools[0].name: expected 1 to 64 characters");
+    expect_error("{" LISTENER_OK ",\"shed_rate_per_s\":-1,\"pools\":[{\"name\":\"p\","
+                 "\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\"}]}]}",
+                 "shed_rate_per_s: expected an integer from 0 to 10000000");
+    expect_error("{" LISTENER_OK ",\"shutdown_delay_ms\":\"5s\",\"pools\":[{\"name\":\"p\","
+                 "\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\"}]}]}",
+                 "shutdown_delay_ms: expected an integer");
+    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"max_session_age_ms\":true,"
+                 "\"backends\":[{\"name\":\"b\",\"address\":\"127.0.0.1:1\"}]}]}",
+                 "pools[0].max_session_age_ms: expected an integer");
 }
 END_TEST
 
