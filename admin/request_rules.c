@@ -103,6 +103,15 @@ static int json_content_type(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
+/* GET /healthz and /readyz answer without the token, as the Kubernetes API
+ * server's own probes do: a kubelet's httpGet probe cannot read a Secret
+ * into its headers, and the answers say only ok / ready / not ready. */
+static int probe(const struct admin_request *rq)
+{
+    return strcmp(rq->method, "GET") == 0 &&
+           (strcmp(rq->path, "/healthz") == 0 || strcmp(rq->path, "/readyz") == 0);
+}
+
 int admin_request_refused(const struct admin_rules *a, const struct admin_request *rq,
                           const char **error, char *detail, size_t n)
 {
@@ -119,7 +128,7 @@ int admin_request_refused(const struct admin_rules *a, const struct admin_reques
                  rq->origin, rq->host ? rq->host : "?");
         return 403;
     }
-    if (a->token && !token_ok(a->token, rq->authorization)) {
+    if (a->token && !probe(rq) && !token_ok(a->token, rq->authorization)) {
         *error = "unauthorized";
         snprintf(detail, n, "send the admin token as \"Authorization: Bearer <token>\"");
         return 401;

@@ -241,7 +241,16 @@ class Admin(ProxyTest):
             st, out = api.get("/api/v1/stats", token=tok or "\0")
             self.assertEqual(st, 401, tok)
             self.assertEqual(out["error"], "unauthorized")
-        req = urllib.request.Request(api.base + "/healthz")
+        # Probes answer without the token (a kubelet's httpGet cannot read a
+        # Secret); everything else, /metrics included, needs it.
+        for path in ("/healthz", "/readyz"):
+            with urllib.request.urlopen(api.base + path, timeout=10) as r:
+                self.assertEqual(r.status, 200)
+        for path in ("/metrics", "/api/v1/pools", "/healthz/x"):
+            with self.assertRaises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(api.base + path, timeout=10)
+            self.assertEqual(e.exception.code, 401, path)
+        req = urllib.request.Request(api.base + "/healthz", method="POST", data=b"")
         with self.assertRaises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=10)
         self.assertEqual(e.exception.code, 401)
