@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev check
-          python3 python3-prometheus-client redis-server redis-tools curl clang-format
+          python3 python3-prometheus-client python3-yaml python3-jsonschema redis-server redis-tools curl clang-format
           clang-14 libfuzzer-14-dev libclang-rt-14-dev valgrind cppcheck)
 # Installed with --no-install-recommends, as on a lean machine: every package a
 # build or test step needs is named here, even one that a fuller install would
