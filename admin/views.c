@@ -31,7 +31,7 @@ json_t *view_poller(const struct worker *w)
     uint64_t age = poller_age_ns(w->poller);
     double busy = age ? (double)GET(pc->busy_ns) / (double)age : 0.0;
     int id = poller_id(w->poller);
-    return json_pack(
+    json_t *o = json_pack(
         "{s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
         " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:f}",
         "id", id, "role", id == 0 ? "main" : "sub", "active_connections",
@@ -47,6 +47,11 @@ json_t *view_poller(const struct worker *w)
         u64(lb_cache_limit(blocks)), "blocks_in_use", u64(lb_cache_in_use(blocks)), "blocks_cached",
         u64(lb_cache_cached(blocks)), "splice_pipes_in_use", u64(GET(w->c.pipes_in_use)),
         "splice_pipes_cached", u64(GET(w->c.pipes_cached)), "loop_busy_ratio", busy);
+    /* The two terms of loop_busy_ratio (a ratio since start), so that a reader
+     * can take it over its own interval, as the dashboard does each second. */
+    json_object_set_new(o, "busy_ns", u64(GET(pc->busy_ns)));
+    json_object_set_new(o, "age_ns", u64(age));
+    return o;
 }
 
 json_t *view_pollers(struct runtime *rt)
