@@ -289,11 +289,23 @@ class Browser(ProxyTest):
             for r in busy:
                 self.assertTrue(0 <= float(r) <= 1, busy)
             self.assertIsNone(traffic.error)
-            # The client's backend shows it; percentiles show "-" until the
-            # API carries them.
+            # The client's backend shows it.
             wait_until(lambda: sum(self.number(f'tr[data-backend="{b}"] td[data-k="sessions"]')
                                    for b in ("b0", "b1")) == 1,
                        timeout=WAIT_S, step=0.1, what="the session on its backend's row")
+            # Connect-time percentiles: the API's numbers once it has them
+            # (backend.latency.connect_ms), "-" for a backend without.
+            for name in ("b0", "b1"):
+                lat = self.api_backend(name).get("latency", {}).get("connect_ms")
+                for q in ("p50", "p99"):
+                    css = f'tr[data-backend="{name}"] td[data-k="{q}"]'
+                    if lat and lat.get("count"):
+                        wait_until(lambda: self.value(css) not in (None, ""), timeout=WAIT_S,
+                                   step=0.1, what=f"{name}'s connect {q}")
+                        self.assertGreaterEqual(float(self.value(css)), 0)
+                        self.assertTrue(d.find_element(By.CSS_SELECTOR, css).text.endswith(" ms"))
+                    else:
+                        self.assertEqual(d.find_element(By.CSS_SELECTOR, css).text, "-")
         finally:
             traffic.stop()
 
