@@ -183,6 +183,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     MHD_add_response_header(resp, "Content-Type", rs.content_type);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
+    /* Every answer is what its Content-Type says: no browser may guess HTML
+     * (and run it) from a JSON error that echoes a name. */
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (rs.csp)
+        MHD_add_response_header(resp, "Content-Security-Policy", rs.csp);
     if (rs.allow)
         MHD_add_response_header(resp, "Allow", rs.allow);
     if (rs.status == 401)

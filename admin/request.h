@@ -26,4 +26,5 @@ struct admin_response {
     char *body; /* malloc'd */
     const char *content_type;
     const char *allow; /* for 405: the methods the path takes */
+    const char *csp;   /* Content-Security-Policy (the dashboard page), or NULL; static */
 };

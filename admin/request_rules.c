@@ -112,7 +112,7 @@ static int probe(const struct admin_request *rq)
            (strcmp(rq->path, "/healthz") == 0 || strcmp(rq->path, "/readyz") == 0);
 }
 
-int admin_request_refused(const struct admin_rules *a, const struct admin_request *rq,
+int admin_request_foreign(const struct admin_rules *a, const struct admin_request *rq,
                           const char **error, char *detail, size_t n)
 {
     if (!host_ok(a, rq->host)) {
@@ -128,6 +128,15 @@ int admin_request_refused(const struct admin_rules *a, const struct admin_reques
                  rq->origin, rq->host ? rq->host : "?");
         return 403;
     }
+    return 0;
+}
+
+int admin_request_refused(const struct admin_rules *a, const struct admin_request *rq,
+                          const char **error, char *detail, size_t n)
+{
+    int refused = admin_request_foreign(a, rq, error, detail, n);
+    if (refused)
+        return refused;
     if (a->token && !probe(rq) && !token_ok(a->token, rq->authorization)) {
         *error = "unauthorized";
         snprintf(detail, n, "send the admin token as \"Authorization: Bearer <token>\"");

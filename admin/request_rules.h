@@ -14,6 +14,12 @@ struct admin_rules {
     size_t nallowed_hosts;
 };
 
+/* The first two rules only, Host and Origin (a page of another site): 0, or
+ * 403 with *error and detail as below. For the dashboard page, which holds
+ * no data and so needs no token. Pure. */
+int admin_request_foreign(const struct admin_rules *a, const struct admin_request *rq,
+                          const char **error, char *detail, size_t n);
+
 /* 0 when rq may be served; otherwise the HTTP status to answer (401, 403,
  * 413, 415, 400) with *error its short name and detail (n bytes) the reason.
  * Pure: any thread, no lock needed. */

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "config/config_addr.h"
+#include "dashboard.h"
 #include "proxy/backend.h"
 #include "proxy/backend_edit.h"
 #include "proxy/health.h"
@@ -459,13 +460,26 @@ void admin_route(struct admin_ctx *a, const struct admin_request *rq, struct adm
     rs->body = NULL;
     rs->content_type = "application/json";
     rs->allow = NULL;
+    rs->csp = NULL;
     /* Request rules (README "Admin request rules"): who may ask comes first,
-     * then what the body may be; nothing is looked up or changed before. */
+     * then what the body may be; nothing is looked up or changed before.
+     * The dashboard page (exactly "/") holds no data and a browser cannot
+     * send a token when it navigates: it passes Host and Origin only, and
+     * its own API calls then carry the token. */
     char detail[256];
     const char *error;
-    int refused = admin_request_refused(&a->rules, rq, &error, detail, sizeof(detail));
+    int page = strcmp(rq->path, "/") == 0;
+    int refused = page ? admin_request_foreign(&a->rules, rq, &error, detail, sizeof(detail))
+                       : admin_request_refused(&a->rules, rq, &error, detail, sizeof(detail));
     if (refused) {
         reply_fail(rs, refused, error, "%s", detail);
+        return;
+    }
+    if (page) {
+        if (method_is(rq, "GET"))
+            dashboard_reply(rs);
+        else
+            reply_not_allowed(rq, rs, "GET");
         return;
     }
     int n = split(rq->path, seg);

@@ -49,6 +49,10 @@ json_t *view_poller(const struct worker *w)
         "splice_pipes_cached", u64(GET(w->c.pipes_cached)), "loop_busy_ratio", busy);
     json_object_set_new(o, "max_age_closes", u64(GET(w->c.max_age_closes)));
     json_object_set_new(o, "shutdown_forced", u64(GET(w->c.shutdown_forced)));
+    /* The two terms of loop_busy_ratio (a ratio since start), so that a reader
+     * can take it over its own interval, as the dashboard does each second. */
+    json_object_set_new(o, "busy_ns", u64(GET(pc->busy_ns)));
+    json_object_set_new(o, "age_ns", u64(age));
     return o;
 }
 

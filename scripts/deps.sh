@@ -5,12 +5,15 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev check
-          python3 python3-prometheus-client python3-yaml python3-jsonschema redis-server redis-tools curl clang-format
-          clang-14 libfuzzer-14-dev libclang-rt-14-dev valgrind cppcheck)
+          python3 python3-prometheus-client python3-yaml python3-jsonschema
+          redis-server redis-tools curl clang-format
+          clang-14 libfuzzer-14-dev libclang-rt-14-dev valgrind cppcheck
+          chromium chromium-driver python3-selenium)
 # Installed with --no-install-recommends, as on a lean machine: every package a
 # build or test step needs is named here, even one that a fuller install would
 # pull in as a recommendation (libclang-rt-14-dev: clang's libFuzzer and
-# sanitizer runtimes, only recommended by clang-14).
+# sanitizer runtimes, only recommended by clang-14). chromium, chromium-driver
+# and python3-selenium: the dashboard's test in a real headless browser.
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

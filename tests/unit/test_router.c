@@ -2,7 +2,8 @@
  * a real runtime with running pollers: adding and deleting backends when the
  * health checker's start or stop cannot be posted (a real full inbox behind a
  * stuck sub-reactor) answers 503 and changes nothing, then works once the
- * sub-reactor catches up; and shutdown ends a pending ?wait= at once. */
+ * sub-reactor catches up; shutdown ends a pending ?wait= at once; and the
+ * dashboard page (GET /) skips the token but no other rule. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -285,6 +286,46 @@ START_TEST(retired_backend_is_reaped_after_its_last_session)
 }
 END_TEST
 
+/* --- the dashboard page ---------------------------------------------------- */
+
+static int route(const char *method, const char *path, const char *host, struct admin_response *rs)
+{
+    struct admin_request rq = {.method = method, .path = path, .host = host};
+    admin_route(&ctx, &rq, rs);
+    return rs->status;
+}
+
+/* GET / answers the page without the token the API requires (a browser
+ * cannot send one when it opens a page), with its policy; the Host rule
+ * still applies, and nothing else skips the token. */
+START_TEST(dashboard_page_needs_no_token_but_keeps_host)
+{
+    struct admin_response rs;
+    setup();
+    ctx.rules.token = "t0ken";
+    ck_assert_int_eq(route("GET", "/", "127.0.0.1:9090", &rs), 200);
+    ck_assert_str_eq(rs.content_type, "text/html; charset=utf-8");
+    ck_assert_ptr_nonnull(rs.csp);
+    ck_assert_ptr_nonnull(strstr(rs.csp, "script-src 'sha256-"));
+    ck_assert_ptr_null(strstr(rs.csp, "unsafe"));
+    ck_assert_ptr_nonnull(strstr(rs.body, "<title>sluice dashboard</title>"));
+    free(rs.body);
+    ck_assert_int_eq(route("GET", "/", "evil.example", &rs), 403);
+    ck_assert_ptr_null(rs.csp);
+    free(rs.body);
+    ck_assert_int_eq(route("POST", "/", "127.0.0.1:9090", &rs), 405);
+    ck_assert_str_eq(rs.allow, "GET");
+    free(rs.body);
+    ck_assert_int_eq(route("GET", "/api/v1/stats", "127.0.0.1:9090", &rs), 401);
+    ck_assert_ptr_null(rs.csp);
+    free(rs.body);
+    ck_assert_int_eq(route("GET", "//", "127.0.0.1:9090", &rs), 401);
+    free(rs.body);
+    ctx.rules.token = NULL;
+    teardown();
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("router");
@@ -293,6 +334,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, delete_when_checker_cannot_stop_changes_nothing);
     tcase_add_test(tc, shutdown_ends_waits);
     tcase_add_test(tc, retired_backend_is_reaped_after_its_last_session);
+    tcase_add_test(tc, dashboard_page_needs_no_token_but_keeps_host);
     suite_add_tcase(s, tc);
     return s;
 }
