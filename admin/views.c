@@ -10,12 +10,14 @@
 #include <time.h>
 
 #include "proxy/backend.h"
+#include "proxy/backend_latency.h"
 #include "proxy/health.h"
 #include "proxy/listener.h"
 #include "proxy/pool.h"
 #include "proxy/runtime.h"
 #include "reactor/linkbuf.h"
 #include "reactor/poller.h"
+#include "views_latency.h"
 
 static json_t *u64(uint64_t v)
 {
@@ -53,6 +55,7 @@ json_t *view_poller(const struct worker *w)
      * can take it over its own interval, as the dashboard does each second. */
     json_object_set_new(o, "busy_ns", u64(GET(pc->busy_ns)));
     json_object_set_new(o, "age_ns", u64(age));
+    json_object_set_new(o, "latency", view_poller_latency(w));
     return o;
 }
 
@@ -120,6 +123,7 @@ json_t *view_backend(const struct backend *b)
                   u64(GET(b->bytes_out)), "drain_forced", u64(GET(b->drain_forced)));
     json_object_set_new(o, "health", view_health(b));
     json_object_set_new(o, "retired", json_boolean(atomic_load(&b->retired)));
+    json_object_set_new(o, "latency", view_backend_latency(b));
     if (st == BACKEND_DRAINING || st == BACKEND_DRAINED) {
         json_object_set_new(o, "drain_started_at", rfc3339(b->drain_started_unix_ms));
         json_object_set_new(o, "drain_deadline_at", rfc3339(b->drain_deadline_unix_ms));
@@ -388,6 +392,93 @@ static void emit_backends(FILE *f, struct runtime *rt)
     }
 }
 
+/* Latency histograms (admin/views_latency.h): the families, their series'
+ * labels (the same as the counters'), one snapshot per series. */
+static const struct {
+    const char *name, *help;
+} backend_histograms[BACKEND_LATENCY_KINDS] = {
+    [BACKEND_LATENCY_CONNECT] = {"sluice_backend_connect_seconds",
+                                 "Time from the start of a dial to the connect."},
+    [BACKEND_LATENCY_FIRST_BYTE] = {"sluice_backend_first_byte_seconds",
+                                    "Time from the connect to the backend's first byte."},
+    [BACKEND_LATENCY_DURATION] = {"sluice_backend_session_seconds",
+                                  "Duration of sessions that connected, accept to close."},
+};
+
+static char *poller_labels(const struct worker *w)
+{
+    char *text = NULL, id[16];
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (!m)
+        return NULL;
+    snprintf(id, sizeof(id), "%d", poller_id(w->poller));
+    label(m, "poller", id, 1);
+    label(m, "role", poller_id(w->poller) == 0 ? "main" : "sub", 0);
+    fclose(m);
+    return text;
+}
+
+static char *backend_labels(const struct pool *pl, const struct backend *b)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (!m)
+        return NULL;
+    label(m, "pool", pl->name, 1);
+    label(m, "backend", b->name, 0);
+    fclose(m);
+    return text;
+}
+
+static const struct histogram *loop_histogram(const struct worker *w)
+{
+    return poller_loop_histogram(w->poller);
+}
+static const struct histogram *adopt_histogram(const struct worker *w)
+{
+    return &w->adopt_wait;
+}
+
+static void emit_poller_histogram(FILE *f, struct runtime *rt, const char *name, const char *help,
+                                  const struct histogram *(*of)(const struct worker *))
+{
+    family(f, name, "histogram", help);
+    for (size_t i = 0; i < rt->nworkers; i++) {
+        char *labels = poller_labels(&rt->workers[i]);
+        struct histogram_snap s = {0};
+        histogram_snap_add(&s, of(&rt->workers[i]));
+        if (labels)
+            view_histogram_text(f, name, labels, &s);
+        free(labels);
+    }
+}
+
+static void emit_latency(FILE *f, struct runtime *rt)
+{
+    for (int k = 0; k < BACKEND_LATENCY_KINDS; k++) {
+        family(f, backend_histograms[k].name, "histogram", backend_histograms[k].help);
+        for (size_t i = 0; i < rt->npools; i++) {
+            struct backend_set *set = pool_current(&rt->pools[i]);
+            for (size_t j = 0; j < set->n; j++) {
+                char *labels = backend_labels(&rt->pools[i], set->b[j]);
+                struct backend_latency_snap s;
+                backend_latency_read(set->b[j], &s);
+                if (labels)
+                    view_histogram_text(f, backend_histograms[k].name, labels, &s.h[k]);
+                free(labels);
+            }
+        }
+    }
+    emit_poller_histogram(f, rt, "sluice_poller_loop_seconds",
+                          "Busy part of each event-loop iteration (outside epoll_wait).",
+                          loop_histogram);
+    emit_poller_histogram(f, rt, "sluice_poller_adopt_wait_seconds",
+                          "Time from accept to the session's adoption by its poller.",
+                          adopt_histogram);
+}
+
 char *view_metrics(struct runtime *rt, uint64_t uptime_s)
 {
     char *buf = NULL;
@@ -400,6 +491,7 @@ char *view_metrics(struct runtime *rt, uint64_t uptime_s)
     emit_pollers(f, rt);
     emit_listeners(f, rt);
     emit_backends(f, rt);
+    emit_latency(f, rt);
     fclose(f);
     return buf;
 }

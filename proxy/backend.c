@@ -50,6 +50,8 @@ void backend_free(struct backend *b)
         return;
     free(b->name);
     free(b->address);
+    for (unsigned i = 0; i < BACKEND_LATENCY_SLOTS; i++)
+        free(atomic_load_explicit(&b->latency[i], memory_order_relaxed));
     free(b);
 }
 

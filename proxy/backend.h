@@ -19,6 +19,12 @@ enum backend_state {
 };
 
 struct health_check;
+struct backend_latency;
+
+/* Per-poller slots of a backend's latency blocks (proxy/backend_latency.h):
+ * poller ids 0..256, the main reactor and up to 256 sub-reactors, config's
+ * limit on "pollers". */
+#define BACKEND_LATENCY_SLOTS 257
 
 struct backend {
     char *name;    /* owned */
@@ -61,6 +67,9 @@ struct backend {
     atomic_uint_fast64_t window_start_ms;
     atomic_uint window_fails;
     struct health_check *hc; /* owned: the active checker, NULL without one */
+    /* Owned: each made and written by the poller of its index only, NULL
+     * until that poller records (proxy/backend_latency.h). */
+    _Atomic(struct backend_latency *) latency[BACKEND_LATENCY_SLOTS];
 };
 
 /* Results of the operator's state changes. */

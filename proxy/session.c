@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "backend_latency.h"
 #include "listener.h"
 #include "pool.h"
 #include "reactor/clock.h"
@@ -90,6 +91,7 @@ static void adopt(struct poller *p, struct poller_task *t, void *arg)
     struct worker *w = poller_user(p);
     struct pool *pl = s->pool;
     s->w = w;
+    histogram_record(&w->adopt_wait, clock_mono_ns() - s->accepted_ns);
     for (int i = 0; i < 2; i++) {
         linkbuf_init(&s->side[i].in, poller_blocks(p), pl->buffer_low_watermark,
                      pl->buffer_high_watermark);
@@ -261,6 +263,11 @@ void session_close(struct session *s, unsigned reset_sides)
         unstarve(s);
     pump_release(s);
     if (s->backend) {
+        /* Before pool_done gives the slot back: a backend with no session
+         * left may be deleted (and freed) by the admin. */
+        if (s->connected_ns)
+            backend_latency_record(s->backend, w->id, BACKEND_LATENCY_DURATION,
+                                   clock_mono_ns() - s->accepted_ns);
         pool_done(s->pool, s->backend, POOL_FINISHED);
         s->backend = NULL;
     }
@@ -319,6 +326,8 @@ void session_account(struct session *s, int d, size_t n)
         counter_add(&w->c.bytes_in, n);
     } else if (!s->first_byte_ns) {
         s->first_byte_ns = clock_mono_ns();
+        backend_latency_record(s->backend, w->id, BACKEND_LATENCY_FIRST_BYTE,
+                               s->first_byte_ns - s->connected_ns);
     }
     if (d == SIDE_CLIENT) {
         atomic_fetch_add_explicit(&s->backend->bytes_in, n, memory_order_relaxed);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "backend_latency.h"
 #include "pool.h"
 #include "reactor/clock.h"
 #include "session.h"
@@ -127,6 +128,8 @@ void session_dial_check(struct session *s)
     }
     s->state = SESSION_RELAYING;
     s->connected_ns = clock_mono_ns();
+    backend_latency_record(s->backend, s->w->id, BACKEND_LATENCY_CONNECT,
+                           s->connected_ns - s->dial_started_ns);
     pool_done(s->pool, s->backend, POOL_CONNECTED);
     poller_timer_stop(p, &s->timer);
     s->last_active_ms = poller_now_ms(p);

@@ -44,6 +44,8 @@ struct worker {
     struct timer starve_retry; /* retries the starved list (the session layer's callback) */
     struct pipe_cache pipes;
     struct worker_counters c;
+    unsigned id;                 /* poller_id(poller): its slot in per-poller tables */
+    struct histogram adopt_wait; /* accept -> adoption on this poller (owner-only) */
 };
 
 /* Binds a zeroed w to p: poller_user(p) is w from now on. starve_retry is

@@ -31,6 +31,7 @@ struct poller {
     uint64_t born_ns;
     void *user; /* not owned */
     struct poller_counters c;
+    struct histogram loop; /* busy part of each iteration (owner-only) */
     struct poll_event evs[POLLER_BATCH];
 };
 
@@ -276,7 +277,9 @@ int poller_run_once(struct poller *p, int timeout_ms)
         counter_set(&p->c.timers_pending, p->timers.n);
     }
     run_deferred(p);
-    counter_add(&p->c.busy_ns, clock_mono_ns() - t0);
+    uint64_t busy = clock_mono_ns() - t0;
+    counter_add(&p->c.busy_ns, busy);
+    histogram_record(&p->loop, busy);
     return n;
 }
 
@@ -314,6 +317,10 @@ struct lb_cache *poller_blocks(struct poller *p)
 const struct poller_counters *poller_counters(const struct poller *p)
 {
     return &p->c;
+}
+const struct histogram *poller_loop_histogram(const struct poller *p)
+{
+    return &p->loop;
 }
 uint64_t poller_age_ns(const struct poller *p)
 {

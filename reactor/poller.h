@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "fdop.h"
+#include "histogram.h"
 #include "inbox.h"
 #include "linkbuf.h"
 #include "poll.h"
@@ -77,6 +78,8 @@ int poller_id(const struct poller *p);
 uint64_t poller_now_ms(const struct poller *p); /* clock_mono_ms(), cached per iteration */
 struct lb_cache *poller_blocks(struct poller *p);
 const struct poller_counters *poller_counters(const struct poller *p);
+/* The busy part of each loop iteration (as busy_ns), owner-written; any thread reads. */
+const struct histogram *poller_loop_histogram(const struct poller *p);
 uint64_t poller_age_ns(const struct poller *p); /* since creation */
 unsigned poller_inbox_depth(struct poller *p);
 void *poller_user(const struct poller *p);

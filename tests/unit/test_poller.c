@@ -2,7 +2,7 @@
  * socketpairs and threads: read/write interest, edge re-runs, cross-thread
  * posts and wake-ups, inbox bounds, pick policies, start/stop without leaked
  * threads or fds, broadcasts, register-or-close, deferred tasks and the
- * sub-reactor count. */
+ * sub-reactor count, and the loop-time histogram. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "check_main.h"
+#include "reactor/counter.h"
 #include "reactor/pollmgr.h"
 
 static int count_dir(const char *path)
@@ -504,6 +505,20 @@ START_TEST(deferred_tasks_and_those_they_defer_run_in_the_iteration)
 }
 END_TEST
 
+START_TEST(each_iteration_lands_in_the_loop_histogram)
+{
+    struct poller *p;
+    ck_assert_int_eq(poller_create(1, NULL, &p), 0);
+    for (int i = 0; i < 5; i++)
+        poller_run_once(p, 0);
+    struct histogram_snap s = {0};
+    histogram_snap_add(&s, poller_loop_histogram(p));
+    ck_assert_uint_eq(s.count, 5);
+    ck_assert_uint_eq(s.count, counter_get(&poller_counters(p)->wakeups));
+    poller_destroy(p);
+}
+END_TEST
+
 START_TEST(subs_for_is_as_asked_or_one_per_cpu)
 {
     ck_assert_uint_eq(pollmgr_subs_for(3), 3);
@@ -535,6 +550,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, register_or_close_closes_what_it_cannot_register);
     tcase_add_test(tc, deferred_tasks_and_those_they_defer_run_in_the_iteration);
     tcase_add_test(tc, subs_for_is_as_asked_or_one_per_cpu);
+    tcase_add_test(tc, each_iteration_lands_in_the_loop_histogram);
     suite_add_tcase(s, tc);
     return s;
 }
