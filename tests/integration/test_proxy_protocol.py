@@ -43,6 +43,76 @@ def v2(src, dst, sport, dport, cmd=1, tlvs=b""):
     return V2_SIG + bytes([0x20 | cmd, fam]) + struct.pack("!H", len(body)) + body
 
 
+def read_header(conn):
+    """Reads one PROXY header (v1 or v2) from conn and returns it as a dict:
+    version, src, sport, dst, dport (None for UNKNOWN/AF_UNSPEC), unique_id."""
+    first = recv_exactly(conn, 5)
+    if first == b"PROXY":
+        line = first
+        while not line.endswith(b"\r\n"):
+            line += recv_exactly(conn, 1)
+            assert len(line) <= 107, line
+        f = line[:-2].decode().split(" ")
+        if f[1] == "UNKNOWN":
+            return {"version": 1, "src": None}
+        assert f[1] in ("TCP4", "TCP6") and len(f) == 6, line
+        return {"version": 1, "proto": f[1], "src": f[2], "dst": f[3], "sport": int(f[4]),
+                "dport": int(f[5])}
+    head = first + recv_exactly(conn, len(V2_SIG) - 5)
+    assert head == V2_SIG, head
+    ver_cmd, fam, n = struct.unpack("!BBH", recv_exactly(conn, 4))
+    body = recv_exactly(conn, n)
+    assert ver_cmd == 0x21, ver_cmd
+    h = {"version": 2, "src": None}
+    if fam == 0x11:
+        h.update(src=socket.inet_ntop(socket.AF_INET, body[0:4]),
+                 dst=socket.inet_ntop(socket.AF_INET, body[4:8]))
+        h["sport"], h["dport"] = struct.unpack("!HH", body[8:12])
+        rest = body[12:]
+    elif fam == 0x21:
+        h.update(src=socket.inet_ntop(socket.AF_INET6, body[0:16]),
+                 dst=socket.inet_ntop(socket.AF_INET6, body[16:32]))
+        h["sport"], h["dport"] = struct.unpack("!HH", body[32:36])
+        rest = body[36:]
+    else:
+        assert fam == 0, fam
+        rest = body
+    while rest:
+        t, ln = struct.unpack("!BH", rest[:3])
+        if t == 0x05:
+            h["unique_id"] = rest[3:3 + ln]
+        rest = rest[3 + ln:]
+    return h
+
+
+class HeaderBackend:
+    """A backend that reads the PROXY header each connection starts with,
+    records it, answers its own JSON-free summary line, then echoes."""
+
+    def __init__(self, test, **kw):
+        self.headers = []
+        self.b = test.backend(self._handler, **kw)
+        self.port = self.b.port
+
+    def _handler(self, conn, backend):
+        h = read_header(conn)
+        with backend.lock:
+            self.headers.append(h)
+        conn.sendall(f"{h['src']} {h.get('sport')} {h.get('dst')} {h.get('dport')}\n".encode())
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            conn.sendall(data)
+
+
+def read_line(sock):
+    line = b""
+    while not line.endswith(b"\n"):
+        line += recv_exactly(sock, 1)
+    return line.decode().strip()
+
+
 def accept_config(backend_ports, timeout_ms=None, **pool_opts):
     cfg = simple_config(backend_ports, **pool_opts)
     cfg["listeners"][0]["accept_proxy_protocol"] = True
@@ -205,6 +275,61 @@ class AcceptProxy(ProxyTest):
         self.assertGreater(len(set(seen.values())), 1, seen)
         for src in list(seen)[:6]:
             self.assertEqual(pick(src), seen[src])
+
+
+class SendProxy(ProxyTest):
+    def test_backend_reads_the_header_first(self):
+        for version in ("v1", "v2"):
+            with self.subTest(version=version):
+                hb = HeaderBackend(self)
+                cfg = simple_config([hb.port], proxy_protocol=version)
+                self.sluice(cfg)
+                c = connect(listen_port(cfg))
+                c.sendall(b"early bytes\n")  # sent while sluice connects: after the header
+                line = read_line(c)
+                self.assertEqual(recv_exactly(c, 12), b"early bytes\n")
+                host, port = c.getsockname()
+                self.assertEqual(line, f"127.0.0.1 {port} 127.0.0.1 {listen_port(cfg)}")
+                c.close()
+                h = hb.headers[0]
+                self.assertEqual(h["version"], int(version[1]))
+                if version == "v2":
+                    self.assertEqual(len(h["unique_id"]), 32)
+
+    def test_accepted_header_is_what_is_sent_upstream_ipv4_and_ipv6(self):
+        for version in ("v1", "v2"):
+            hb = HeaderBackend(self)
+            cfg = accept_config([hb.port], proxy_protocol=version)
+            self.sluice(cfg)
+            for h, want in ((v2("192.0.2.7", "198.51.100.1", 40000, 443),
+                             "192.0.2.7 40000 198.51.100.1 443"),
+                            (v1("2001:db8::7", "2001:db8::1", 40001, 8443),
+                             "2001:db8::7 40001 2001:db8::1 8443")):
+                with self.subTest(version=version, header=h):
+                    c = connect(listen_port(cfg))
+                    c.sendall(h + b"ping\n")
+                    self.assertEqual(read_line(c), want)
+                    self.assertEqual(recv_exactly(c, 5), b"ping\n")
+                    c.close()
+            # LOCAL: the connection's own addresses stand.
+            c = connect(listen_port(cfg))
+            c.sendall(V2_SIG + b"\x20\x00\x00\x00")
+            self.assertEqual(read_line(c),
+                             f"127.0.0.1 {c.getsockname()[1]} 127.0.0.1 {listen_port(cfg)}")
+            c.close()
+
+    def test_header_is_sent_again_after_a_retry(self):
+        hb = HeaderBackend(self)
+        dead = free_port()
+        cfg = simple_config([dead, hb.port], proxy_protocol="v2", retries=2, max_fails=0)
+        self.sluice(cfg)
+        for _ in range(4):  # round robin: some start on the dead backend
+            c = connect(listen_port(cfg))
+            line = read_line(c)
+            self.assertEqual(line, f"127.0.0.1 {c.getsockname()[1]} 127.0.0.1 {listen_port(cfg)}")
+            c.close()
+        st, pools = Api(cfg).get("/api/v1/pools/p/backends/b0")
+        self.assertGreater(pools["connect_failures"], 0, pools)
 
 
 if __name__ == "__main__":
