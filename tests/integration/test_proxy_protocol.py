@@ -332,5 +332,119 @@ class SendProxy(ProxyTest):
         self.assertGreater(pools["connect_failures"], 0, pools)
 
 
+HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy")
+                                      else None)
+
+
+def can_bind_v6():
+    try:
+        with socket.socket(socket.AF_INET6) as t:
+            t.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class HAProxy:
+    """Debian's haproxy in the foreground with the given config body."""
+
+    def __init__(self, body, ports):
+        self.dir = tempfile.mkdtemp(prefix="sluice-haproxy-")
+        path = os.path.join(self.dir, "haproxy.cfg")
+        with open(path, "w") as f:
+            f.write("global\n    maxconn 100\n"
+                    "defaults\n    timeout connect 5s\n    timeout client 30s\n"
+                    "    timeout server 30s\n" + body)
+        self.log = open(os.path.join(self.dir, "haproxy.log"), "wb")
+        self.proc = subprocess.Popen([HAPROXY, "-db", "-f", path], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        for host, port in ports:
+            wait_until(lambda: self._listening(host, port), what=f"haproxy on {host}:{port}")
+
+    def _listening(self, host, port):
+        if self.proc.poll() is not None:
+            raise AssertionError("haproxy exited: " + open(self.log.name).read())
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@unittest.skipUnless(HAPROXY, "haproxy is not installed (scripts/deps.sh installs it)")
+class HAProxyInterop(ProxyTest):
+    def haproxy(self, body, ports):
+        h = HAProxy(body, ports)
+        self.addCleanup(h.stop)
+        return h
+
+    def families(self):
+        return ["127.0.0.1", "::1"] if can_bind_v6() else ["127.0.0.1"]
+
+    def test_haproxy_in_front_sends_the_client_address(self):
+        """client -> haproxy (send-proxy / send-proxy-v2, with TLVs) ->
+        sluice (accept_proxy_protocol) -> a backend that reads the header
+        sluice sends on: it names the client haproxy saw."""
+        hb = HeaderBackend(self)
+        cfg = accept_config([hb.port], proxy_protocol="v2")
+        self.sluice(cfg)
+        for send in ("send-proxy", "send-proxy-v2 proxy-v2-options crc32c,unique-id"):
+            for host in self.families():
+                with self.subTest(send=send, client=host):
+                    port = free_port()
+                    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                    self.haproxy(f"listen front\n    mode tcp\n    bind {bind}\n"
+                                 f"    unique-id-format %{{+X}}o%ci:%cp_%fi:%fp_%Ts_%rt\n"
+                                 f"    server s 127.0.0.1:{listen_port(cfg)} {send}\n",
+                                 [(host, port)])
+                    c = socket.create_connection((host, port), timeout=30)
+                    c.sendall(b"hi\n")
+                    line = read_line(c)
+                    self.assertEqual(recv_exactly(c, 3), b"hi\n")
+                    cport = c.getsockname()[1]
+                    c.close()
+                    self.assertEqual(line, f"{host} {cport} {host} {port}")
+        self.assertEqual(listener_stats(cfg)["proxy_protocol_errors"], 0)
+
+    def test_haproxy_behind_accepts_the_header(self):
+        """client -> sluice (pools[].proxy_protocol v1 / v2) -> haproxy
+        (bind ... accept-proxy, mode http) answering with the src it saw."""
+        hport = free_port()
+        self.haproxy("frontend fe\n    mode http\n"
+                     f"    bind 127.0.0.1:{hport} accept-proxy\n"
+                     "    http-request return status 200 content-type text/plain "
+                     "lf-string \"%[src] %[src_port] %[dst] %[dst_port] %[fc_pp_unique_id]\\n\"\n",
+                     [("127.0.0.1", hport)])
+        for version in ("v1", "v2"):
+            for host in self.families():
+                with self.subTest(version=version, client=host):
+                    lport = free_port()
+                    cfg = simple_config([hport], listen_port=lport, proxy_protocol=version)
+                    cfg["listeners"][0]["listen"] = (f"[{host}]:{lport}" if ":" in host
+                                                     else f"{host}:{lport}")
+                    self.sluice(cfg)
+                    c = socket.create_connection((host, lport), timeout=30)
+                    c.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+                    reply = recv_all(c).decode()
+                    cport = c.getsockname()[1]
+                    c.close()
+                    self.assertIn("200", reply.split("\r\n")[0], reply)
+                    fields = reply.split("\r\n\r\n", 1)[1].split()
+                    self.assertEqual(fields[:4], [host, str(cport), host, str(lport)], reply)
+                    if version == "v2":
+                        self.assertEqual(len(fields), 5, reply)  # sluice's unique id
+                        self.assertEqual(len(fields[4]), 32, reply)
+
+
 if __name__ == "__main__":
     unittest.main()
