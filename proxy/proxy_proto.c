@@ -92,17 +92,12 @@ static int v1_port(const struct span *t, uint16_t *out)
 
 static enum proxy_parse parse_v1(const uint8_t *buf, size_t len, struct proxy_hdr *out)
 {
-    size_t lim = len < PROXY_V1_MAX ? len : PROXY_V1_MAX, eol = 0;
-    int found = 0;
-    for (size_t i = V1_PREFIX_LEN; i < lim; i++) {
-        if (buf[i] == '\n') {
-            eol = i;
-            found = 1;
-            break;
-        }
-    }
-    if (!found)
+    /* Called with len > V1_PREFIX_LEN: the prefix is there. */
+    size_t lim = len < PROXY_V1_MAX ? len : PROXY_V1_MAX;
+    const uint8_t *nl = memchr(buf + V1_PREFIX_LEN, '\n', lim - V1_PREFIX_LEN);
+    if (!nl)
         return len >= PROXY_V1_MAX ? PROXY_PARSE_BAD : PROXY_PARSE_NEED_MORE;
+    size_t eol = (size_t)(nl - buf);
     if (buf[eol - 1] != '\r')
         return PROXY_PARSE_BAD;
     /* The fields between "PROXY " and "\r\n". */
@@ -241,11 +236,11 @@ static int known(const struct sock_addr *a)
 static int build_v1(uint8_t *out, size_t cap, const struct sock_addr *src,
                     const struct sock_addr *dst)
 {
-    char s[INET6_ADDRSTRLEN], d[INET6_ADDRSTRLEN];
     int n;
     if (!src) {
         n = snprintf((char *)out, cap, "PROXY UNKNOWN\r\n");
     } else {
+        char s[INET6_ADDRSTRLEN], d[INET6_ADDRSTRLEN];
         if (!inet_ntop(src->family, src->ip, s, sizeof(s)) ||
             !inet_ntop(dst->family, dst->ip, d, sizeof(d)))
             return -EINVAL;
