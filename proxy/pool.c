@@ -132,6 +132,7 @@ int pool_init(struct pool *pl, const struct cfg_pool *cfg)
     memset(pl, 0, sizeof(*pl));
     pl->balance = cfg->balance;
     pl->zero_copy = cfg->zero_copy;
+    pl->proxy_protocol = cfg->proxy_protocol;
     pl->connect_timeout_ms = cfg->connect_timeout_ms;
     pl->idle_timeout_ms = cfg->idle_timeout_ms;
     pl->retries = cfg->retries;

@@ -31,6 +31,7 @@ struct pool {
     char *name; /* owned */
     enum cfg_pool_balance balance;
     enum cfg_zero_copy zero_copy;
+    enum cfg_proxy_protocol proxy_protocol; /* a PROXY header first on each upstream connection */
     unsigned connect_timeout_ms;
     unsigned idle_timeout_ms;
     unsigned retries;

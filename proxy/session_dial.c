@@ -126,6 +126,12 @@ void session_dial_check(struct session *s)
         session_dial_failed(s, r);
         return;
     }
+    /* The PROXY header goes first on every upstream connection, the one of
+     * a retry included; a backend that takes no byte counts as failed. */
+    if (s->pool->proxy_protocol && (r = session_proxy_send(s)) < 0) {
+        session_dial_failed(s, r);
+        return;
+    }
     s->state = SESSION_RELAYING;
     s->connected_ns = clock_mono_ns();
     backend_latency_record(s->backend, s->w->id, BACKEND_LATENCY_CONNECT,

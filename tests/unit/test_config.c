@@ -341,6 +341,38 @@ START_TEST(address_round_trip)
 }
 END_TEST
 
+/* PROXY protocol keys: defaults (off, 3000 ms), values, and errors naming the path. */
+START_TEST(proxy_protocol_keys)
+{
+    const char *json = "{" LISTENER_OK "," POOL_OK "}";
+    struct config *cfg;
+    char *errors;
+    ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+    ck_assert_int_eq(cfg->listeners[0].accept_proxy_protocol, 0);
+    ck_assert_uint_eq(cfg->listeners[0].inspect_timeout_ms, 3000);
+    ck_assert_int_eq(cfg->pools[0].proxy_protocol, CFG_PROXY_PROTOCOL_OFF);
+    config_free(cfg);
+    json = "{\"listeners\":[{\"name\":\"l\",\"listen\":\"127.0.0.1:7000\",\"pool\":\"p\","
+           "\"accept_proxy_protocol\":true,\"inspect_timeout_ms\":500}],"
+           "\"pools\":[{\"name\":\"p\",\"proxy_protocol\":\"v2\",\"backends\":[{\"name\":"
+           "\"b1\",\"address\":\"127.0.0.1:7001\"}]}]}";
+    ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+    ck_assert_int_eq(cfg->listeners[0].accept_proxy_protocol, 1);
+    ck_assert_uint_eq(cfg->listeners[0].inspect_timeout_ms, 500);
+    ck_assert_int_eq(cfg->pools[0].proxy_protocol, CFG_PROXY_PROTOCOL_V2);
+    config_free(cfg);
+    expect_error("{\"listeners\":[{\"name\":\"l\",\"listen\":\"127.0.0.1:7000\",\"pool\":\"p\","
+                 "\"accept_proxy_protocol\":1}]," POOL_OK "}",
+                 "listeners[0].accept_proxy_protocol: expected true or false, got an integer");
+    expect_error("{\"listeners\":[{\"name\":\"l\",\"listen\":\"127.0.0.1:7000\",\"pool\":\"p\","
+                 "\"inspect_timeout_ms\":0}]," POOL_OK "}",
+                 "listeners[0].inspect_timeout_ms: expected an integer from 1 to");
+    expect_error("{" LISTENER_OK ",\"pools\":[{\"name\":\"p\",\"proxy_protocol\":\"v3\","
+                 "\"backends\":[{\"name\":\"b1\",\"address\":\"127.0.0.1:7001\"}]}]}",
+                 "pools[0].proxy_protocol: expected one of: off, v1, v2, got \"v3\"");
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("config");
@@ -361,6 +393,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, every_error_is_reported_once);
     tcase_add_test(tc, missing_file);
     tcase_add_test(tc, address_round_trip);
+    tcase_add_test(tc, proxy_protocol_keys);
     suite_add_tcase(s, tc);
     return s;
 }
