@@ -14,7 +14,7 @@ cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j "$(nproc)" >/dev/null
 work=$(mktemp -d /tmp/sluice-fuzz.XXXXXX)
 status=0
-for t in ${FUZZ_TARGETS:-config admin linkbuf health_expect}; do
+for t in ${FUZZ_TARGETS:-config admin linkbuf health_expect tls_hello}; do
   mkdir -p "$work/$t"
   opts=(-rss_limit_mb=2048 -timeout=10 -print_final_stats=1 -artifact_prefix="$work/$t-")
   [ "$t" = linkbuf ] && opts+=(-max_len=512)
