@@ -59,11 +59,18 @@ json_t *view_pollers(struct runtime *rt)
 
 json_t *view_listener(const struct listener *l)
 {
-    return json_pack("{s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:I}", "name", l->name, "listen",
-                     l->listen, "pool", l->pool->name, "bound", listener_bound(l),
-                     "active_connections", u64(GET(l->active_connections)), "accepted",
-                     u64(GET(l->accepted)), "refused", u64(GET(l->refused)), "max_connections",
-                     (json_int_t)l->max_connections);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:I}", "name", l->name, "listen", l->listen,
+                  "pool", l->pool->name, "bound", listener_bound(l), "active_connections",
+                  u64(GET(l->active_connections)), "accepted", u64(GET(l->accepted)), "refused",
+                  u64(GET(l->refused)), "max_connections", (json_int_t)l->max_connections);
+    /* The inspect phase (README "PROXY protocol"). */
+    json_object_set_new(o, "accept_proxy_protocol",
+                        json_boolean(l->inspect & (1u << LISTENER_INSPECT_PROXY_PROTOCOL)));
+    json_object_set_new(o, "proxy_protocol_errors",
+                        u64(GET(l->inspect_errors[LISTENER_INSPECT_PROXY_PROTOCOL])));
+    json_object_set_new(o, "inspect_timeouts", u64(GET(l->inspect_timeouts)));
+    return o;
 }
 
 json_t *view_listeners(struct runtime *rt)
@@ -257,6 +264,12 @@ static const struct metric listener_metrics[] = {
      LC(active_connections)},
     {"sluice_listener_accepted_total", "counter", "Connections accepted.", LC(accepted)},
     {"sluice_listener_refused_total", "counter", "Connections refused for a limit.", LC(refused)},
+    {"sluice_listener_proxy_protocol_errors_total", "counter",
+     "Connections closed for a bad, missing or late PROXY header.",
+     LC(inspect_errors[LISTENER_INSPECT_PROXY_PROTOCOL])},
+    {"sluice_listener_inspect_timeouts_total", "counter",
+     "Connections closed because what the listener reads first came too late.",
+     LC(inspect_timeouts)},
 };
 
 /* Backends: obj is a struct backend. */

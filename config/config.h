@@ -61,10 +61,17 @@ struct cfg_backend {
     unsigned weight;
 };
 
+enum cfg_proxy_protocol {
+    CFG_PROXY_PROTOCOL_OFF, /* the backend sees sluice's own address */
+    CFG_PROXY_PROTOCOL_V1,  /* a text header first on every upstream connection */
+    CFG_PROXY_PROTOCOL_V2,  /* a binary header (with a unique id TLV) */
+};
+
 struct cfg_pool {
     char *name; /* owned */
     enum cfg_pool_balance balance;
     enum cfg_zero_copy zero_copy;
+    enum cfg_proxy_protocol proxy_protocol;
     unsigned connect_timeout_ms;
     unsigned idle_timeout_ms;       /* 0: never */
     unsigned retries;               /* further backends tried after the first */
@@ -97,9 +104,10 @@ struct cfg_listener {
     size_t pool_index;
     unsigned max_connections; /* 0: unlimited */
     unsigned backlog;
-    struct cfg_route *routes; /* owned array; NULL: every client goes to pool */
+    int accept_proxy_protocol;   /* read a PROXY v1/v2 header first (default 0) */
+    unsigned inspect_timeout_ms; /* what the listener reads first must come within it */
+    struct cfg_route *routes;    /* owned array; NULL: every client goes to pool */
     size_t nroutes;
-    unsigned inspect_timeout_ms; /* routes: how long a ClientHello may take to arrive */
 };
 
 struct cfg_admin {

@@ -112,6 +112,20 @@ unsigned cfg_get_uint(struct cfg_ctx *c, json_t *obj, const char *path, const ch
     return (unsigned)json_integer_value(v);
 }
 
+int cfg_get_bool(struct cfg_ctx *c, json_t *obj, const char *path, const char *key, int def)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return def;
+    if (!json_is_boolean(v)) {
+        char p[CFG_PATH_MAX];
+        cfg_join(p, path, key);
+        cfg_fail(c, p, "expected true or false, got %s", type_name(v));
+        return def;
+    }
+    return json_is_true(v);
+}
+
 /* Returns a malloc'd copy, def's copy when absent (NULL when def is NULL). */
 char *cfg_get_string(struct cfg_ctx *c, json_t *obj, const char *path, const char *key,
                      int required, const char *def)

@@ -32,6 +32,8 @@ void cfg_join(char *out, const char *path, const char *key);
 void cfg_check_keys(struct cfg_ctx *c, json_t *obj, const char *path, const char *const *allowed);
 unsigned cfg_get_uint(struct cfg_ctx *c, json_t *obj, const char *path, const char *key,
                       unsigned def, unsigned min, unsigned max);
+/* true or false; def when absent. */
+int cfg_get_bool(struct cfg_ctx *c, json_t *obj, const char *path, const char *key, int def);
 /* A malloc'd copy; def's copy when absent (NULL when def is NULL). */
 char *cfg_get_string(struct cfg_ctx *c, json_t *obj, const char *path, const char *key,
                      int required, const char *def);

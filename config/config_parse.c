@@ -31,6 +31,7 @@
 #define MAX_MAGLEV_TABLE_SIZE      1048573
 #define DEF_MAX_FAILS              3
 #define DEF_FAIL_WINDOW_MS         10000
+#define DEF_INSPECT_TIMEOUT_MS     3000
 #define DEF_HC_INTERVAL_MS         2000
 #define DEF_HC_TIMEOUT_MS          1000
 #define DEF_HC_RISE                2
@@ -121,6 +122,7 @@ static void parse_pool(struct cfg_ctx *c, json_t *v, const char *path, struct cf
                                        "buffer_low_watermark",
                                        "maglev_table_size",
                                        "zero_copy",
+                                       "proxy_protocol",
                                        "max_fails",
                                        "fail_window_ms",
                                        "health_check",
@@ -133,6 +135,9 @@ static void parse_pool(struct cfg_ctx *c, json_t *v, const char *path, struct cf
     pl->balance = (enum cfg_pool_balance)cfg_get_enum(c, v, path, "balance", POOL_BALANCES, 0);
     static const char *const ZERO_COPY[] = {"none", "splice", NULL};
     pl->zero_copy = (enum cfg_zero_copy)cfg_get_enum(c, v, path, "zero_copy", ZERO_COPY, 0);
+    static const char *const PROXY_PROTOCOL[] = {"off", "v1", "v2", NULL};
+    pl->proxy_protocol =
+        (enum cfg_proxy_protocol)cfg_get_enum(c, v, path, "proxy_protocol", PROXY_PROTOCOL, 0);
     pl->connect_timeout_ms =
         cfg_get_uint(c, v, path, "connect_timeout_ms", DEF_CONNECT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS);
     pl->idle_timeout_ms =
@@ -189,9 +194,15 @@ static void parse_pool(struct cfg_ctx *c, json_t *v, const char *path, struct cf
 
 static void parse_listener(struct cfg_ctx *c, json_t *v, const char *path, struct cfg_listener *l)
 {
-    static const char *const keys[] = {
-        "name", "listen", "pool", "max_connections", "backlog", "routes", "inspect_timeout_ms",
-        NULL};
+    static const char *const keys[] = {"name",
+                                       "listen",
+                                       "pool",
+                                       "max_connections",
+                                       "backlog",
+                                       "accept_proxy_protocol",
+                                       "inspect_timeout_ms",
+                                       "routes",
+                                       NULL};
     if (!cfg_is_object(c, v, path))
         return;
     cfg_check_keys(c, v, path, keys);
@@ -213,6 +224,9 @@ static void parse_listener(struct cfg_ctx *c, json_t *v, const char *path, struc
     l->max_connections =
         cfg_get_uint(c, v, path, "max_connections", DEF_MAX_CONNECTIONS, 0, 10u * 1000 * 1000);
     l->backlog = cfg_get_uint(c, v, path, "backlog", DEF_BACKLOG, 1, 65535);
+    l->accept_proxy_protocol = cfg_get_bool(c, v, path, "accept_proxy_protocol", 0);
+    l->inspect_timeout_ms =
+        cfg_get_uint(c, v, path, "inspect_timeout_ms", DEF_INSPECT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS);
 }
 
 /* A DNS name as a Host header carries it: letters, digits and '-' in

@@ -10,11 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEF_INSPECT_TIMEOUT_MS 5000
-#define MAX_INSPECT_TIMEOUT_MS 600000
-#define ROUTE_NAME_MAX         253 /* DNS: a name of at most 253 characters ... */
-#define ROUTE_LABEL_MAX        63  /* ... in labels of at most 63 */
-#define ROUTE_ALPN_MAX         255 /* RFC 7301: a protocol name is 1 to 255 bytes */
+#define ROUTE_NAME_MAX  253 /* DNS: a name of at most 253 characters ... */
+#define ROUTE_LABEL_MAX 63  /* ... in labels of at most 63 */
+#define ROUTE_ALPN_MAX  255 /* RFC 7301: a protocol name is 1 to 255 bytes */
 
 /* A server name as a ClientHello carries it (proxy/tls_hello.c accepts the
  * same): letters, digits, '-' and '_' in dot-separated labels, no trailing
@@ -87,15 +85,8 @@ void cfg_parse_routes(struct cfg_ctx *c, json_t *listener, const char *path, str
 {
     json_t *routes = json_object_get(listener, "routes");
     char p[CFG_PATH_MAX];
-    l->inspect_timeout_ms = cfg_get_uint(c, listener, path, "inspect_timeout_ms",
-                                         DEF_INSPECT_TIMEOUT_MS, 1, MAX_INSPECT_TIMEOUT_MS);
-    if (!routes) {
-        if (json_object_get(listener, "inspect_timeout_ms")) {
-            cfg_join(p, path, "inspect_timeout_ms");
-            cfg_fail(c, p, "set only together with \"routes\"");
-        }
+    if (!routes)
         return;
-    }
     if (!(routes = cfg_get_array(c, listener, path, "routes")))
         return;
     cfg_join(p, path, "routes");
@@ -144,6 +135,11 @@ void cfg_check_routes(struct cfg_ctx *c, const struct config *cfg, struct cfg_li
         }
         r->pool_index = k;
     }
+    /* A routed listener's own pool is only where its sessions start (the
+     * inspector picks theirs before the dial): the default's, or the first. */
+    for (size_t i = 0; i < l->nroutes; i++)
+        if (l->routes[i].is_default || i == 0)
+            l->pool_index = l->routes[i].pool_index;
 }
 
 void cfg_free_routes(struct cfg_listener *l)

@@ -1,5 +1,5 @@
-/* config/config_routes.h — a listener's "routes" and "inspect_timeout_ms"
- * (README "SNI and ALPN routing"): parsed, checked and resolved to pools.
+/* config/config_routes.h — a listener's "routes" (README "SNI and ALPN
+ * routing"): parsed, checked and resolved to pools.
  * Private to config/; config_parse.c calls it for each listener. */
 #pragma once
 
@@ -10,8 +10,8 @@
 
 #define CFG_ROUTES_MAX 256 /* a listener's routes are scanned in order per connection */
 
-/* listener: the listener's JSON object at path. Fills l->routes, l->nroutes
- * and l->inspect_timeout_ms (also when there are no routes). */
+/* listener: the listener's JSON object at path. Fills l->routes and
+ * l->nroutes when it has "routes". */
 void cfg_parse_routes(struct cfg_ctx *c, json_t *listener, const char *path,
                       struct cfg_listener *l);
 /* Once the pools are known: each route's pool must exist (pool_index). */

@@ -40,6 +40,9 @@ int listener_init(struct listener *l, const struct cfg_listener *cfg, struct poo
     l->max_connections = cfg->max_connections;
     l->backlog = cfg->backlog;
     l->reuseport = reuseport;
+    if (cfg->accept_proxy_protocol)
+        l->inspect |= 1u << LISTENER_INSPECT_PROXY_PROTOCOL;
+    l->inspect_timeout_ms = cfg->inspect_timeout_ms;
     for (size_t i = 0; i < l->nsocks; i++) {
         struct listen_sock *ls = &l->socks[i];
         ls->l = l;

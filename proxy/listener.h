@@ -10,6 +10,7 @@
 #pragma once
 
 #include <stdatomic.h>
+#include <stdint.h>
 
 #include "config/config.h"
 #include "reactor/poller.h"
@@ -17,6 +18,14 @@
 struct pool;
 struct pollmgr;
 struct listener;
+
+/* What a listener reads from each client before it dials (the session's
+ * inspect phase, proxy/inspect.c), in the order it is read: a bit each in
+ * listener.inspect, and an error counter each. */
+enum listener_inspect {
+    LISTENER_INSPECT_PROXY_PROTOCOL, /* accept_proxy_protocol: a PROXY v1/v2 header */
+    LISTENER_INSPECT_COUNT
+};
 
 /* Called on the poller p that accepted fd (the main reactor, or with
  * "reuseport" the sub-reactor that owns the socket) from peer (the client's
@@ -43,13 +52,21 @@ struct listener {
     unsigned max_connections; /* 0: unlimited */
     unsigned backlog;
     int reuseport;
-    struct listen_sock *socks; /* owned: 1, or one per sub-reactor with reuseport */
+    uint8_t inspect;             /* 1u << enum listener_inspect; 0 (most): dial at once */
+    unsigned inspect_timeout_ms; /* the inspect phase's deadline, from adoption */
+    struct listen_sock *socks;   /* owned: 1, or one per sub-reactor with reuseport */
     size_t nsocks;
     /* Sessions from this listener still open; incremented where accepted,
      * decremented by the sub-reactor that ends the session (atomic RMW). */
     atomic_uint_fast64_t active_connections;
     atomic_uint_fast64_t accepted; /* atomic RMW: several accepting threads with reuseport */
     atomic_uint_fast64_t refused;
+    /* Sessions closed in the inspect phase: by the inspector that failed, or
+     * was still waiting for bytes at the deadline or the client's EOF
+     * (inspect_errors[LISTENER_INSPECT_PROXY_PROTOCOL] is the stats'
+     * proxy_protocol_errors); and of those, the ones the deadline closed. */
+    atomic_uint_fast64_t inspect_errors[LISTENER_INSPECT_COUNT];
+    atomic_uint_fast64_t inspect_timeouts;
 };
 
 /* pm gives the pollers that own the sockets: its main reactor, or with

@@ -16,6 +16,7 @@ struct worker;
 
 enum session_state {
     SESSION_NEW,        /* posted to a sub-reactor, not adopted yet */
+    SESSION_INSPECTING, /* reading what the listener needs before dialing (inspect.c) */
     SESSION_CONNECTING, /* upstream connect in progress */
     SESSION_RELAYING,
     SESSION_CLOSED, /* fds closed, freed at the end of the loop iteration */
@@ -40,6 +41,7 @@ enum session_cause {
     SESSION_CAUSE_SHUTDOWN,       /* the shutdown grace ended, or a second signal */
     SESSION_CAUSE_MAX_AGE,        /* pools[].max_session_age_ms */
     SESSION_CAUSE_LIMIT,          /* a limit refused it (buffer memory, per-source, ...) */
+    SESSION_CAUSE_INSPECT_FAILED, /* the inspect phase: bad or missing PROXY header, or late */
     SESSION_CAUSE_COUNT
 };
 
@@ -77,12 +79,16 @@ struct session {
     uint64_t connected_ns;    /* ... when the upstream connect completed; 0 before */
     uint64_t first_byte_ns;   /* ... when the backend's first byte was relayed; 0 before */
     uint64_t client_key;      /* hashed client address, for source_hash */
-    struct sock_addr client;  /* the client's address and port, as accepted */
+    struct sock_addr client;  /* the client's address and port: accepted, or its PROXY header's */
+    /* The address the client connected to, per its PROXY header; family 0
+     * without one (the client fd's own then: getsockname when needed). */
+    struct sock_addr dst;
     uint8_t state;
     uint8_t attempts;   /* backends tried */
     uint8_t addr_index; /* which of the backend's addresses is being dialed */
     uint8_t starved;    /* waiting for buffer memory (buffer_memory_limit) */
     uint8_t cause;      /* enum session_cause: why it ended; NONE while it runs */
+    uint8_t inspect;    /* SESSION_INSPECTING: the listener's inspector running now */
     void *xprt_ctx;     /* owned by the pool's transport (proxy/pump.h): splice's pipes, or NULL */
 };
 

@@ -45,6 +45,10 @@ static void on_timer(void *loop, struct timer *t, void *data)
         session_dial_failed(s, -ETIMEDOUT);
         return;
     }
+    if (s->state == SESSION_INSPECTING) {
+        session_inspect_timeout(s);
+        return;
+    }
     uint64_t idle_ms = s->pool->idle_timeout_ms;
     uint64_t quiet = poller_now_ms(p) - s->last_active_ms;
     if (quiet >= idle_ms) {
@@ -83,6 +87,10 @@ static void adopt(struct poller *p, struct poller_task *t, void *arg)
     /* Not registered: closed here, as session_close only closes registered fds. */
     if (poller_register_or_close(p, &s->side[SIDE_CLIENT].op, POLL_READ | POLL_WRITE | POLL_EDGE)) {
         session_close(s, 0);
+        return;
+    }
+    if (s->listener->inspect) {
+        session_inspect(s); /* reads what the listener needs first, then dials */
         return;
     }
     session_dial(s, NULL);
@@ -205,6 +213,7 @@ const char *session_cause_name(enum session_cause c)
         [SESSION_CAUSE_SHUTDOWN] = "shutdown",
         [SESSION_CAUSE_MAX_AGE] = "max_age",
         [SESSION_CAUSE_LIMIT] = "limit",
+        [SESSION_CAUSE_INSPECT_FAILED] = "inspect_failed",
     };
     return (unsigned)c < SESSION_CAUSE_COUNT ? names[c] : "none";
 }

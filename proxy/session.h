@@ -77,6 +77,13 @@ void pump_session(struct session *s);
 /* The session closes: its transport lets go of s->xprt_ctx. */
 void pump_release(struct session *s);
 
+/* inspect.c (proxy/inspect.h): the inspect phase of a listener that reads
+ * something before dialing (listener.inspect != 0). session_inspect starts
+ * it on an adopted, registered session and dials when every inspector is
+ * done; session_inspect_timeout is the session timer's while inspecting. */
+void session_inspect(struct session *s);
+void session_inspect_timeout(struct session *s);
+
 /* session_dial.c */
 void session_dial(struct session *s, struct backend *avoid);
 void session_dial_check(struct session *s); /* upstream readiness while connecting */

@@ -346,7 +346,7 @@ START_TEST(listener_routes)
     const struct cfg_listener *l = &cfg->listeners[0];
     ck_assert_ptr_null(l->pool);
     ck_assert_uint_eq(l->nroutes, 4);
-    ck_assert_uint_eq(l->inspect_timeout_ms, 5000);
+    ck_assert_uint_eq(l->inspect_timeout_ms, 3000);
     ck_assert_str_eq(l->routes[0].sni, "a.example");
     ck_assert_ptr_null(l->routes[0].alpn);
     ck_assert_str_eq(l->routes[1].sni, "*.b.example");
@@ -367,8 +367,6 @@ START_TEST(listener_routes)
     expect_error(ROUTED("\"pool\":null"), "listeners[0].pool: missing");
     expect_error(ROUTED("\"routes\":[]"), "listeners[0].routes: expected a non-empty array");
     expect_error(ROUTED("\"routes\":{}"), "listeners[0].routes: expected a non-empty array");
-    expect_error(ROUTED("\"pool\":\"p\",\"inspect_timeout_ms\":100"),
-                 "listeners[0].inspect_timeout_ms: set only together with \"routes\"");
     expect_error(ROUTED("\"routes\":[{\"default\":true,\"pool\":\"p\"}],\"inspect_timeout_ms\":0"),
                  "listeners[0].inspect_timeout_ms: expected");
     expect_error(ROUTED("\"routes\":[{\"sni\":\"a.example\",\"pool\":\"nope\"}]"),
