@@ -177,6 +177,19 @@ enum tls_hello_status tls_hello_parse(const uint8_t *buf, size_t len, struct tls
         len = TLS_HELLO_MAX;
     if ((len >= 1 && buf[0] != CT_HANDSHAKE) || (len >= 2 && buf[1] != TLS_MAJOR))
         return TLS_HELLO_NOT_TLS;
+    /* The usual case: the first record holds the whole hello. It is read in
+     * place, and a client that sends it a byte at a time costs no copies. */
+    if (len >= REC_HDR + HS_HDR && buf[REC_HDR] == HS_CLIENT_HELLO) {
+        size_t rlen = (size_t)buf[3] << 8 | buf[4];
+        size_t want = HS_HDR + ((size_t)buf[6] << 16 | (size_t)buf[7] << 8 | buf[8]);
+        if (rlen <= REC_MAX && want <= rlen) {
+            if (want > TLS_HELLO_MAX - REC_HDR)
+                return TLS_HELLO_BAD;
+            if (len < REC_HDR + want)
+                return full ? TLS_HELLO_BAD : TLS_HELLO_NEED_MORE;
+            return parse_body(buf + REC_HDR + HS_HDR, want - HS_HDR, out);
+        }
+    }
     /* The handshake message, joined from its records' fragments. */
     uint8_t msg[TLS_HELLO_MAX];
     size_t have = 0, want = 0, pos = 0;

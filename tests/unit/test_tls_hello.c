@@ -309,6 +309,9 @@ START_TEST(oversized)
     /* A declared handshake length past the bound: bad at once. */
     static const uint8_t big[] = {22, 3, 1, 0, 9, 1, 0, 0x40, 0x00};
     ck_assert_int_eq(parse(big, sizeof(big), &h), TLS_HELLO_BAD);
+    /* ... also when its record says it holds all of it. */
+    static const uint8_t big1[] = {22, 3, 1, 0x40, 0x00, 1, 0, 0x3f, 0xfc};
+    ck_assert_int_eq(parse(big1, sizeof(big1), &h), TLS_HELLO_BAD);
     /* A padding extension that makes the hello 17 KB, in two records. */
     static uint8_t pad[17000];
     exts.n = msg.n = 0;
