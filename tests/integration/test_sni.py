@@ -226,26 +226,25 @@ class SniTest(ProxyTest):
                       'sni="www.example.com",alpn="",pool="b"} 2', metrics)
         self.assertIn('sluice_listener_no_route_total{listener="tls"} 0', metrics)
 
-    def test_hello_split_across_tcp_segments(self):
-        """Python's TLS client over a memory BIO: its ClientHello goes out
-        in three TCP segments, 100 ms apart; the handshake then completes."""
-        a, b = self.s_server("backend-a"), self.s_server("backend-b")
-        self.start([{"sni": "api.example.com", "pool": "a"},
-                    {"sni": "www.example.com", "pool": "b"}],
-                   {"a": [a.port], "b": [b.port]})
+    def bio_handshake(self, servername, prefix=b"", pieces=1):
+        """Python's TLS client over a memory BIO, through sluice: prefix
+        first, then the ClientHello in `pieces` TCP segments 100 ms apart,
+        then the rest of the handshake. Returns the backend's CN."""
         ctx = ssl.create_default_context(cafile=self.bundle)
         inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-        tls = ctx.wrap_bio(inc, out, server_hostname="www.example.com")
+        tls = ctx.wrap_bio(inc, out, server_hostname=servername)
         with self.assertRaises(ssl.SSLWantReadError):
             tls.do_handshake()
         hello = out.read()
         self.assertGreater(len(hello), 100)
-        sock = connect(self.port)
-        try:
-            third = len(hello) // 3
-            for piece in (hello[:third], hello[third:2 * third], hello[2 * third:]):
-                sock.sendall(piece)
-                time.sleep(0.1)
+        with connect(self.port) as sock:
+            if prefix:
+                sock.sendall(prefix)
+            cut = [len(hello) * i // pieces for i in range(pieces + 1)]
+            for i in range(pieces):
+                sock.sendall(hello[cut[i]:cut[i + 1]])
+                if pieces > 1:
+                    time.sleep(0.1)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 data = sock.recv(65536)
@@ -260,11 +259,29 @@ class SniTest(ProxyTest):
                     pending = out.read()
                     if pending:
                         sock.sendall(pending)
-            subject = dict(x[0] for x in tls.getpeercert()["subject"])
-            self.assertEqual(subject["commonName"], "backend-b")
-        finally:
-            sock.close()
+            return dict(x[0] for x in tls.getpeercert()["subject"])["commonName"]
+
+    def test_hello_split_across_tcp_segments(self):
+        a, b = self.s_server("backend-a"), self.s_server("backend-b")
+        self.start([{"sni": "api.example.com", "pool": "a"},
+                    {"sni": "www.example.com", "pool": "b"}],
+                   {"a": [a.port], "b": [b.port]})
+        self.assertEqual(self.bio_handshake("www.example.com", pieces=3), "backend-b")
         self.assertEqual(self.routes(), [0, 1])
+
+    def test_proxy_header_then_hello(self):
+        """With accept_proxy_protocol too, the PROXY header is read (and
+        dropped) first, then the ClientHello routes; the backend sees a clean
+        handshake."""
+        a, b = self.s_server("backend-a"), self.s_server("backend-b")
+        self.start([{"sni": "api.example.com", "pool": "a"},
+                    {"sni": "www.example.com", "pool": "b"}],
+                   {"a": [a.port], "b": [b.port]}, accept_proxy_protocol=True)
+        header = b"PROXY TCP4 192.0.2.1 198.51.100.2 40000 443\r\n"
+        self.assertEqual(self.bio_handshake("api.example.com", prefix=header), "backend-a")
+        self.assertEqual(self.bio_handshake("www.example.com", prefix=header, pieces=2),
+                         "backend-b")
+        self.assertEqual(self.routes(), [1, 1])
 
     def test_wildcard_is_one_label_and_default(self):
         a, b = self.s_server("backend-a"), self.s_server("backend-b")
