@@ -67,19 +67,37 @@ json_t *view_pollers(struct runtime *rt)
     return a;
 }
 
+/* A routed listener's routes (README "SNI and ALPN routing"). */
+static json_t *view_routes(const struct listener *l)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < l->nroutes; i++) {
+        const struct cfg_route *r = &l->routes[i];
+        json_t *o = json_pack(
+            "{s:o, s:o, s:b, s:s, s:o}", "sni", r->sni ? json_string(r->sni) : json_null(), "alpn",
+            r->alpn ? json_string(r->alpn) : json_null(), "default", r->is_default, "pool", r->pool,
+            "sessions", u64(GET(l->route_to[i].sessions)));
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
 json_t *view_listener(const struct listener *l)
 {
-    json_t *o =
-        json_pack("{s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:I}", "name", l->name, "listen", l->listen,
-                  "pool", l->pool->name, "bound", listener_bound(l), "active_connections",
-                  u64(GET(l->active_connections)), "accepted", u64(GET(l->accepted)), "refused",
-                  u64(GET(l->refused)), "max_connections", (json_int_t)l->max_connections);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:o, s:b, s:o, s:o, s:o, s:I}", "name", l->name, "listen", l->listen, "pool",
+        l->nroutes ? json_null() : json_string(l->pool->name), "bound", listener_bound(l),
+        "active_connections", u64(GET(l->active_connections)), "accepted", u64(GET(l->accepted)),
+        "refused", u64(GET(l->refused)), "max_connections", (json_int_t)l->max_connections);
     /* The inspect phase (README "PROXY protocol"). */
     json_object_set_new(o, "accept_proxy_protocol",
                         json_boolean(l->inspect & (1u << LISTENER_INSPECT_PROXY_PROTOCOL)));
     json_object_set_new(o, "proxy_protocol_errors",
                         u64(GET(l->inspect_errors[LISTENER_INSPECT_PROXY_PROTOCOL])));
     json_object_set_new(o, "inspect_timeouts", u64(GET(l->inspect_timeouts)));
+    json_object_set_new(o, "routes", view_routes(l));
+    json_object_set_new(o, "no_route", u64(GET(l->no_route)));
+    json_object_set_new(o, "bad_hello", u64(GET(l->bad_hello)));
     return o;
 }
 
@@ -286,6 +304,12 @@ static const struct metric listener_metrics[] = {
     {"sluice_listener_inspect_timeouts_total", "counter",
      "Connections closed because what the listener reads first came too late.",
      LC(inspect_timeouts)},
+    {"sluice_listener_no_route_total", "counter",
+     "TLS connections closed: their ClientHello matched no route and there is no default.",
+     LC(no_route)},
+    {"sluice_listener_bad_hello_total", "counter",
+     "Connections to a routed listener closed: no whole, well-formed TLS ClientHello.",
+     LC(bad_hello)},
 };
 
 /* Backends: obj is a struct backend. */
@@ -362,6 +386,22 @@ static void emit_listeners(FILE *f, struct runtime *rt)
             label(f, "listener", rt->listeners[i].name, 1);
             fputc('}', f);
             sample(f, &listener_metrics[m], &rt->listeners[i]);
+        }
+    }
+    family(f, "sluice_listener_route_sessions_total", "counter",
+           "Connections a listener's route sent to its pool (by TLS server name and ALPN).");
+    for (size_t i = 0; i < rt->nlisteners; i++) {
+        const struct listener *l = &rt->listeners[i];
+        for (size_t j = 0; j < l->nroutes; j++) {
+            char idx[24];
+            snprintf(idx, sizeof(idx), "%zu", j);
+            fputs("sluice_listener_route_sessions_total{", f);
+            label(f, "listener", l->name, 1);
+            label(f, "route", idx, 0);
+            label(f, "sni", l->routes[j].sni ? l->routes[j].sni : "", 0);
+            label(f, "alpn", l->routes[j].alpn ? l->routes[j].alpn : "", 0);
+            label(f, "pool", l->routes[j].pool, 0);
+            fprintf(f, "} %llu\n", (unsigned long long)GET(l->route_to[j].sessions));
         }
     }
 }

@@ -88,16 +88,29 @@ struct cfg_pool {
     size_t nbackends;
 };
 
+/* One of a listener's "routes" (README "SNI and ALPN routing"): the pool for
+ * the clients whose TLS ClientHello names sni (exact, or "*." and one label)
+ * and, when alpn is set, offers that protocol. Matching is proxy/route.c's. */
+struct cfg_route {
+    char *sni;      /* owned, lowercased; NULL: any name (or none) */
+    char *alpn;     /* owned; NULL: any protocols (or none) */
+    int is_default; /* {"default": true}: no sni, no alpn */
+    char *pool;     /* owned */
+    size_t pool_index;
+};
+
 struct cfg_listener {
     char *name;   /* owned */
     char *listen; /* owned: as written */
     struct cfg_sockaddr addr;
-    char *pool; /* owned */
+    char *pool; /* owned; NULL when the listener has routes */
     size_t pool_index;
     unsigned max_connections; /* 0: unlimited */
     unsigned backlog;
     int accept_proxy_protocol;   /* read a PROXY v1/v2 header first (default 0) */
     unsigned inspect_timeout_ms; /* what the listener reads first must come within it */
+    struct cfg_route *routes;    /* owned array; NULL: every client goes to pool */
+    size_t nroutes;
 };
 
 struct cfg_admin {

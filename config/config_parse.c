@@ -15,6 +15,7 @@
 
 #include "config_addr.h"
 #include "config_json.h"
+#include "config_routes.h"
 #define DEF_POLLERS                0
 #define DEF_SHUTDOWN_GRACE_MS      10000
 #define DEF_SHUTDOWN_DELAY_MS      0
@@ -205,6 +206,7 @@ static void parse_listener(struct cfg_ctx *c, json_t *v, const char *path, struc
                                        "backlog",
                                        "accept_proxy_protocol",
                                        "inspect_timeout_ms",
+                                       "routes",
                                        NULL};
     if (!cfg_is_object(c, v, path))
         return;
@@ -212,7 +214,18 @@ static void parse_listener(struct cfg_ctx *c, json_t *v, const char *path, struc
     l->name = cfg_get_name(c, v, path);
     l->listen = cfg_get_string(c, v, path, "listen", 1, NULL);
     cfg_get_addr(c, path, "listen", l->listen, 1, &l->addr);
-    l->pool = cfg_get_string(c, v, path, "pool", 1, NULL);
+    /* A pool, or routes that pick one per connection: exactly one of them. */
+    int routed = json_object_get(v, "routes") != NULL;
+    l->pool = cfg_get_string(c, v, path, "pool", 0, NULL);
+    if (routed && l->pool)
+        cfg_fail(c, path, "set either \"pool\" or \"routes\", not both");
+    json_t *pool = json_object_get(v, "pool");
+    if (!routed && (!pool || json_is_null(pool))) {
+        char p[CFG_PATH_MAX];
+        cfg_join(p, path, "pool");
+        cfg_fail(c, p, "missing (expected a pool's name, or \"routes\" instead)");
+    }
+    cfg_parse_routes(c, v, path, l);
     l->max_connections =
         cfg_get_uint(c, v, path, "max_connections", DEF_MAX_CONNECTIONS, 0, 10u * 1000 * 1000);
     l->backlog = cfg_get_uint(c, v, path, "backlog", DEF_BACKLOG, 1, 65535);
@@ -414,6 +427,7 @@ static void parse_listeners(struct cfg_ctx *c, json_t *root, struct config *cfg)
         snprintf(p, sizeof(p), "listeners[%zu]", i);
         parse_listener(c, json_array_get(listeners, i), p, &cfg->listeners[i]);
         check_listener(c, cfg, i, p);
+        cfg_check_routes(c, cfg, &cfg->listeners[i], p);
     }
 }
 
@@ -522,6 +536,7 @@ void config_free(struct config *cfg)
         free(cfg->listeners[i].name);
         free(cfg->listeners[i].listen);
         free(cfg->listeners[i].pool);
+        cfg_free_routes(&cfg->listeners[i]);
     }
     free(cfg->listeners);
     for (size_t i = 0; i < cfg->npools; i++) {

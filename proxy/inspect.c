@@ -20,6 +20,7 @@
  * inspector is one row here, its function, and the listener's bit. */
 static const inspect_fn inspectors[LISTENER_INSPECT_COUNT] = {
     [LISTENER_INSPECT_PROXY_PROTOCOL] = session_proxy_inspect,
+    [LISTENER_INSPECT_SNI] = session_sni_inspect,
 };
 
 static void inspect_on_read(struct poller *p, struct fdop *op, void *data);

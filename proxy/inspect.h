@@ -37,3 +37,5 @@ typedef enum inspect_verdict (*inspect_fn)(struct session *s, const uint8_t *buf
 /* The inspectors, listed in inspect.c's table by enum listener_inspect. */
 enum inspect_verdict session_proxy_inspect(struct session *s, const uint8_t *buf, size_t len,
                                            size_t *consume); /* session_proxy.c */
+enum inspect_verdict session_sni_inspect(struct session *s, const uint8_t *buf, size_t len,
+                                         size_t *consume); /* session_sni.c */

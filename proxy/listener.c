@@ -176,6 +176,7 @@ void listener_fini(struct listener *l)
     free(l->socks);
     free(l->name);
     free(l->listen);
+    listener_free_routes(l);
     l->socks = NULL;
     l->name = l->listen = NULL;
 }

@@ -24,7 +24,15 @@ struct listener;
  * listener.inspect, and an error counter each. */
 enum listener_inspect {
     LISTENER_INSPECT_PROXY_PROTOCOL, /* accept_proxy_protocol: a PROXY v1/v2 header */
+    LISTENER_INSPECT_SNI,            /* routes: a TLS ClientHello (session_sni.c) */
     LISTENER_INSPECT_COUNT
+};
+
+/* One of a listener's "routes" at run time: where it sends, what it took. */
+struct listener_route {
+    struct pool *pool; /* not owned */
+    /* Connections the route took; atomic RMW: every sub-reactor routes. */
+    atomic_uint_fast64_t sessions;
 };
 
 /* Called on the poller p that accepted fd (the main reactor, or with
@@ -67,12 +75,25 @@ struct listener {
      * proxy_protocol_errors); and of those, the ones the deadline closed. */
     atomic_uint_fast64_t inspect_errors[LISTENER_INSPECT_COUNT];
     atomic_uint_fast64_t inspect_timeouts;
+    /* "routes" (README "SNI and ALPN routing"): the config's routes (a copy,
+     * owned, strings too: route_match reads them), and by the same index
+     * their pools and counts (owned); 0 routes: the listener has a pool. */
+    struct cfg_route *routes;
+    struct listener_route *route_to;
+    size_t nroutes;
+    atomic_uint_fast64_t no_route;  /* a ClientHello no route took, and no default */
+    atomic_uint_fast64_t bad_hello; /* first bytes that are no whole, well-formed ClientHello */
 };
 
 /* pm gives the pollers that own the sockets: its main reactor, or with
  * reuseport one socket per sub-reactor. */
 int listener_init(struct listener *l, const struct cfg_listener *cfg, struct pool *pool,
                   struct pollmgr *pm, int reuseport, listener_conn_cb on_conn, void *conn_data);
+/* listener_routes.c: copies cfg's routes, each with its pool from pools (the
+ * runtime's, by cfg_route.pool_index), and makes the listener inspect the
+ * ClientHello. 0 or -ENOMEM; nothing to do without routes. */
+int listener_set_routes(struct listener *l, const struct cfg_listener *cfg, struct pool *pools);
+void listener_free_routes(struct listener *l);
 /* Binds and listens (every socket); -errno on failure (the caller logs it). */
 int listener_open(struct listener *l);
 int listener_bound(const struct listener *l);

@@ -74,6 +74,8 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
                                  cfg->accept == CFG_ACCEPT_REUSEPORT, session_accept, rt->pm)))
             goto fail;
         rt->nlisteners++;
+        if ((err = listener_set_routes(l, cl, rt->pools)))
+            goto fail;
         if (flags & RUNTIME_NO_LISTEN)
             continue;
         if ((err = listener_open(l))) {

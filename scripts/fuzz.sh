@@ -14,10 +14,11 @@ cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j "$(nproc)" >/dev/null
 work=$(mktemp -d /tmp/sluice-fuzz.XXXXXX)
 status=0
-for t in ${FUZZ_TARGETS:-config admin linkbuf health_expect proxy_proto}; do
+for t in ${FUZZ_TARGETS:-config admin linkbuf health_expect proxy_proto tls_hello}; do
   mkdir -p "$work/$t"
   opts=(-rss_limit_mb=2048 -timeout=10 -print_final_stats=1 -artifact_prefix="$work/$t-")
   [ "$t" = linkbuf ] && opts+=(-max_len=512)
+  [ "$t" = tls_hello ] && opts+=(-max_len=17408) # past TLS_HELLO_MAX: the oversized paths
   if [ -n "$runs" ]; then opts+=(-runs="$runs"); else opts+=(-max_total_time="$seconds"); fi
   if ! build-fuzz/fuzz/fuzz_"$t" "${opts[@]}" "$work/$t" "tests/fuzz/corpus/$t" >"$work/$t.log" 2>&1; then
     echo "fuzz_$t: FAILED (log and reproducer in $work)"; tail -40 "$work/$t.log"; status=1

@@ -210,8 +210,12 @@ static void log_started(const struct runtime *rt, const char *path, unsigned lon
              rt->cfg->buffer_memory_limit >> 20, path);
     for (size_t i = 0; i < rt->nlisteners; i++) {
         const struct listener *l = &rt->listeners[i];
-        log_info("listener %s on %s -> pool %s (%zu backends)", l->name, l->listen, l->pool->name,
-                 pool_current(l->pool)->n);
+        if (l->nroutes) /* README "SNI and ALPN routing" */
+            log_info("listener %s on %s -> %zu routes by TLS server name", l->name, l->listen,
+                     l->nroutes);
+        else
+            log_info("listener %s on %s -> pool %s (%zu backends)", l->name, l->listen,
+                     l->pool->name, pool_current(l->pool)->n);
     }
 }
 

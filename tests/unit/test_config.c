@@ -373,6 +373,80 @@ START_TEST(proxy_protocol_keys)
 }
 END_TEST
 
+/* listeners[].routes and inspect_timeout_ms (README "SNI and ALPN routing"). */
+#define ROUTED(routes_and_more)                                                                    \
+    "{\"listeners\":[{\"name\":\"l\",\"listen\":\"127.0.0.1:7000\"," routes_and_more "}]," POOL_OK \
+    "}"
+
+START_TEST(listener_routes)
+{
+    const char *json = ROUTED("\"routes\":[{\"sni\":\"A.example\",\"pool\":\"p\"},"
+                              "{\"sni\":\"*.b.example\",\"alpn\":\"h2\",\"pool\":\"p\"},"
+                              "{\"alpn\":\"http/1.1\",\"pool\":\"p\"},"
+                              "{\"default\":true,\"pool\":\"p\"}]");
+    struct config *cfg;
+    char *errors;
+    ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+    const struct cfg_listener *l = &cfg->listeners[0];
+    ck_assert_ptr_null(l->pool);
+    ck_assert_uint_eq(l->nroutes, 4);
+    ck_assert_uint_eq(l->inspect_timeout_ms, 3000);
+    ck_assert_str_eq(l->routes[0].sni, "a.example");
+    ck_assert_ptr_null(l->routes[0].alpn);
+    ck_assert_str_eq(l->routes[1].sni, "*.b.example");
+    ck_assert_str_eq(l->routes[1].alpn, "h2");
+    ck_assert_ptr_null(l->routes[2].sni);
+    ck_assert(l->routes[3].is_default);
+    ck_assert_uint_eq(l->routes[3].pool_index, 0);
+    config_free(cfg);
+    json = ROUTED("\"routes\":[{\"default\":true,\"pool\":\"p\"}],\"inspect_timeout_ms\":250");
+    ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+    ck_assert_uint_eq(cfg->listeners[0].inspect_timeout_ms, 250);
+    config_free(cfg);
+
+    expect_error(ROUTED("\"pool\":\"p\",\"routes\":[{\"default\":true,\"pool\":\"p\"}]"),
+                 "t.json: listeners[0]: set either \"pool\" or \"routes\", not both");
+    expect_error(ROUTED("\"backlog\":1"),
+                 "listeners[0].pool: missing (expected a pool's name, or \"routes\" instead)");
+    expect_error(ROUTED("\"pool\":null"), "listeners[0].pool: missing");
+    expect_error(ROUTED("\"routes\":[]"), "listeners[0].routes: expected a non-empty array");
+    expect_error(ROUTED("\"routes\":{}"), "listeners[0].routes: expected a non-empty array");
+    expect_error(ROUTED("\"routes\":[{\"default\":true,\"pool\":\"p\"}],\"inspect_timeout_ms\":0"),
+                 "listeners[0].inspect_timeout_ms: expected");
+    expect_error(ROUTED("\"routes\":[{\"sni\":\"a.example\",\"pool\":\"nope\"}]"),
+                 "listeners[0].routes[0].pool: no pool named \"nope\"");
+    expect_error(ROUTED("\"routes\":[{\"sni\":\"a.example\"}]"),
+                 "listeners[0].routes[0].pool: missing");
+    expect_error(ROUTED("\"routes\":[{\"pool\":\"p\"}]"),
+                 "listeners[0].routes[0]: expected \"sni\", \"alpn\" or \"default\": true");
+    expect_error(ROUTED("\"routes\":[{\"default\":false,\"pool\":\"p\"}]"),
+                 "listeners[0].routes[0]: expected \"sni\", \"alpn\" or \"default\": true");
+    expect_error(ROUTED("\"routes\":[{\"default\":1,\"pool\":\"p\"}]"),
+                 "listeners[0].routes[0].default: expected true or false");
+    expect_error(ROUTED("\"routes\":[{\"default\":true,\"sni\":\"a.example\",\"pool\":\"p\"}]"),
+                 "listeners[0].routes[0]: a default route takes no \"sni\" or \"alpn\"");
+    expect_error(
+        ROUTED("\"routes\":[{\"sni\":\"a.example\",\"port\":1,\"pool\":\"p\"}]"),
+        "listeners[0].routes[0].port: unknown key (expected one of: sni, alpn, default, pool)");
+    const char *bad_names[] = {"a..example", "*.",  "*", "a.*.example", "*a.example",
+                               "a.example.", "a b", "",  "[::1]"};
+    for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+        char j[512];
+        snprintf(j, sizeof(j), ROUTED("\"routes\":[{\"sni\":\"%s\",\"pool\":\"p\"}]"),
+                 bad_names[i]);
+        expect_error(j, "listeners[0].routes[0].sni: expected");
+    }
+    expect_error(ROUTED("\"routes\":[{\"alpn\":\"\",\"pool\":\"p\"}]"),
+                 "listeners[0].routes[0].alpn: expected a non-empty string");
+    expect_error(ROUTED("\"routes\":[{\"default\":true,\"pool\":\"p\"},"
+                        "{\"default\":true,\"pool\":\"p\"}]"),
+                 "listeners[0].routes[1]: a second default route (also listeners[0].routes[0])");
+    expect_error(ROUTED("\"routes\":[{\"sni\":\"a.example\",\"alpn\":\"h2\",\"pool\":\"p\"},"
+                        "{\"sni\":\"A.EXAMPLE\",\"alpn\":\"h2\",\"pool\":\"p\"}]"),
+                 "listeners[0].routes[1]: the same \"sni\" and \"alpn\" as listeners[0].routes[0]");
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("config");
@@ -394,6 +468,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, missing_file);
     tcase_add_test(tc, address_round_trip);
     tcase_add_test(tc, proxy_protocol_keys);
+    tcase_add_test(tc, listener_routes);
     suite_add_tcase(s, tc);
     return s;
 }
