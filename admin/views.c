@@ -31,7 +31,7 @@ json_t *view_poller(const struct worker *w)
     uint64_t age = poller_age_ns(w->poller);
     double busy = age ? (double)GET(pc->busy_ns) / (double)age : 0.0;
     int id = poller_id(w->poller);
-    return json_pack(
+    json_t *o = json_pack(
         "{s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
         " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:f}",
         "id", id, "role", id == 0 ? "main" : "sub", "active_connections",
@@ -47,6 +47,10 @@ json_t *view_poller(const struct worker *w)
         u64(lb_cache_limit(blocks)), "blocks_in_use", u64(lb_cache_in_use(blocks)), "blocks_cached",
         u64(lb_cache_cached(blocks)), "splice_pipes_in_use", u64(GET(w->c.pipes_in_use)),
         "splice_pipes_cached", u64(GET(w->c.pipes_cached)), "loop_busy_ratio", busy);
+    /* The connection log's (README "Connection log"). */
+    json_object_set_new(o, "log_lines", u64(GET(w->c.log_lines)));
+    json_object_set_new(o, "log_dropped", u64(GET(w->c.log_dropped)));
+    return o;
 }
 
 json_t *view_pollers(struct runtime *rt)
@@ -236,6 +240,10 @@ static const struct metric poller_metrics[] = {
     {"sluice_poller_local_errors_total", "counter",
      "Upstream dials and health checks that failed on this host (fd or memory exhaustion).",
      WC(local_errors)},
+    {"sluice_poller_log_lines_total", "counter", "Connection log lines handed to the logger.",
+     WC(log_lines)},
+    {"sluice_poller_log_dropped_total", "counter",
+     "Connection log lines dropped because the poller's ring was full.", WC(log_dropped)},
     {"sluice_poller_splice_pipes_in_use", "gauge", "Splice pipes holding bytes in flight.",
      WC(pipes_in_use)},
     {"sluice_poller_splice_pipes_cached", "gauge", "Empty splice pipes kept for reuse.",

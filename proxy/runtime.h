@@ -15,6 +15,7 @@
 #include "reactor/pollmgr.h"
 #include "worker.h"
 
+struct connlog;
 struct housekeeping;
 
 struct runtime {
@@ -27,6 +28,7 @@ struct runtime {
     struct worker *workers; /* owned: [0] main reactor, [1..] sub-reactors */
     size_t nworkers;
     struct housekeeping *housekeeping; /* owned: one per worker, [0] unused (runtime.c) */
+    struct connlog *log; /* owned: the connection log; NULL when log.connections is off */
 };
 
 enum {
@@ -51,5 +53,10 @@ struct pool *runtime_find_pool(struct runtime *rt, const char *name);
 /* The sub-reactor that will run a new backend's health checker. */
 struct poller *runtime_checker_poller(struct runtime *rt);
 
-/* Stops the pollers, closes what is still open, frees everything. */
+/* Any thread (the signal loop, on SIGUSR1): the connection log reopens its
+ * file (logrotate). Nothing when the log is off or goes to stdout. */
+void runtime_reopen_log(struct runtime *rt);
+
+/* Stops the pollers, closes what is still open (their lines reach the
+ * connection log), frees everything. */
 void runtime_destroy(struct runtime *rt);

@@ -1,6 +1,7 @@
 /* src/main.c — sluice's entry point: the command line, config → runtime
  * (pollers, listeners) wiring, and signals: SIGTERM/SIGINT stop accepting and
- * let sessions finish within shutdown_grace_ms; a second one stops at once. */
+ * let sessions finish within shutdown_grace_ms; a second one stops at once;
+ * SIGUSR1 reopens the connection log (logrotate). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
@@ -37,7 +38,8 @@ static void usage(FILE *f)
                "  -v, --version      print the version\n"
                "  -h, --help         this text\n"
                "Signals: SIGTERM/SIGINT stop accepting and let sessions finish within\n"
-               "shutdown_grace_ms, then close the rest and exit 0; a second one exits at once.\n");
+               "shutdown_grace_ms, then close the rest and exit 0; a second one exits at once.\n"
+               "SIGUSR1 reopens the connection log file (log.path), for logrotate.\n");
 }
 
 /* The wait for the last sessions: what it looks at, the signals that end it. */
@@ -56,6 +58,8 @@ static int second_signal(void *arg, unsigned ms)
 {
     struct timespec tick = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     int sig = sigtimedwait(((struct sessions_wait *)arg)->sigs, NULL, &tick);
+    if (sig == SIGUSR1) /* logrotate does not know we are stopping */
+        runtime_reopen_log(((struct sessions_wait *)arg)->rt);
     return sig == SIGTERM || sig == SIGINT ? 2 : 0;
 }
 
@@ -152,10 +156,12 @@ static void take_signals(sigset_t *sigs)
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGHUP, on_signal);
+    signal(SIGUSR1, on_signal);
     sigemptyset(sigs);
     sigaddset(sigs, SIGTERM);
     sigaddset(sigs, SIGINT);
     sigaddset(sigs, SIGHUP);
+    sigaddset(sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, sigs, NULL);
 }
 
@@ -210,6 +216,10 @@ static int serve(struct runtime *rt, struct admin *admin, const sigset_t *sigs, 
         int sig = sigwaitinfo(sigs, NULL);
         if (sig == SIGHUP) {
             log_warn("SIGHUP: config reload is not supported yet; keeping the running config");
+            continue;
+        }
+        if (sig == SIGUSR1) {
+            runtime_reopen_log(rt);
             continue;
         }
         if (sig == SIGTERM || sig == SIGINT) {
