@@ -10,9 +10,11 @@ traffic."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -24,6 +26,8 @@ from harness import (ProxyTest, Sluice, connect, echo_handler, free_port, listen
                      recv_exactly, simple_config, wait_until)
 from test_admin import Api
 
+LOGROTATE_SNIPPET = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "logrotate",
+                                 "sluice")
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 FIELDS = {"time", "event", "listener", "pool", "client", "backend", "backend_address", "bytes_in",
           "bytes_out", "connect_ms", "first_byte_ms", "duration_ms", "retries", "cause"}
@@ -351,6 +355,35 @@ class ConnLog(ProxyTest):
         with open(rotated) as f:
             self.assertEqual([json.loads(x)["client"] for x in f], [f"127.0.0.1:{first}"])
 
+    @unittest.skipUnless(shutil.which("logrotate"), "logrotate not installed (scripts/deps.sh)")
+    def test_the_shipped_logrotate_snippet_rotates(self):
+        """Real logrotate with deploy/logrotate/sluice, pointed at this test's
+        file and this sluice's pid only (never every sluice on the machine)."""
+        b = self.backend()
+        self.start([b.port])
+        first = self.one_session()
+        self.line_for(first)
+        with open(LOGROTATE_SNIPPET) as f:
+            conf = f.read()
+        self.assertIn("kill -USR1", conf)
+        conf = conf.replace("/var/log/sluice/connections.log", self.path)
+        conf = conf.replace("$(pidof sluice)", str(self.proc.proc.pid))
+        conf = re.sub(r"^\s*create .*$", "    create 0640", conf, flags=re.M)  # no user "sluice" here
+        cpath = os.path.join(self.dir, "logrotate.conf")
+        with open(cpath, "w") as f:
+            f.write(conf)
+        os.chmod(cpath, 0o644)
+        r = subprocess.run(["logrotate", "-f", "-s", os.path.join(self.dir, "state"), cpath],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rotated = self.path + ".1"
+        self.assertTrue(os.path.exists(rotated), os.listdir(self.dir))
+        wait_until(lambda: "connection log reopened" in self.proc.output(), what="the reopen")
+        size = os.path.getsize(rotated)
+        later = self.one_session()
+        self.line_for(later)  # in the new file at the path
+        self.assertEqual(os.path.getsize(rotated), size)
+
     def test_stdout_by_default_and_off_by_default(self):
         b = self.backend()
         cfg = simple_config([b.port])
@@ -404,7 +437,6 @@ class ConnLog(ProxyTest):
     def test_bad_config(self):
         b = self.backend()
         from harness import SLUICE
-        import subprocess
         for log, err in [({"connections": "yes"}, "log.connections"),
                          ({"ring_size": 0}, "log.ring_size"),
                          ({"flush_interval_ms": -1}, "log.flush_interval_ms"),
