@@ -27,6 +27,9 @@
 #define CONNLOG_LINE_MAX      2048        /* a line's worst case fits easily */
 #define CONNLOG_FILE_MODE     0640
 
+/* README "Connection log" states the slot size (ring_size's memory). */
+_Static_assert(sizeof(struct connlog_rec) == 192, "a ring slot is 192 bytes");
+
 struct connlog {
     struct logring *rings; /* owned array */
     size_t nrings;

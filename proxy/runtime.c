@@ -61,11 +61,11 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
         rt->housekeeping[i].rt = rt;
         timer_init(&rt->workers[i].log_flush, session_log_flush, &rt->workers[i]);
     }
-    if (cfg->log.connections && (err = connlog_create(&cfg->log, rt->nworkers, &rt->log)))
+    /* A ring per sub-reactor (sessions live there), none for the main reactor. */
+    if (cfg->log.connections && (err = connlog_create(&cfg->log, rt->nworkers - 1, &rt->log)))
         goto fail;
-    /* Sessions live on sub-reactors: the main reactor's ring stays unused. */
     for (size_t i = 1; rt->log && i < rt->nworkers; i++) {
-        rt->workers[i].log = connlog_ring(rt->log, i);
+        rt->workers[i].log = connlog_ring(rt->log, i - 1);
         rt->workers[i].log_flush_ms = cfg->log.flush_interval_ms;
     }
     for (size_t i = 0; i < cfg->npools; i++, rt->npools++)

@@ -104,6 +104,22 @@ class ConnLog(ProxyTest):
             self.assertEqual(ln["backend"], "b0")
             self.assertEqual(ln["backend_address"], f"127.0.0.1:{backend_port}")
 
+    def refused_session(self):
+        """A client that sluice resets, maybe before connect() returns: its
+        port is taken before connecting, so the line can be found anyway."""
+        c = socket.socket()
+        try:
+            c.bind(("127.0.0.1", 0))
+            me = c.getsockname()[1]
+            c.settimeout(15)
+            c.connect(("127.0.0.1", self.port))
+            recv_all(c)
+        except ConnectionResetError:
+            pass
+        finally:
+            c.close()
+        return me
+
     # --- how a session ends ---------------------------------------------------------------
 
     def test_client_eof_with_bytes_each_way(self):
@@ -202,14 +218,7 @@ class ConnLog(ProxyTest):
     def test_connect_failed(self):
         dead = free_port()
         self.start([dead], retries=1)
-        c = connect(self.port)
-        me = c.getsockname()[1]
-        c.settimeout(15)
-        try:
-            recv_all(c)
-        except ConnectionResetError:
-            pass
-        c.close()
+        me = self.refused_session()
         ln = self.line_for(me)
         self.check_line(ln, "connect_failed")
         self.assertEqual(ln["retries"], 1)  # the only backend, tried twice
@@ -220,15 +229,7 @@ class ConnLog(ProxyTest):
         b = self.backend()
         self.start([b.port])
         self.assertEqual(self.api.post("/api/v1/pools/p/backends/b0/disable")[0], 200)
-        c = connect(self.port)
-        me = c.getsockname()[1]
-        c.settimeout(15)
-        try:
-            recv_all(c)
-        except ConnectionResetError:
-            pass
-        finally:
-            c.close()
+        me = self.refused_session()
         self.assertIsNotNone(me)
         ln = self.line_for(me)
         self.check_line(ln, "no_backend")
