@@ -42,7 +42,7 @@
 #define MAX_ALLOWED_HOSTS          64
 #define MAX_HOST_NAME              253  /* DNS: a name of at most 253 characters ... */
 #define MAX_HOST_LABEL             63   /* ... in labels of at most 63 */
-#define DEF_LOG_RING_SIZE          4096 /* ~0.8 MiB per poller: 40 ms of 100k closes/s */
+#define DEF_LOG_RING_SIZE          4096 /* 1.2 MiB per sub-reactor: 40 ms of 100k closes/s */
 #define MAX_LOG_RING_SIZE          (1u << 20)
 
 /* In enum pollmgr_balance's order (reactor/pollmgr-t.h): the only place the

@@ -2,8 +2,8 @@
  * owns the rings, the file and its reopening, and the JSON formatting. The
  * pollers only fill ring slots; every syscall and every byte of formatting
  * is this thread's. Why format here and not on the poller: a record is a
- * ~190-byte copy of fields the session already holds, whereas a formatted
- * line costs a few hundred ns of snprintf on the data path; the logger
+ * ~300-byte copy of fields the session already holds, whereas a formatted
+ * line costs a microsecond or more of snprintf on the data path; the logger
  * thread has the time, and a dropped record costs nothing to format. */
 #define _GNU_SOURCE
 #include "connlog.h"
@@ -28,7 +28,7 @@
 #define CONNLOG_FILE_MODE     0640
 
 /* README "Connection log" states the slot size (ring_size's memory). */
-_Static_assert(sizeof(struct connlog_rec) == 192, "a ring slot is 192 bytes");
+_Static_assert(sizeof(struct connlog_rec) == 304, "a ring slot is 304 bytes");
 
 struct connlog {
     struct logring *rings; /* owned array */
@@ -280,9 +280,9 @@ size_t connlog_format(const struct connlog_rec *rec, int64_t mono_to_real_ns, ch
     put(&o, "{\"time\":");
     put_time(&o, (int64_t)rec->at_ns + mono_to_real_ns);
     put(&o, ",\"event\":\"%s\",\"listener\":", rec->event == CONNLOG_FLUSH ? "flush" : "close");
-    put_str(&o, rec->listener);
+    put_str(&o, rec->listener[0] ? rec->listener : NULL);
     put(&o, ",\"pool\":");
-    put_str(&o, rec->pool);
+    put_str(&o, rec->pool[0] ? rec->pool : NULL);
     put(&o, ",\"client\":");
     put_addr(&o, &rec->client);
     put(&o, ",\"backend\":");

@@ -15,7 +15,7 @@
 #include "logring.h"
 #include "sock-t.h"
 
-#define CONNLOG_NAME_MAX 64 /* CFG_NAME_MAX: a backend's name, copied */
+#define CONNLOG_NAME_MAX 64 /* CFG_NAME_MAX: names are copied into the record */
 
 enum connlog_event {
     CONNLOG_CLOSE, /* "event":"close": the session ended */
@@ -23,26 +23,25 @@ enum connlog_event {
 };
 
 /* One ring slot: raw fields, formatted on the logger thread (the poller
- * copies ~200 bytes and formats nothing). Pointers here must outlive the
- * logger: listener and pool names live as long as the runtime, which stops
- * the logger first; cause names are static. A backend may be deleted while
- * its line waits, so its name is copied. */
+ * copies ~300 bytes and formats nothing). Names are copied, not pointed at:
+ * a line may wait in the ring after its backend is deleted (or, with a
+ * reload, its listener or pool retired). The cause's name is static. */
 struct connlog_rec {
     uint64_t at_ns;           /* clock_mono_ns() when the line was taken */
     uint64_t accepted_ns;     /* the session's timestamps (0: never) */
     uint64_t dial_started_ns; /* the last dial's start */
     uint64_t connected_ns;
     uint64_t first_byte_ns;
-    uint64_t bytes_in;                  /* client → backend so far */
-    uint64_t bytes_out;                 /* backend → client so far */
-    const char *listener;               /* not owned; NULL: none */
-    const char *pool;                   /* not owned; NULL: none */
-    const char *cause;                  /* not owned (static); NULL for a flush line */
-    struct sock_addr client;            /* family 0: unknown */
-    struct sock_addr backend_addr;      /* the address dialed; family 0: no backend */
-    char backend[CONNLOG_NAME_MAX + 1]; /* "": no backend */
-    uint8_t event;                      /* enum connlog_event */
+    uint64_t bytes_in;             /* client → backend so far */
+    uint64_t bytes_out;            /* backend → client so far */
+    const char *cause;             /* not owned (static); NULL for a flush line */
+    struct sock_addr client;       /* family 0: unknown */
+    struct sock_addr backend_addr; /* the address dialed; family 0: no backend */
+    uint8_t event;                 /* enum connlog_event */
     uint8_t retries;
+    char listener[CONNLOG_NAME_MAX + 1]; /* "": none */
+    char pool[CONNLOG_NAME_MAX + 1];
+    char backend[CONNLOG_NAME_MAX + 1];
 };
 
 struct connlog;

@@ -227,7 +227,7 @@ void runtime_destroy(struct runtime *rt)
             counter_sub(&rt->workers[i].c.pipes_cached, pipe_cache_close(&rt->workers[i].pipes));
         }
         /* Every session is closed and its line in a ring: the logger writes
-         * them out and stops before the names they point at are freed. */
+         * them out, then stops: nothing can fill a ring any more. */
         connlog_destroy(rt->log);
         rt->log = NULL;
         uint64_t dropped = 0;

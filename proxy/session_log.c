@@ -15,6 +15,15 @@
 #include "sock.h"
 #include "worker.h"
 
+/* dst holds CONNLOG_NAME_MAX + 1 bytes; NULL or longer names are cut, as
+ * the config never makes them. */
+static void copy_name(char *dst, const char *src)
+{
+    size_t n = src ? strnlen(src, CONNLOG_NAME_MAX) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+}
+
 static void fill(struct connlog_rec *r, const struct session *s, enum connlog_event ev,
                  uint64_t now_ns)
 {
@@ -26,8 +35,8 @@ static void fill(struct connlog_rec *r, const struct session *s, enum connlog_ev
     r->first_byte_ns = s->first_byte_ns;
     r->bytes_in = s->bytes_in;
     r->bytes_out = s->bytes_out;
-    r->listener = s->listener ? s->listener->name : NULL;
-    r->pool = s->pool ? s->pool->name : NULL;
+    copy_name(r->listener, s->listener ? s->listener->name : NULL);
+    copy_name(r->pool, s->pool ? s->pool->name : NULL);
     r->cause = ev == CONNLOG_CLOSE ? session_cause_name((enum session_cause)s->cause) : NULL;
     r->client = s->client;
     r->event = (uint8_t)ev;
@@ -35,9 +44,7 @@ static void fill(struct connlog_rec *r, const struct session *s, enum connlog_ev
     /* The backend the session holds (connected, or being dialed); none after
      * every dial failed: may_retry gave it back. */
     if (b && s->addr_index < b->addrs.n) {
-        size_t n = strnlen(b->name, CONNLOG_NAME_MAX);
-        memcpy(r->backend, b->name, n);
-        r->backend[n] = '\0';
+        copy_name(r->backend, b->name);
         sock_addr_from(&r->backend_addr, (const struct sockaddr *)&b->addrs.a[s->addr_index].ss);
     } else {
         r->backend[0] = '\0';

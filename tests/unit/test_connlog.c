@@ -33,8 +33,8 @@ static void sample(struct connlog_rec *r)
     r->at_ns = 2500000000;           /* duration 1.5 s */
     r->bytes_in = 12;
     r->bytes_out = 3456;
-    r->listener = "redis";
-    r->pool = "cache";
+    strcpy(r->listener, "redis");
+    strcpy(r->pool, "cache");
     r->cause = "backend_eof";
     addr4(&r->client, "192.0.2.7", 40000);
     addr4(&r->backend_addr, "10.0.0.1", 6379);
@@ -73,7 +73,7 @@ START_TEST(what_never_happened_is_null)
     r.first_byte_ns = 0;
     r.backend[0] = '\0';
     r.backend_addr.family = 0;
-    r.pool = NULL;
+    r.pool[0] = '\0';
     r.event = CONNLOG_FLUSH;
     r.cause = NULL;
     connlog_format(&r, OFFSET_NS, buf, sizeof(buf));
@@ -94,7 +94,7 @@ START_TEST(strings_stay_json)
     struct connlog_rec r;
     char buf[2048];
     sample(&r);
-    r.listener = "a\"b\\c\n";
+    strcpy(r.listener, "a\"b\\c\n");
     connlog_format(&r, OFFSET_NS, buf, sizeof(buf));
     ck_assert_ptr_nonnull(strstr(buf, "\"listener\":\"a\\\"b\\\\c\\u000a\""));
 }
