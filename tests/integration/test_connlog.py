@@ -2,7 +2,7 @@
 one JSON line per finished session with the right fields and close cause
 for every way a session ends (client or backend EOF, client or backend
 reset, idle timeout, connect failed, no backend, drain deadline, disable
-with close, shutdown), bytes that match what was sent, periodic "flush"
+with close, shutdown, this host's fd limit), bytes that match what was sent, periodic "flush"
 lines, SIGUSR1 reopening the file after a rename (logrotate), stdout by
 default, and a full ring that drops and counts lines without stalling
 traffic."""
@@ -234,6 +234,53 @@ class ConnLog(ProxyTest):
         ln = self.line_for(me)
         self.check_line(ln, "no_backend")
         self.assertEqual(ln["retries"], 0)
+
+    def test_limit_when_this_host_has_no_fd_for_the_dial(self):
+        """A session whose dial cannot get a socket (EMFILE: local_errors) is
+        closed for a limit of this host, not counted as connect_failed. The
+        fd limit is chosen so an odd number of fds is free: sessions take
+        two each, and the last one accepted has none left for its dial."""
+        import resource
+        b = self.async_backend("echo")
+        cfg = simple_config([b.port], pollers=1)
+        cfg["log"] = {"connections": True, "path": self.path}
+        self.port = listen_port(cfg)
+        probe = Sluice(cfg)  # how many fds sluice holds when idle, for this build
+        try:
+            base = probe.fd_count()
+        finally:
+            probe.stop()
+        limit = base + 21  # 21 free: ten sessions, then an accept with no fd to dial
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+        proc = self.sluice(cfg, preexec_fn=low_limit)
+        api = Api(cfg)
+        held, limited = [], None
+        for i in range(15):
+            c = socket.socket()
+            c.bind(("127.0.0.1", 0))
+            me = c.getsockname()[1]
+            c.settimeout(5)
+            try:
+                c.connect(("127.0.0.1", self.port))
+                c.sendall(b"%d." % i)
+                if recv_exactly(c, len(b"%d." % i)) == b"%d." % i:
+                    held.append(c)
+                    continue
+            except (ConnectionResetError, socket.timeout, BrokenPipeError):
+                pass
+            c.close()
+            limited = me
+            break
+        for c in held:
+            c.close()
+        self.assertIsNotNone(limited, f"every session was served ({len(held)})")
+        ln = self.line_for(limited)
+        self.assertEqual(ln["cause"], "limit")
+        self.assertIsNone(ln["backend"])
+        self.assertGreaterEqual(poller_sum(api, "local_errors"), 1)
+        self.assertIsNone(proc.proc.poll())
 
     def held(self, b):
         c = connect(self.port)
