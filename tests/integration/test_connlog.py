@@ -159,6 +159,26 @@ class ConnLog(ProxyTest):
         self.assertEqual((ln["bytes_in"], ln["bytes_out"]), (3, 5))
         self.assertIsInstance(ln["first_byte_ms"], (int, float))
 
+    def test_ipv6_client_and_backend(self):
+        b = self.backend(host="::1")
+        port = free_port()
+        cfg = simple_config([b.port])
+        cfg["listeners"][0]["listen"] = f"[::1]:{port}"
+        cfg["pools"][0]["backends"][0]["address"] = f"[::1]:{b.port}"
+        cfg["log"] = {"connections": True, "path": self.path}
+        self.sluice(cfg)
+        c = socket.create_connection(("::1", port), timeout=10)
+        me = c.getsockname()[1]
+        c.sendall(b"six")
+        c.shutdown(socket.SHUT_WR)
+        self.assertEqual(recv_all(c), b"six")
+        c.close()
+        want = f"[::1]:{me}"
+        ln = wait_until(lambda: next((x for x in read_lines(self.path) if x["client"] == want),
+                                     None), what="the IPv6 session's line")
+        self.assertEqual(ln["backend_address"], f"[::1]:{b.port}")
+        self.assertEqual((ln["bytes_in"], ln["bytes_out"], ln["cause"]), (3, 3, "client_eof"))
+
     def test_no_first_byte_is_null(self):
         def silent(conn, backend):
             recv_all(conn)
