@@ -56,6 +56,9 @@ json_t *view_poller(const struct worker *w)
     json_object_set_new(o, "busy_ns", u64(GET(pc->busy_ns)));
     json_object_set_new(o, "age_ns", u64(age));
     json_object_set_new(o, "latency", view_poller_latency(w));
+    /* The connection log's (README "Connection log"). */
+    json_object_set_new(o, "log_lines", u64(GET(w->c.log_lines)));
+    json_object_set_new(o, "log_dropped", u64(GET(w->c.log_dropped)));
     return o;
 }
 
@@ -277,6 +280,10 @@ static const struct metric poller_metrics[] = {
     {"sluice_poller_local_errors_total", "counter",
      "Upstream dials and health checks that failed on this host (fd or memory exhaustion).",
      WC(local_errors)},
+    {"sluice_poller_log_lines_total", "counter", "Connection log lines handed to the logger.",
+     WC(log_lines)},
+    {"sluice_poller_log_dropped_total", "counter",
+     "Connection log lines dropped because the poller's ring was full.", WC(log_dropped)},
     {"sluice_poller_splice_pipes_in_use", "gauge", "Splice pipes holding bytes in flight.",
      WC(pipes_in_use)},
     {"sluice_poller_splice_pipes_cached", "gauge", "Empty splice pipes kept for reuse.",

@@ -123,6 +123,14 @@ struct cfg_admin {
     size_t nallowed_hosts;
 };
 
+/* The connection log (README "Connection log"). */
+struct cfg_log {
+    int connections;            /* 1: a JSON line per finished session */
+    char *path;                 /* owned; NULL: stdout */
+    unsigned flush_interval_ms; /* periodic lines for open sessions; 0: none */
+    unsigned ring_size;         /* lines each poller may have waiting for the logger */
+};
+
 struct config {
     char *path;       /* owned: the file it came from */
     unsigned pollers; /* 0: one per CPU */
@@ -139,6 +147,7 @@ struct config {
     char *user;                             /* owned; NULL: keep the starting user */
     char *group;                            /* owned; NULL: the user's primary group */
     struct cfg_admin admin;
+    struct cfg_log log;
     struct cfg_listener *listeners; /* owned array */
     size_t nlisteners;
     struct cfg_pool *pools; /* owned array */

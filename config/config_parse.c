@@ -45,8 +45,10 @@
 #define MAX_POLLERS                256
 #define MAX_TIMEOUT_MS             (24u * 3600 * 1000)
 #define MAX_ALLOWED_HOSTS          64
-#define MAX_HOST_NAME              253 /* DNS: a name of at most 253 characters ... */
-#define MAX_HOST_LABEL             63  /* ... in labels of at most 63 */
+#define MAX_HOST_NAME              253  /* DNS: a name of at most 253 characters ... */
+#define MAX_HOST_LABEL             63   /* ... in labels of at most 63 */
+#define DEF_LOG_RING_SIZE          4096 /* 1.2 MiB per sub-reactor: 40 ms of 100k closes/s */
+#define MAX_LOG_RING_SIZE          (1u << 20)
 
 /* In enum pollmgr_balance's order (reactor/pollmgr-t.h): the only place the
  * poller balances are spelled. */
@@ -317,6 +319,25 @@ static void parse_admin(struct cfg_ctx *c, json_t *root, struct cfg_admin *a)
     json_decref(empty);
 }
 
+/* "log": the connection log. */
+static void parse_log(struct cfg_ctx *c, json_t *root, struct cfg_log *lg)
+{
+    static const char *const keys[] = {"connections", "path", "flush_interval_ms", "ring_size",
+                                       NULL};
+    lg->ring_size = DEF_LOG_RING_SIZE;
+    json_t *v = json_object_get(root, "log");
+    if (!v || !cfg_is_object(c, v, "log"))
+        return;
+    cfg_check_keys(c, v, "log", keys);
+    json_t *on = json_object_get(v, "connections");
+    if (on && !json_is_boolean(on))
+        cfg_fail(c, "log.connections", "expected true or false, got %s", cfg_type_name(on));
+    lg->connections = json_is_true(on);
+    lg->path = cfg_get_string(c, v, "log", "path", 0, NULL);
+    lg->flush_interval_ms = cfg_get_uint(c, v, "log", "flush_interval_ms", 0, 0, MAX_TIMEOUT_MS);
+    lg->ring_size = cfg_get_uint(c, v, "log", "ring_size", DEF_LOG_RING_SIZE, 1, MAX_LOG_RING_SIZE);
+}
+
 /* An eighth of the machine's memory, at least 64 MiB: one greedy flow or a
  * crowd of slow readers cannot make the kernel OOM-kill the proxy. */
 static unsigned long long default_buffer_memory_limit(void)
@@ -447,12 +468,14 @@ static void parse_root(struct cfg_ctx *c, json_t *root, struct config *cfg)
                                        "admin",
                                        "listeners",
                                        "pools",
+                                       "log",
                                        NULL};
     if (!cfg_is_object(c, root, "(top level)"))
         return;
     cfg_check_keys(c, root, "", keys);
     parse_process(c, root, cfg);
     parse_admin(c, root, &cfg->admin);
+    parse_log(c, root, &cfg->log);
     parse_pools(c, root, cfg);
     parse_listeners(c, root, cfg);
 }
@@ -556,6 +579,7 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->admin.nallowed_hosts; i++)
         free(cfg->admin.allowed_hosts[i]);
     free(cfg->admin.allowed_hosts);
+    free(cfg->log.path);
     free(cfg->user);
     free(cfg->group);
     free(cfg->path);

@@ -111,6 +111,8 @@ static inline __attribute__((always_inline)) int pump_dir(struct session *s, int
         }
         if (n == 0) {
             src->flags |= SIDE_EOF;
+            if (!(dst->flags & SIDE_EOF))
+                src->flags |= SIDE_EOF_FIRST;
             continue; /* flush what is left, then pump_session forwards the EOF */
         }
         if (n < 0) {

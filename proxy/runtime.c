@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "connlog.h"
 #include "health.h"
 #include "log.h"
 #include "session.h"
@@ -63,6 +64,14 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
         /* A zeroed timer would read as armed (heap slot 0): initialise it now. */
         timer_init(&rt->housekeeping[i].timer, housekeeping, &rt->housekeeping[i]);
         rt->housekeeping[i].rt = rt;
+        timer_init(&rt->workers[i].log_flush, session_log_flush, &rt->workers[i]);
+    }
+    /* A ring per sub-reactor (sessions live there), none for the main reactor. */
+    if (cfg->log.connections && (err = connlog_create(&cfg->log, rt->nworkers - 1, &rt->log)))
+        goto fail;
+    for (size_t i = 1; rt->log && i < rt->nworkers; i++) {
+        rt->workers[i].log = connlog_ring(rt->log, i - 1);
+        rt->workers[i].log_flush_ms = cfg->log.flush_interval_ms;
     }
     for (size_t i = 0; i < cfg->npools; i++, rt->npools++)
         if ((err = pool_init(&rt->pools[i], &cfg->pools[i])))
@@ -156,6 +165,15 @@ int runtime_start(struct runtime *rt)
     }
     for (size_t i = 1; i < rt->nworkers; i++)
         poller_timer_start(rt->workers[i].poller, &rt->housekeeping[i].timer, HOUSEKEEPING_MS);
+    for (size_t i = 1; rt->log && i < rt->nworkers; i++)
+        if (rt->workers[i].log_flush_ms)
+            poller_timer_start(rt->workers[i].poller, &rt->workers[i].log_flush,
+                               rt->workers[i].log_flush_ms);
+    if (rt->log) {
+        int err = connlog_start(rt->log);
+        if (err)
+            return err;
+    }
     /* Active checkers spread over the sub-reactors, one backend each. */
     for (size_t i = 0; i < rt->npools; i++) {
         struct pool *pl = &rt->pools[i];
@@ -210,6 +228,11 @@ struct pool *runtime_find_pool(struct runtime *rt, const char *name)
     return NULL;
 }
 
+void runtime_reopen_log(struct runtime *rt)
+{
+    connlog_reopen(rt->log);
+}
+
 uint64_t runtime_active_sessions(struct runtime *rt)
 {
     uint64_t n = 0;
@@ -234,6 +257,16 @@ void runtime_destroy(struct runtime *rt)
             poller_run_once(rt->workers[i].poller, 0);
             counter_sub(&rt->workers[i].c.pipes_cached, pipe_cache_close(&rt->workers[i].pipes));
         }
+        /* Every session is closed and its line in a ring: the logger writes
+         * them out, then stops: nothing can fill a ring any more. */
+        connlog_destroy(rt->log);
+        rt->log = NULL;
+        uint64_t dropped = 0;
+        for (size_t i = 1; rt->workers && i < rt->nworkers; i++)
+            dropped += counter_get(&rt->workers[i].c.log_dropped);
+        if (dropped) /* the stats can no longer be read: say it once */
+            log_warn("connection log: %llu lines dropped (a poller's ring was full)",
+                     (unsigned long long)dropped);
         for (size_t i = 0; i < rt->nlisteners; i++)
             for (size_t w = 0; w < rt->nworkers; w++)
                 listener_close_on(&rt->listeners[i], rt->workers[w].poller);
@@ -243,6 +276,7 @@ void runtime_destroy(struct runtime *rt)
                 health_check_detach(set->b[j]);
         }
     }
+    connlog_destroy(rt->log); /* built but the pollers never were */
     for (size_t i = 0; i < rt->nlisteners; i++)
         listener_fini(&rt->listeners[i]);
     for (size_t i = 0; i < rt->npools; i++)

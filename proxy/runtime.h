@@ -17,6 +17,7 @@
 #include "reactor/pollmgr.h"
 #include "worker.h"
 
+struct connlog;
 struct housekeeping;
 
 struct runtime {
@@ -36,6 +37,7 @@ struct runtime {
     pthread_mutex_t control;
     atomic_uint shed_rate_per_s; /* forced closes per second, all sub-reactors; 0: at once */
     atomic_int shedding;         /* runtime_shed(): the shutdown grace is over */
+    struct connlog *log;         /* owned: the connection log; NULL when log.connections is off */
 };
 
 enum {
@@ -70,6 +72,10 @@ pthread_mutex_t *runtime_control(struct runtime *rt);
  * takes the control lock and removes retired backends whose last session
  * ended (backend_edit_reap). */
 void runtime_control_tick(struct runtime *rt);
+/* Any thread (the signal loop, on SIGUSR1): the connection log reopens its
+ * file (logrotate). Nothing when the log is off or goes to stdout. */
+void runtime_reopen_log(struct runtime *rt);
 
-/* Stops the pollers, closes what is still open, frees everything. */
+/* Stops the pollers, closes what is still open (their lines reach the
+ * connection log), frees everything. */
 void runtime_destroy(struct runtime *rt);

@@ -53,6 +53,8 @@ enum {
     SIDE_SHUT = 1u << 3,   /* we sent shutdown(SHUT_WR) on this fd */
     SIDE_PAUSED = 1u << 4, /* its buffer (linkbuf, or a pipe) passed the high watermark */
     SIDE_HUP = 1u << 5,    /* epoll said the peer shut or reset: read on to the end */
+    SIDE_EOF_FIRST =
+        1u << 6, /* its EOF came before the other side's: who ended (the log's cause) */
 };
 
 struct side {
@@ -79,6 +81,8 @@ struct session {
     uint64_t dial_started_ns; /* ... when the last dial (backend, address) began */
     uint64_t connected_ns;    /* ... when the upstream connect completed; 0 before */
     uint64_t first_byte_ns;   /* ... when the backend's first byte was relayed; 0 before */
+    uint64_t bytes_in;        /* relayed client → backend (the connection log's) */
+    uint64_t bytes_out;       /* relayed backend → client */
     uint64_t client_key;      /* hashed client address, for source_hash */
     struct sock_addr client;  /* the client's address and port: accepted, or its PROXY header's */
     /* The address the client connected to, per its PROXY header; family 0

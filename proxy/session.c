@@ -119,6 +119,7 @@ static void adopt(struct poller *p, struct poller_task *t, void *arg)
     /* TCP_NODELAY came with the fd: accepted sockets inherit the listener's. */
     /* Not registered: closed here, as session_close only closes registered fds. */
     if (poller_register_or_close(p, &s->side[SIDE_CLIENT].op, POLL_READ | POLL_WRITE | POLL_EDGE)) {
+        session_set_cause(s, SESSION_CAUSE_LIMIT); /* epoll or memory: this host's limit */
         session_close(s, 0);
         return;
     }
@@ -257,6 +258,13 @@ void session_close(struct session *s, unsigned reset_sides)
         return;
     struct worker *w = s->w;
     struct poller *p = w->poller;
+    /* No cause named: both directions ended (the pump's normal end), and
+     * the side whose EOF came first ended the session. */
+    if (!s->cause && (s->side[SIDE_CLIENT].flags & SIDE_EOF_FIRST))
+        session_set_cause(s, SESSION_CAUSE_CLIENT_EOF);
+    else if (!s->cause && (s->side[SIDE_UPSTREAM].flags & SIDE_EOF_FIRST))
+        session_set_cause(s, SESSION_CAUSE_BACKEND_EOF);
+    session_log_close(s); /* while s->backend still names what it dialed */
     s->state = SESSION_CLOSED;
     for (int i = 0; i < 2; i++) {
         struct side *sd = &s->side[i];
@@ -333,10 +341,14 @@ void session_account(struct session *s, int d, size_t n)
     struct worker *w = s->w;
     if (d == SIDE_CLIENT) {
         counter_add(&w->c.bytes_in, n);
-    } else if (!s->first_byte_ns) {
-        s->first_byte_ns = clock_mono_ns();
-        backend_latency_record(s->backend, w->id, BACKEND_LATENCY_FIRST_BYTE,
-                               s->first_byte_ns - s->connected_ns);
+        s->bytes_in += n;
+    } else {
+        s->bytes_out += n;
+        if (!s->first_byte_ns) {
+            s->first_byte_ns = clock_mono_ns();
+            backend_latency_record(s->backend, w->id, BACKEND_LATENCY_FIRST_BYTE,
+                                   s->first_byte_ns - s->connected_ns);
+        }
     }
     if (d == SIDE_CLIENT) {
         atomic_fetch_add_explicit(&s->backend->bytes_in, n, memory_order_relaxed);

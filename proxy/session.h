@@ -44,6 +44,11 @@ unsigned session_shed(struct worker *w, unsigned max);
  * memory (buffer_memory_limit); runtime.c arms nothing, session.c does. */
 void session_starve_retry(void *loop, struct timer *t, void *data);
 
+/* The worker's timer callback for the connection log's periodic lines
+ * (log.flush_interval_ms; data: the worker): a "flush" line for each of its
+ * sessions open at least that long. session_log.c. */
+void session_log_flush(void *loop, struct timer *t, void *data);
+
 /* Between the session's own files (session.c, session_dial.c, the pump and
  * its transports); owner thread only. */
 
@@ -69,6 +74,8 @@ void session_close(struct session *s, unsigned reset_sides); /* SESSION_RESET_BO
 /* Arms the session's timer for a relaying session: the idle timeout from
  * last_active_ms, or its max age if that comes first; nothing if neither. */
 void session_arm_timer(struct session *s);
+/* session_log.c: the session's "close" line, if the connection log is on. */
+void session_log_close(struct session *s);
 void session_account(struct session *s, int d, size_t n); /* n bytes relayed out of side d */
 /* Out of buffer memory on this poller: stop reading (the readiness stays
  * cached) and try again shortly, when writes may have freed blocks. */

@@ -56,6 +56,7 @@ static int may_retry(struct session *s, struct backend *b, int err)
     pool_done(s->pool, b, outcome);
     if (outcome == POOL_LOCAL_ERROR) {
         counter_add(&s->w->c.local_errors, 1);
+        session_set_cause(s, SESSION_CAUSE_LIMIT); /* this host's fds or memory, not the backend */
         give_up(s);
         return 0;
     }

@@ -11,6 +11,7 @@
 #include "reactor/counter.h"
 #include "reactor/poller.h"
 
+struct logring;
 struct session;
 
 /* Per-poller proxy counters: written by the owning poller thread only
@@ -34,6 +35,8 @@ struct worker_counters {
     atomic_uint_fast64_t local_errors;       /* dials, checks that failed here (EMFILE...) */
     atomic_uint_fast64_t pipes_in_use;       /* splice: pipes holding a direction's bytes */
     atomic_uint_fast64_t pipes_cached;       /* splice: empty pipes kept for reuse */
+    atomic_uint_fast64_t log_lines;          /* connection log lines handed to the logger */
+    atomic_uint_fast64_t log_dropped;        /* ... dropped: this poller's ring was full */
 };
 
 struct worker {
@@ -43,6 +46,11 @@ struct worker {
     struct session *retrying;  /* not owned: the starved batch being retried now */
     struct timer starve_retry; /* retries the starved list (the session layer's callback) */
     struct pipe_cache pipes;
+    /* The connection log (proxy/connlog.h): this poller's ring, which it
+     * alone fills; NULL when log.connections is off. Not owned (the runtime's). */
+    struct logring *log;
+    struct timer log_flush; /* periodic lines (session_log.c's callback); armed by runtime */
+    unsigned log_flush_ms;  /* log.flush_interval_ms; 0: no periodic lines */
     struct worker_counters c;
     unsigned id;                 /* poller_id(poller): its slot in per-poller tables */
     struct histogram adopt_wait; /* accept -> adoption on this poller (owner-only) */

@@ -2,7 +2,7 @@
  * (pollers, listeners) wiring, and signals: SIGTERM/SIGINT turn /readyz 503,
  * keep accepting for shutdown_delay_ms, stop accepting and let sessions finish
  * within shutdown_grace_ms, then close the rest at shed_rate_per_s; a second
- * one stops at once. */
+ * one stops at once; SIGUSR1 reopens the connection log (logrotate). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
@@ -44,7 +44,8 @@ static void usage(FILE *f)
                "  -h, --help         this text\n"
                "Signals: SIGTERM/SIGINT turn /readyz 503, keep accepting for shutdown_delay_ms,\n"
                "stop accepting and let sessions finish within shutdown_grace_ms, then close\n"
-               "the rest at shed_rate_per_s and exit 0; a second one exits at once.\n");
+               "the rest at shed_rate_per_s and exit 0; a second one exits at once.\n"
+               "SIGUSR1 reopens the connection log file (log.path), for logrotate.\n");
 }
 
 /* The wait for the last sessions: what it looks at, the signals that end it. */
@@ -69,6 +70,8 @@ static int second_signal(void *arg, unsigned ms)
 {
     struct timespec tick = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     int sig = sigtimedwait(((struct sessions_wait *)arg)->sigs, NULL, &tick);
+    if (sig == SIGUSR1) /* logrotate does not know we are stopping */
+        runtime_reopen_log(((struct sessions_wait *)arg)->rt);
     return sig == SIGTERM || sig == SIGINT ? 2 : 0;
 }
 
@@ -165,10 +168,12 @@ static void take_signals(sigset_t *sigs)
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGHUP, on_signal);
+    signal(SIGUSR1, on_signal);
     sigemptyset(sigs);
     sigaddset(sigs, SIGTERM);
     sigaddset(sigs, SIGINT);
     sigaddset(sigs, SIGHUP);
+    sigaddset(sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, sigs, NULL);
 }
 
@@ -271,6 +276,10 @@ static int serve(struct runtime *rt, struct admin *admin, const sigset_t *sigs,
         }
         if (sig == SIGHUP) {
             log_warn("SIGHUP: config reload is not supported yet; keeping the running config");
+            continue;
+        }
+        if (sig == SIGUSR1) {
+            runtime_reopen_log(rt);
             continue;
         }
         if (sig == SIGTERM || sig == SIGINT) {

@@ -447,6 +447,38 @@ START_TEST(listener_routes)
 }
 END_TEST
 
+/* "log": the connection log's keys, their defaults and their errors. */
+START_TEST(log_keys_defaults_and_errors)
+{
+    const char *json = "{" LISTENER_OK "," POOL_OK "}";
+    struct config *cfg;
+    char *errors;
+    ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+    ck_assert_int_eq(cfg->log.connections, 0); /* off unless asked */
+    ck_assert_ptr_null(cfg->log.path);         /* stdout */
+    ck_assert_uint_eq(cfg->log.flush_interval_ms, 0);
+    ck_assert_uint_eq(cfg->log.ring_size, 4096);
+    config_free(cfg);
+    json = "{\"log\":{\"connections\":true,\"path\":\"/var/log/sluice/conn.log\","
+           "\"flush_interval_ms\":5000,\"ring_size\":16}," LISTENER_OK "," POOL_OK "}";
+    ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+    ck_assert_int_eq(cfg->log.connections, 1);
+    ck_assert_str_eq(cfg->log.path, "/var/log/sluice/conn.log");
+    ck_assert_uint_eq(cfg->log.flush_interval_ms, 5000);
+    ck_assert_uint_eq(cfg->log.ring_size, 16);
+    config_free(cfg);
+    expect_error("{\"log\":{\"connections\":1}," LISTENER_OK "," POOL_OK "}",
+                 "t.json: log.connections: expected true or false, got an integer");
+    expect_error("{\"log\":{\"ring_size\":0}," LISTENER_OK "," POOL_OK "}", "log.ring_size");
+    expect_error("{\"log\":{\"ring_size\":2000000}," LISTENER_OK "," POOL_OK "}", "log.ring_size");
+    expect_error("{\"log\":{\"flush_interval_ms\":-1}," LISTENER_OK "," POOL_OK "}",
+                 "log.flush_interval_ms");
+    expect_error("{\"log\":{\"path\":\"\"}," LISTENER_OK "," POOL_OK "}", "log.path");
+    expect_error("{\"log\":{\"file\":\"x\"}," LISTENER_OK "," POOL_OK "}", "log.file: unknown key");
+    expect_error("{\"log\":true," LISTENER_OK "," POOL_OK "}", "log: expected an object");
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("config");
@@ -469,6 +501,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, address_round_trip);
     tcase_add_test(tc, proxy_protocol_keys);
     tcase_add_test(tc, listener_routes);
+    tcase_add_test(tc, log_keys_defaults_and_errors);
     suite_add_tcase(s, tc);
     return s;
 }
