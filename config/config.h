@@ -78,6 +78,17 @@ struct cfg_pool {
     size_t nbackends;
 };
 
+/* A listener's "per_source" limits (README "Per-source limits"): clients are
+ * grouped by prefix (source_prefix_v4/_v6) and each group is capped. */
+struct cfg_per_source {
+    int enabled;              /* the listener has a "per_source" object */
+    unsigned max_connections; /* open sessions per source; 0: no cap */
+    unsigned rate_per_s;      /* new connections per second per source; 0: no rate limit */
+    unsigned burst;           /* connections at once above the rate; default rate_per_s */
+    int reset;                /* refuse with a RST instead of a FIN */
+    unsigned max_sources;     /* table entries (a power of two): sources tracked at once */
+};
+
 struct cfg_listener {
     char *name;   /* owned */
     char *listen; /* owned: as written */
@@ -86,6 +97,9 @@ struct cfg_listener {
     size_t pool_index;
     unsigned max_connections; /* 0: unlimited */
     unsigned backlog;
+    struct cfg_per_source per_source;
+    unsigned source_prefix_v4; /* bits of a client's IPv4 address that name its source */
+    unsigned source_prefix_v6; /* ... of an IPv6 address */
 };
 
 struct cfg_admin {

@@ -15,6 +15,7 @@
 
 #include "config_addr.h"
 #include "config_json.h"
+#include "config_source.h"
 #define DEF_POLLERS                0
 #define DEF_SHUTDOWN_GRACE_MS      10000
 #define DEF_ADMIN_LISTEN           "127.0.0.1:9090"
@@ -188,8 +189,8 @@ static void parse_pool(struct cfg_ctx *c, json_t *v, const char *path, struct cf
 
 static void parse_listener(struct cfg_ctx *c, json_t *v, const char *path, struct cfg_listener *l)
 {
-    static const char *const keys[] = {"name",    "listen", "pool", "max_connections",
-                                       "backlog", NULL};
+    static const char *const keys[] = {"name",    "listen",        "pool", "max_connections",
+                                       "backlog", CFG_SOURCE_KEYS, NULL};
     if (!cfg_is_object(c, v, path))
         return;
     cfg_check_keys(c, v, path, keys);
@@ -200,6 +201,7 @@ static void parse_listener(struct cfg_ctx *c, json_t *v, const char *path, struc
     l->max_connections =
         cfg_get_uint(c, v, path, "max_connections", DEF_MAX_CONNECTIONS, 0, 10u * 1000 * 1000);
     l->backlog = cfg_get_uint(c, v, path, "backlog", DEF_BACKLOG, 1, 65535);
+    cfg_parse_source_limits(c, v, path, l);
 }
 
 /* A DNS name as a Host header carries it: letters, digits and '-' in

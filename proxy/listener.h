@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "reactor/poller.h"
+#include "source_limit.h"
 
 struct pool;
 struct pollmgr;
@@ -20,10 +21,13 @@ struct listener;
 
 /* Called on the poller p that accepted fd (the main reactor, or with
  * "reuseport" the sub-reactor that owns the socket) from peer (the client's
- * address, as accept4 gave it). Takes ownership of fd: returns 0, or -errno
- * with fd already closed (the listener counts a refusal). */
+ * address, as accept4 gave it). Takes ownership of fd and, on success, of
+ * source: the connection's place in l->sources (SOURCE_NONE when
+ * untracked), given back with source_limit_release when it ends. Returns 0,
+ * or -errno with fd already closed (the listener counts a refusal and gives
+ * source back). */
 typedef int (*listener_conn_cb)(struct listener *l, struct poller *p, int fd,
-                                const struct sockaddr *peer, void *data);
+                                const struct sockaddr *peer, uint32_t source, void *data);
 
 struct listen_sock {
     struct listener *l; /* not owned: its listener */
@@ -49,7 +53,11 @@ struct listener {
      * decremented by the sub-reactor that ends the session (atomic RMW). */
     atomic_uint_fast64_t active_connections;
     atomic_uint_fast64_t accepted; /* atomic RMW: several accepting threads with reuseport */
-    atomic_uint_fast64_t refused;
+    atomic_uint_fast64_t refused;  /* every refusal, per-source ones included */
+    /* Per-source limits (NULL: none): decided at accept, before on_conn. */
+    struct source_limit *sources; /* owned */
+    int source_reset;             /* refuse with a RST */
+    atomic_uint_fast64_t refused_source_limit;
 };
 
 /* pm gives the pollers that own the sockets: its main reactor, or with

@@ -78,6 +78,7 @@ struct session {
     uint64_t first_byte_ns;   /* ... when the backend's first byte was relayed; 0 before */
     uint64_t client_key;      /* hashed client address, for source_hash */
     struct sock_addr client;  /* the client's address and port, as accepted */
+    uint32_t source;          /* its place in listener->sources (SOURCE_NONE: none) */
     uint8_t state;
     uint8_t attempts;   /* backends tried */
     uint8_t addr_index; /* which of the backend's addresses is being dialed */
