@@ -10,7 +10,9 @@ metrics."""
 
 import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import time
 import unittest
@@ -18,7 +20,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ProxyTest, listen_port, simple_config, wait_until
+from harness import ProxyTest, free_port, listen_port, simple_config, wait_until
 
 TAG = b"T"
 
@@ -239,6 +241,74 @@ class SourceLimitTest(ProxyTest):
             self.assertIn("top", body["detail"])
         self.served(listen_port(cfg), "127.0.0.2")
         self.assertEqual(sources(cfg, top=5)["sources"], [{"source": "127.0.0.2/32", "open": 1, "refused": 0}])
+
+
+INNER = "SLUICE_SOURCE_LIMIT_NETNS"  # set when this file runs inside its namespace
+
+
+class Ipv6SourcesInANamespace(ProxyTest):
+    """100k clients, each from its own IPv6 /64. Binding them needs addresses
+    nobody routes by default, so the test runs itself again inside a network
+    namespace of its own (root: `unshare -n`), where 2001:db8::/32 is a local
+    route on lo and non-local binds are allowed."""
+
+    SOURCES = 100000
+    CAPACITY = 1024
+
+    def test_table_stays_bounded_under_100k_ipv6_sources(self):
+        if os.environ.get(INNER):
+            self._inside()
+            return
+        if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+            self.skipTest("needs root, unshare and ip (iproute2) for a network namespace")
+        env = dict(os.environ, **{INNER: "1"})
+        r = subprocess.run(["unshare", "-n", sys.executable, os.path.abspath(__file__),
+                            "Ipv6SourcesInANamespace"], env=env, capture_output=True, text=True,
+                           timeout=280)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("OK", r.stderr)
+
+    def _inside(self):
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "-6", "route", "add", "local", "2001:db8::/32", "dev", "lo"], check=True)
+        with open("/proc/sys/net/ipv6/ip_nonlocal_bind", "w") as f:
+            f.write("1")  # this namespace's own setting
+        # No backend listens: each session dials a closed port, gives up
+        # (retries 0) and resets its client; what counts is that it held a
+        # place in the table and gave it back.
+        cfg = simple_config([free_port()], retries=0)
+        port = free_port()
+        cfg["listeners"][0]["listen"] = f"[::1]:{port}"
+        cfg["listeners"][0]["per_source"] = {"max_connections": 4, "max_sources": self.CAPACITY}
+        s = self.sluice(cfg)
+
+        def run(lo, hi):
+            for i in range(lo, hi):
+                c = socket.socket(socket.AF_INET6)
+                c.settimeout(10)
+                c.bind((f"2001:db8:{i >> 16:x}:{i & 0xffff:x}::1", 0))
+                try:
+                    c.connect(("::1", port))
+                    self.assertEqual(c.recv(1), b"")
+                except ConnectionResetError:
+                    pass
+                finally:
+                    c.close()
+
+        run(0, 5000)
+        rss_before = s.rss_kib()
+        run(5000, self.SOURCES)
+        rss_after = s.rss_kib()
+        st = listener_stats(cfg)
+        ps = st["per_source"]
+        print(ps, rss_before, rss_after, file=sys.stderr)
+        self.assertEqual(st["accepted"], self.SOURCES)
+        self.assertLessEqual(ps["sources_tracked"], self.CAPACITY)
+        self.assertGreaterEqual(ps["sources_evicted"] + ps["sources_untracked"],
+                                self.SOURCES - self.CAPACITY)
+        self.assertLessEqual(ps["sources_untracked"], self.SOURCES // 10)
+        self.assertEqual(ps["table_bytes"], self.CAPACITY * 48)
+        self.assertLess(rss_after - rss_before, 4096, f"{rss_before} -> {rss_after} KiB")
 
 
 if __name__ == "__main__":
