@@ -27,6 +27,9 @@
 #define NS_PER_S      1000000000ull
 #define ACQUIRE_TRIES 8 /* lost races before a connection goes on untracked */
 
+/* README "Per-source limits" states the bytes per tracked source. */
+_Static_assert(sizeof(struct source_entry) == 48, "a tracked source is 48 bytes");
+
 enum { KEY_LIVE = 1, KEY_EVICTING = 2, KEY_CLAIMING = 3, KEY_STATE = 3 };
 #define OPEN_MASK 0xffffffffull
 #define GEN_ONE   (1ull << 32)
