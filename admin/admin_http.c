@@ -161,6 +161,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         .method = method,
         .path = url,
         .wait = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "wait"),
+        .top = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "top"),
         .host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
         .origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN),
         .authorization =

@@ -32,6 +32,8 @@
 #define DEADLINE_MAX_MS (24u * 3600 * 1000)
 #define NAME_MAX_LEN    64
 #define WEIGHT_MAX      1000
+#define SOURCES_TOP_DEF 10 /* listeners/NAME/sources without ?top= */
+#define SOURCES_TOP_MAX 1000
 
 int admin_ctx_init(struct admin_ctx *a, struct runtime *rt, const char *token)
 {
@@ -368,6 +370,40 @@ static void route_backend(struct admin_ctx *a, const struct admin_request *rq,
         disable(rq, rs, b);
 }
 
+/* GET /api/v1/listeners/NAME/sources?top=N: the N most limited sources. */
+static void listener_sources(struct runtime *rt, const struct admin_request *rq,
+                             struct admin_response *rs, const char *name)
+{
+    const struct listener *l = NULL;
+    for (size_t i = 0; i < rt->nlisteners && !l; i++)
+        if (strcmp(rt->listeners[i].name, name) == 0)
+            l = &rt->listeners[i];
+    if (!l) {
+        reply_fail(rs, 404, "not found", "no listener named %.64s", name);
+        return;
+    }
+    if (!method_is(rq, "GET")) {
+        reply_not_allowed(rq, rs, "GET");
+        return;
+    }
+    if (!l->sources) {
+        reply_fail(rs, 404, "not found", "listener %s has no per_source limits", l->name);
+        return;
+    }
+    long long top = SOURCES_TOP_DEF;
+    if (rq->top) {
+        char *end;
+        errno = 0;
+        top = strtoll(rq->top, &end, 10);
+        if (errno || end == rq->top || *end || top < 1 || top > SOURCES_TOP_MAX) {
+            reply_fail(rs, 400, "bad request", "top: expected a whole number from 1 to %d",
+                       SOURCES_TOP_MAX);
+            return;
+        }
+    }
+    reply_json(rs, 200, view_listener_sources(l, (size_t)top));
+}
+
 static void route_api(struct admin_ctx *a, const struct admin_request *rq,
                       struct admin_response *rs, char seg[][SEGMENT_MAX], int n)
 {
@@ -385,6 +421,10 @@ static void route_api(struct admin_ctx *a, const struct admin_request *rq,
             reply_not_allowed(rq, rs, "GET");
         } else
             reply_json(rs, 200, v);
+        return;
+    }
+    if (n == 5 && strcmp(seg[2], "listeners") == 0 && strcmp(seg[4], "sources") == 0) {
+        listener_sources(rt, rq, rs, seg[3]);
         return;
     }
     if (n < 3 || strcmp(seg[2], "pools") != 0) {

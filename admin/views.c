@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "views.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,24 @@ static json_t *view_routes(const struct listener *l)
     return a;
 }
 
+/* The listener's per-source limits as configured, and the table's state;
+ * null when it has none. */
+static json_t *view_per_source(const struct listener *l)
+{
+    const struct source_limit *t = l->sources;
+    if (!t)
+        return json_null();
+    const struct source_limit_opts *o = &t->opts;
+    return json_pack("{s:I, s:I, s:I, s:b, s:I, s:I, s:I, s:o, s:o, s:o, s:o}", "max_connections",
+                     (json_int_t)o->max_connections, "rate_per_s", (json_int_t)o->rate_per_s,
+                     "burst", (json_int_t)o->burst, "reset", l->source_reset, "source_prefix_v4",
+                     (json_int_t)o->prefix_v4, "source_prefix_v6", (json_int_t)o->prefix_v6,
+                     "max_sources", (json_int_t)o->capacity, "sources_tracked",
+                     u64(source_limit_tracked(t)), "sources_evicted", u64(GET(t->evicted)),
+                     "sources_untracked", u64(GET(t->untracked)), "table_bytes",
+                     u64(source_limit_bytes(t)));
+}
+
 json_t *view_listener(const struct listener *l)
 {
     json_t *o = json_pack(
@@ -101,7 +120,31 @@ json_t *view_listener(const struct listener *l)
     json_object_set_new(o, "routes", view_routes(l));
     json_object_set_new(o, "no_route", u64(GET(l->no_route)));
     json_object_set_new(o, "bad_hello", u64(GET(l->bad_hello)));
+    json_object_set_new(o, "refused_source_limit", u64(GET(l->refused_source_limit)));
+    json_object_set_new(o, "per_source", view_per_source(l));
     return o;
+}
+
+json_t *view_listener_sources(const struct listener *l, size_t top)
+{
+    const struct source_limit *t = l->sources;
+    struct source_stat *st = calloc(top ? top : 1, sizeof(*st));
+    if (!st)
+        return NULL;
+    size_t n = source_limit_top(t, st, top);
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char src[INET6_ADDRSTRLEN + 8];
+        source_stat_format(&st[i], src, sizeof(src));
+        json_array_append_new(a, json_pack("{s:s, s:I, s:I}", "source", src, "open",
+                                           (json_int_t)st[i].open, "refused",
+                                           (json_int_t)st[i].refused));
+    }
+    free(st);
+    return json_pack("{s:s, s:o, s:o, s:I, s:o, s:o}", "listener", l->name, "sources_tracked",
+                     u64(source_limit_tracked(t)), "refused_source_limit",
+                     u64(GET(l->refused_source_limit)), "max_sources", (json_int_t)t->opts.capacity,
+                     "table_bytes", u64(source_limit_bytes(t)), "sources", a);
 }
 
 json_t *view_listeners(struct runtime *rt)
@@ -299,6 +342,16 @@ static const struct metric poller_metrics[] = {
 };
 
 /* Listeners: obj is a struct listener. */
+static double sources_tracked(const void *obj, size_t off)
+{
+    const struct listener *l = obj;
+    return l->sources ? (double)source_limit_tracked(l->sources) : 0;
+}
+static double source_counter(const void *obj, size_t off)
+{
+    const struct listener *l = obj;
+    return l->sources ? counter_at(l->sources, off) : 0;
+}
 #define LC(f) counter_at, offsetof(struct listener, f)
 static const struct metric listener_metrics[] = {
     {"sluice_listener_active_connections", "gauge", "Sessions open from the listener.",
@@ -317,6 +370,16 @@ static const struct metric listener_metrics[] = {
     {"sluice_listener_bad_hello_total", "counter",
      "Connections to a routed listener closed: no whole, well-formed TLS ClientHello.",
      LC(bad_hello)},
+    {"sluice_listener_refused_source_limit_total", "counter",
+     "Connections refused for a per-source limit.", LC(refused_source_limit)},
+    {"sluice_listener_sources_tracked", "gauge", "Client sources in the per-source table.",
+     sources_tracked, 0},
+    {"sluice_listener_sources_evicted_total", "counter",
+     "Idle sources forgotten to make room for new ones.", source_counter,
+     offsetof(struct source_limit, evicted)},
+    {"sluice_listener_sources_untracked_total", "counter",
+     "Connections let through untracked: no room in the per-source table.", source_counter,
+     offsetof(struct source_limit, untracked)},
 };
 
 /* Backends: obj is a struct backend. */

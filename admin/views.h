@@ -4,6 +4,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct backend;
@@ -16,6 +17,9 @@ json_t *view_poller(const struct worker *w);
 json_t *view_pollers(struct runtime *rt);
 json_t *view_listener(const struct listener *l);
 json_t *view_listeners(struct runtime *rt);
+/* The top most limited sources of l (which has per-source limits); NULL
+ * without memory. */
+json_t *view_listener_sources(const struct listener *l, size_t top);
 json_t *view_backend(const struct backend *b);
 json_t *view_pool(struct pool *pl);
 json_t *view_pools(struct runtime *rt);

@@ -99,6 +99,17 @@ struct cfg_route {
     size_t pool_index;
 };
 
+/* A listener's "per_source" limits (README "Per-source limits"): clients are
+ * grouped by prefix (source_prefix_v4/_v6) and each group is capped. */
+struct cfg_per_source {
+    int enabled;              /* the listener has a "per_source" object */
+    unsigned max_connections; /* open sessions per source; 0: no cap */
+    unsigned rate_per_s;      /* new connections per second per source; 0: no rate limit */
+    unsigned burst;           /* connections at once above the rate; default rate_per_s */
+    int reset;                /* refuse with a RST instead of a FIN */
+    unsigned max_sources;     /* table entries (a power of two): sources tracked at once */
+};
+
 struct cfg_listener {
     char *name;   /* owned */
     char *listen; /* owned: as written */
@@ -111,6 +122,9 @@ struct cfg_listener {
     unsigned inspect_timeout_ms; /* what the listener reads first must come within it */
     struct cfg_route *routes;    /* owned array; NULL: every client goes to pool */
     size_t nroutes;
+    struct cfg_per_source per_source;
+    unsigned source_prefix_v4; /* bits of a client's IPv4 address that name its source */
+    unsigned source_prefix_v6; /* ... of an IPv6 address */
 };
 
 struct cfg_admin {

@@ -16,6 +16,7 @@
 #include "config_addr.h"
 #include "config_json.h"
 #include "config_routes.h"
+#include "config_source.h"
 #define DEF_POLLERS                0
 #define DEF_SHUTDOWN_GRACE_MS      10000
 #define DEF_SHUTDOWN_DELAY_MS      0
@@ -209,6 +210,7 @@ static void parse_listener(struct cfg_ctx *c, json_t *v, const char *path, struc
                                        "accept_proxy_protocol",
                                        "inspect_timeout_ms",
                                        "routes",
+                                       CFG_SOURCE_KEYS,
                                        NULL};
     if (!cfg_is_object(c, v, path))
         return;
@@ -234,6 +236,7 @@ static void parse_listener(struct cfg_ctx *c, json_t *v, const char *path, struc
     l->accept_proxy_protocol = cfg_get_bool(c, v, path, "accept_proxy_protocol", 0);
     l->inspect_timeout_ms =
         cfg_get_uint(c, v, path, "inspect_timeout_ms", DEF_INSPECT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS);
+    cfg_parse_source_limits(c, v, path, l);
 }
 
 /* A DNS name as a Host header carries it: letters, digits and '-' in

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "pool.h"
+#include "reactor/clock.h"
 #include "reactor/pollmgr.h"
 #include "sock.h"
 #include "worker.h"
@@ -20,6 +21,30 @@
 static void on_accept(struct poller *p, struct fdop *op, void *data);
 static void on_pause_over(void *loop, struct timer *t, void *data);
 static const struct fdop_ops listener_ops = {.on_read = on_accept};
+
+static int listener_sources_init(struct listener *l, const struct cfg_listener *cfg)
+{
+    const struct cfg_per_source *ps = &cfg->per_source;
+    if (!ps->enabled)
+        return 0;
+    struct source_limit_opts o = {.max_connections = ps->max_connections,
+                                  .rate_per_s = ps->rate_per_s,
+                                  .burst = ps->burst,
+                                  .prefix_v4 = cfg->source_prefix_v4,
+                                  .prefix_v6 = cfg->source_prefix_v6,
+                                  .capacity = ps->max_sources};
+    l->sources = malloc(sizeof(*l->sources));
+    if (!l->sources)
+        return -ENOMEM;
+    int err = source_limit_init(l->sources, &o);
+    if (err) {
+        free(l->sources);
+        l->sources = NULL;
+        return err;
+    }
+    l->source_reset = ps->reset;
+    return 0;
+}
 
 int listener_init(struct listener *l, const struct cfg_listener *cfg, struct pool *pool,
                   struct pollmgr *pm, int reuseport, listener_conn_cb on_conn, void *conn_data)
@@ -51,7 +76,10 @@ int listener_init(struct listener *l, const struct cfg_listener *cfg, struct poo
         fdop_init(&ls->op, -1, &listener_ops, ls);
         timer_init(&ls->pause, on_pause_over, ls);
     }
-    return 0;
+    int err = listener_sources_init(l, cfg);
+    if (err)
+        listener_fini(l); /* every socket is -1 by now */
+    return err;
 }
 
 int listener_open(struct listener *l)
@@ -149,8 +177,20 @@ static void on_accept(struct poller *p, struct fdop *op, void *data)
             refuse(l, w);
             continue;
         }
-        if (l->on_conn(l, p, fd, (const struct sockaddr *)&peer, l->conn_data) < 0)
+        uint32_t source = SOURCE_NONE;
+        if (l->sources && source_limit_acquire(l->sources, (const struct sockaddr *)&peer,
+                                               clock_mono_ns(), &source) != SOURCE_OK) {
+            if (l->source_reset)
+                sock_set_reset_on_close(fd);
+            close(fd);
+            atomic_fetch_add_explicit(&l->refused_source_limit, 1, memory_order_relaxed);
+            refuse(l, w);
+            continue;
+        }
+        if (l->on_conn(l, p, fd, (const struct sockaddr *)&peer, source, l->conn_data) < 0) {
+            source_limit_release(l->sources, source);
             refuse(l, w); /* the fd is closed already */
+        }
     }
 }
 
@@ -173,6 +213,10 @@ void listener_fini(struct listener *l)
     for (size_t i = 0; l->socks && i < l->nsocks; i++)
         if (l->socks[i].fd >= 0) /* never started, or its poller is gone */
             close(l->socks[i].fd);
+    if (l->sources)
+        source_limit_fini(l->sources);
+    free(l->sources);
+    l->sources = NULL;
     free(l->socks);
     free(l->name);
     free(l->listen);

@@ -14,6 +14,7 @@
 
 #include "config/config.h"
 #include "reactor/poller.h"
+#include "source_limit.h"
 
 struct pool;
 struct pollmgr;
@@ -37,10 +38,13 @@ struct listener_route {
 
 /* Called on the poller p that accepted fd (the main reactor, or with
  * "reuseport" the sub-reactor that owns the socket) from peer (the client's
- * address, as accept4 gave it). Takes ownership of fd: returns 0, or -errno
- * with fd already closed (the listener counts a refusal). */
+ * address, as accept4 gave it). Takes ownership of fd and, on success, of
+ * source: the connection's place in l->sources (SOURCE_NONE when
+ * untracked), given back with source_limit_release when it ends. Returns 0,
+ * or -errno with fd already closed (the listener counts a refusal and gives
+ * source back). */
 typedef int (*listener_conn_cb)(struct listener *l, struct poller *p, int fd,
-                                const struct sockaddr *peer, void *data);
+                                const struct sockaddr *peer, uint32_t source, void *data);
 
 struct listen_sock {
     struct listener *l; /* not owned: its listener */
@@ -83,6 +87,10 @@ struct listener {
     size_t nroutes;
     atomic_uint_fast64_t no_route;  /* a ClientHello no route took, and no default */
     atomic_uint_fast64_t bad_hello; /* first bytes that are no whole, well-formed ClientHello */
+    /* Per-source limits (NULL: none): decided at accept, before on_conn. */
+    struct source_limit *sources; /* owned */
+    int source_reset;             /* refuse with a RST */
+    atomic_uint_fast64_t refused_source_limit;
 };
 
 /* pm gives the pollers that own the sockets: its main reactor, or with

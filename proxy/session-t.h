@@ -88,6 +88,7 @@ struct session {
     /* The address the client connected to, per its PROXY header; family 0
      * without one (the client fd's own then: getsockname when needed). */
     struct sock_addr dst;
+    uint32_t source; /* its place in listener->sources (SOURCE_NONE: none) */
     uint8_t state;
     uint8_t attempts;   /* backends tried */
     uint8_t addr_index; /* which of the backend's addresses is being dialed */

@@ -130,7 +130,8 @@ static void adopt(struct poller *p, struct poller_task *t, void *arg)
     session_dial(s, NULL);
 }
 
-static struct session *session_new(struct listener *l, int fd, const struct sockaddr *peer)
+static struct session *session_new(struct listener *l, int fd, const struct sockaddr *peer,
+                                   uint32_t source)
 {
     struct session *s = calloc(1, sizeof(*s));
     if (!s)
@@ -139,6 +140,7 @@ static struct session *session_new(struct listener *l, int fd, const struct sock
     s->pool = l->pool;
     s->client_key = pool_client_key(l->pool, peer);
     sock_addr_from(&s->client, peer);
+    s->source = source;
     s->accepted_ns = clock_mono_ns();
     s->state = SESSION_NEW;
     fdop_init(&s->side[SIDE_CLIENT].op, fd, &session_io_ops, s);
@@ -150,9 +152,9 @@ static struct session *session_new(struct listener *l, int fd, const struct sock
 /* A sub-reactor that accepted fd itself (accept "reuseport"): the session
  * starts on this poller at once. */
 static int session_start_here(struct worker *w, struct listener *l, int fd,
-                              const struct sockaddr *peer)
+                              const struct sockaddr *peer, uint32_t source)
 {
-    struct session *s = session_new(l, fd, peer);
+    struct session *s = session_new(l, fd, peer, source);
     if (!s) {
         close(fd);
         return -ENOMEM;
@@ -163,9 +165,9 @@ static int session_start_here(struct worker *w, struct listener *l, int fd,
 
 /* Main reactor: posts the new session to the sub-reactor the poll manager picks. */
 static int session_handoff(struct pollmgr *pm, struct listener *l, int fd,
-                           const struct sockaddr *peer)
+                           const struct sockaddr *peer, uint32_t source)
 {
-    struct session *s = session_new(l, fd, peer);
+    struct session *s = session_new(l, fd, peer, source);
     if (!s) {
         close(fd);
         return -ENOMEM;
@@ -179,10 +181,10 @@ static int session_handoff(struct pollmgr *pm, struct listener *l, int fd,
 }
 
 int session_accept(struct listener *l, struct poller *p, int fd, const struct sockaddr *peer,
-                   void *pollers)
+                   uint32_t source, void *pollers)
 {
-    return l->reuseport ? session_start_here(poller_user(p), l, fd, peer)
-                        : session_handoff(pollers, l, fd, peer);
+    return l->reuseport ? session_start_here(poller_user(p), l, fd, peer, source)
+                        : session_handoff(pollers, l, fd, peer, source);
 }
 
 void session_starve_retry(void *loop, struct timer *t, void *data)
@@ -289,6 +291,7 @@ void session_close(struct session *s, unsigned reset_sides)
         s->backend = NULL;
     }
     atomic_fetch_sub_explicit(&s->listener->active_connections, 1, memory_order_relaxed);
+    source_limit_release(s->listener->sources, s->source);
     counter_sub(&w->c.active_connections, 1);
     if (s->prev)
         s->prev->next = s->next;

@@ -20,12 +20,13 @@ struct poller;
 struct worker;
 
 /* Every listener's listener_conn_cb: takes ownership of an accepted client fd
- * (on failure, -errno, the fd is already closed). Accepted on the main
+ * and of its place in the listener's source table (on failure, -errno, the fd
+ * is already closed and the place is still the caller's). Accepted on the main
  * reactor, the session is posted to the sub-reactor that pollmgr_pick(pollers)
  * gives; accepted by a sub-reactor itself (accept "reuseport"), it starts on
  * p at once. pollers: the struct pollmgr of the running proxy. */
 int session_accept(struct listener *l, struct poller *p, int fd, const struct sockaddr *peer,
-                   void *pollers);
+                   uint32_t source, void *pollers);
 
 /* Owner thread, or any thread once the worker's poller has stopped: closes
  * every session of the worker (a forced close: RST to both sides). Frees run

@@ -9,7 +9,7 @@ packages=(build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev chec
           redis-server redis-tools curl clang-format
           clang-14 libfuzzer-14-dev libclang-rt-14-dev valgrind cppcheck
           chromium chromium-driver python3-selenium prometheus haproxy openssl python3-grpcio
-          logrotate)
+          logrotate iproute2)
 # Installed with --no-install-recommends, as on a lean machine: every package a
 # build or test step needs is named here, even one that a fuller install would
 # pull in as a recommendation (libclang-rt-14-dev: clang's libFuzzer and

@@ -148,13 +148,16 @@ class Sluice(Proxy):
     binary = SLUICE
     accept = "main"
     zero_copy = "none"
+    per_source = None  # a listener's "per_source", or None
 
     def command(self):
         back = {"redis": self.be.redis, "iperf": self.be.iperf, "sockperf": self.be.sockperf}
         cfg = {"pollers": self.pollers, "shutdown_grace_ms": 0, "accept": self.accept,
                "admin": {"listen": f"127.0.0.1:{free_port()}"},
                "listeners": [{"name": k, "listen": f"127.0.0.1:{self.front[k]}", "pool": k,
-                              "max_connections": 100000} for k in back],
+                              "max_connections": 100000,
+                              **({"per_source": self.per_source} if self.per_source else {})}
+                             for k in back],
                "pools": [{"name": k, "zero_copy": self.zero_copy,
                           "backends": [{"name": k, "address": f"127.0.0.1:{p}"}]}
                          for k, p in back.items()]}
@@ -179,6 +182,14 @@ class SluiceReuseport(Sluice):
 class SluiceSplice(Sluice):
     name = "sluice_splice"
     zero_copy = "splice"
+
+
+class SluicePerSource(Sluice):
+    """Per-source limits on every listener, high enough never to refuse (every
+    client is 127.0.0.1: one source): the cost of the table at each accept
+    and close."""
+    name = "sluice_per_source"
+    per_source = {"max_connections": 100000, "rate_per_s": 1000000, "burst": 1000000}
 
 
 class HAProxy(Proxy):
@@ -329,6 +340,8 @@ def main():
                     help="add sluice with accept \"reuseport\" as a peer")
     ap.add_argument("--splice", action="store_true",
                     help="add sluice with zero_copy \"splice\" as a peer")
+    ap.add_argument("--per-source", action="store_true",
+                    help="add sluice with per_source limits that never refuse as a peer")
     ap.add_argument("--baseline", metavar="SLUICE_BIN",
                     help="add another sluice binary as a peer (the change's base)")
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "bench", "results.json"))
@@ -356,6 +369,7 @@ def main():
         for np in pollers:
             kinds = [Direct, HAProxy, Sluice] + ([SluiceReuseport] if args.reuseport else []) + \
                 ([SluiceSplice] if args.splice else []) + ([Nginx] if args.nginx else []) + \
+                ([SluicePerSource] if args.per_source else []) + \
                 ([SluiceBaseline] if args.baseline else [])
             samples = {k.name: [] for k in kinds}
             for rnd in range(args.rounds):

@@ -479,6 +479,85 @@ START_TEST(log_keys_defaults_and_errors)
 }
 END_TEST
 
+#define PS_LISTENER(extra)                                                                         \
+    "\"listeners\":[{\"name\":\"l\",\"listen\":\"127.0.0.1:7000\",\"pool\":\"p\"" extra "}]"
+
+static struct config *load_ok(const char *json)
+{
+    struct config *cfg = NULL;
+    char *errors = NULL;
+    if (config_load_buffer(json, strlen(json), "t.json", &cfg, &errors))
+        ck_abort_msg("unexpected errors:\n%s", errors);
+    return cfg;
+}
+
+/* "per_source" and the prefixes: absent is no limit; each key's default. */
+START_TEST(per_source_defaults_and_values)
+{
+    struct config *cfg = load_ok("{" LISTENER_OK "," POOL_OK "}");
+    const struct cfg_listener *l = &cfg->listeners[0];
+    ck_assert_int_eq(l->per_source.enabled, 0);
+    ck_assert_uint_eq(l->source_prefix_v4, 32);
+    ck_assert_uint_eq(l->source_prefix_v6, 64);
+    config_free(cfg);
+
+    cfg = load_ok("{" PS_LISTENER(",\"per_source\":{\"rate_per_s\":20}") "," POOL_OK "}");
+    l = &cfg->listeners[0];
+    ck_assert_int_eq(l->per_source.enabled, 1);
+    ck_assert_uint_eq(l->per_source.max_connections, 0);
+    ck_assert_uint_eq(l->per_source.rate_per_s, 20);
+    ck_assert_uint_eq(l->per_source.burst, 20); /* burst defaults to the rate */
+    ck_assert_int_eq(l->per_source.reset, 0);
+    ck_assert_uint_eq(l->per_source.max_sources, 65536);
+    config_free(cfg);
+
+    cfg = load_ok("{" PS_LISTENER(
+        ",\"per_source\":{\"max_connections\":5,\"rate_per_s\":10,\"burst\":3,\"reset\":true,"
+        "\"max_sources\":1024},\"source_prefix_v4\":24,\"source_prefix_v6\":48") "," POOL_OK "}");
+    l = &cfg->listeners[0];
+    ck_assert_uint_eq(l->per_source.max_connections, 5);
+    ck_assert_uint_eq(l->per_source.rate_per_s, 10);
+    ck_assert_uint_eq(l->per_source.burst, 3);
+    ck_assert_int_eq(l->per_source.reset, 1);
+    ck_assert_uint_eq(l->per_source.max_sources, 1024);
+    ck_assert_uint_eq(l->source_prefix_v4, 24);
+    ck_assert_uint_eq(l->source_prefix_v6, 48);
+    config_free(cfg);
+
+    cfg = load_ok("{" PS_LISTENER(",\"per_source\":{}") "," POOL_OK "}");
+    ck_assert_int_eq(cfg->listeners[0].per_source.enabled, 1); /* tracked, nothing capped */
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(per_source_errors_name_their_path)
+{
+    expect_error(
+        "{" PS_LISTENER(",\"per_source\":{\"max_conns\":1}") "," POOL_OK "}",
+        "t.json: listeners[0].per_source.max_conns: unknown key (expected one of: max_connections, "
+        "rate_per_s, burst, reset, max_sources)");
+    expect_error("{" PS_LISTENER(",\"per_source\":5") "," POOL_OK "}",
+                 "t.json: listeners[0].per_source: expected an object");
+    expect_error("{" PS_LISTENER(",\"per_source\":{\"reset\":1}") "," POOL_OK "}",
+                 "t.json: listeners[0].per_source.reset: expected true or false, got an integer");
+    expect_error("{" PS_LISTENER(",\"per_source\":{\"rate_per_s\":-1}") "," POOL_OK "}",
+                 "t.json: listeners[0].per_source.rate_per_s: expected an integer from 0 to");
+    expect_error(
+        "{" PS_LISTENER(",\"per_source\":{\"rate_per_s\":5,\"burst\":0}") "," POOL_OK "}",
+        "t.json: listeners[0].per_source.burst: expected at least 1 when rate_per_s is set");
+    expect_error("{" PS_LISTENER(",\"per_source\":{\"burst\":4}") "," POOL_OK "}",
+                 "t.json: listeners[0].per_source.burst: has no effect without rate_per_s");
+    expect_error("{" PS_LISTENER(",\"per_source\":{\"max_sources\":1000}") "," POOL_OK "}",
+                 "t.json: listeners[0].per_source.max_sources: expected a power of two");
+    expect_error("{" PS_LISTENER(",\"per_source\":{\"max_sources\":32}") "," POOL_OK "}",
+                 "t.json: listeners[0].per_source.max_sources: expected an integer from 64 to");
+    expect_error("{" PS_LISTENER(",\"source_prefix_v4\":33") "," POOL_OK "}",
+                 "t.json: listeners[0].source_prefix_v4: expected an integer from 0 to 32, got 33");
+    expect_error("{" PS_LISTENER(",\"source_prefix_v6\":129") "," POOL_OK "}",
+                 "t.json: listeners[0].source_prefix_v6: expected an integer from 0 to 128");
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("config");
@@ -502,6 +581,8 @@ static Suite *make_suite(void)
     tcase_add_test(tc, proxy_protocol_keys);
     tcase_add_test(tc, listener_routes);
     tcase_add_test(tc, log_keys_defaults_and_errors);
+    tcase_add_test(tc, per_source_defaults_and_values);
+    tcase_add_test(tc, per_source_errors_name_their_path);
     suite_add_tcase(s, tc);
     return s;
 }

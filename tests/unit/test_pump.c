@@ -127,7 +127,8 @@ static void start(int xi, unsigned low, unsigned high, int backend_rcvbuf, int c
     tcp_pair(&client, &proxy_end, client_rcvbuf);
     atomic_fetch_add(&lst.active_connections, 1); /* as the listener does */
     struct sockaddr_in peer = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(session_accept(&lst, loop, proxy_end, (struct sockaddr *)&peer, NULL), 0);
+    ck_assert_int_eq(
+        session_accept(&lst, loop, proxy_end, (struct sockaddr *)&peer, SOURCE_NONE, NULL), 0);
     s = w.sessions;
     ck_assert_ptr_nonnull(s);
     for (int i = 0; i < SPINS && (backend < 0 || s->state != SESSION_RELAYING); i++) {
