@@ -105,8 +105,9 @@ struct config {
     enum cfg_accept accept;
     unsigned shutdown_grace_ms;
     unsigned long long buffer_memory_limit; /* bytes of relay buffers at most, all sessions */
-    char *user;                             /* owned; NULL: keep the starting user */
-    char *group;                            /* owned; NULL: the user's primary group */
+    int watch_config; /* reload when the file changes on disk (inotify on its directory) */
+    char *user;       /* owned; NULL: keep the starting user */
+    char *group;      /* owned; NULL: the user's primary group */
     struct cfg_admin admin;
     struct cfg_listener *listeners; /* owned array */
     size_t nlisteners;

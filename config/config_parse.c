@@ -317,6 +317,10 @@ static void parse_process(struct cfg_ctx *c, json_t *root, struct config *cfg)
             cfg->buffer_memory_limit = (unsigned long long)json_integer_value(bml);
         }
     }
+    json_t *wc = json_object_get(root, "watch_config");
+    if (wc && !json_is_boolean(wc))
+        cfg_fail(c, "watch_config", "expected true or false");
+    cfg->watch_config = wc && json_is_true(wc);
     cfg->user = cfg_get_string(c, root, "", "user", 0, NULL);
     cfg->group = cfg_get_string(c, root, "", "group", 0, NULL);
     if (cfg->group && !cfg->user)
@@ -398,10 +402,18 @@ static void parse_listeners(struct cfg_ctx *c, json_t *root, struct config *cfg)
  * admin, pools, then listeners (which refer to pools). */
 static void parse_root(struct cfg_ctx *c, json_t *root, struct config *cfg)
 {
-    static const char *const keys[] = {
-        "pollers", "poller_balance", "accept", "shutdown_grace_ms", "buffer_memory_limit",
-        "user",    "group",          "admin",  "listeners",         "pools",
-        NULL};
+    static const char *const keys[] = {"pollers",
+                                       "poller_balance",
+                                       "accept",
+                                       "shutdown_grace_ms",
+                                       "buffer_memory_limit",
+                                       "user",
+                                       "group",
+                                       "admin",
+                                       "listeners",
+                                       "pools",
+                                       "watch_config",
+                                       NULL};
     if (!cfg_is_object(c, root, "(top level)"))
         return;
     cfg_check_keys(c, root, "", keys);

@@ -37,10 +37,12 @@ struct listener {
     char *name;   /* owned */
     char *listen; /* owned: as configured */
     struct cfg_sockaddr addr;
-    struct pool *pool; /* not owned */
+    /* A reload changes these for new connections (atomic: the accepting
+     * pollers read them while the control thread writes). */
+    _Atomic(struct pool *) pool; /* not owned */
     listener_conn_cb on_conn;
-    void *conn_data;          /* not owned: on_conn's data */
-    unsigned max_connections; /* 0: unlimited */
+    void *conn_data;                  /* not owned: on_conn's data */
+    _Atomic unsigned max_connections; /* 0: unlimited */
     unsigned backlog;
     int reuseport;
     struct listen_sock *socks; /* owned: 1, or one per sub-reactor with reuseport */
@@ -62,6 +64,12 @@ int listener_bound(const struct listener *l);
 /* Registers each socket on its poller: the main reactor, or sub-reactor i
  * for socket i. Before the pollers run. */
 int listener_start(struct listener *l);
+/* On p's thread (a listener added by a reload while the pollers run):
+ * registers the sockets of l that p owns. */
+int listener_start_on(struct listener *l, struct poller *p);
+/* Control thread: a new accept backlog for every socket (listen() again);
+ * -errno from the first that refused. */
+int listener_set_backlog(struct listener *l, unsigned backlog);
 /* On the thread that owns p (or after it stopped): closes l's sockets there. */
 void listener_close_on(struct listener *l, struct poller *p);
 void listener_fini(struct listener *l);

@@ -26,7 +26,10 @@ const struct fdop_ops session_io_ops = {.on_read = on_read, .on_write = on_write
 
 static void free_session(struct poller *p, struct poller_task *t, void *arg)
 {
-    free(arg);
+    struct session *s = arg;
+    /* The last touch of s->pool: a reload frees a retired pool at 0. */
+    pool_session_end(s->pool);
+    free(s);
 }
 
 static int session_holds_bytes(const struct session *s)
@@ -95,7 +98,8 @@ static struct session *session_new(struct listener *l, int fd, const struct sock
         return NULL;
     s->listener = l;
     s->pool = l->pool;
-    s->client_key = pool_client_key(l->pool, peer);
+    pool_session_begin(s->pool);
+    s->client_key = pool_client_key(s->pool, peer);
     sock_addr_from(&s->client, peer);
     s->accepted_ns = clock_mono_ns();
     s->state = SESSION_NEW;
@@ -131,6 +135,7 @@ static int session_handoff(struct pollmgr *pm, struct listener *l, int fd,
     int err = poller_post(pollmgr_pick(pm), &s->task);
     if (err) {
         close(fd);
+        pool_session_end(s->pool);
         free(s);
     }
     return err;

@@ -18,6 +18,7 @@
 #include "proxy/runtime.h"
 #include "reactor/wait.h"
 #include "selfcheck.h"
+#include "watch.h"
 
 #define DEFAULT_CONFIG         "sluice.json"
 #define SHUTDOWN_POLL_MS       20
@@ -198,7 +199,7 @@ static void log_started(const struct runtime *rt, const char *path, unsigned lon
              config_poller_balance_name(rt->cfg->poller_balance), nofile,
              rt->cfg->buffer_memory_limit >> 20, path);
     for (size_t i = 0; i < rt->nlisteners; i++) {
-        const struct listener *l = &rt->listeners[i];
+        const struct listener *l = rt->listeners[i];
         log_info("listener %s on %s -> pool %s (%zu backends)", l->name, l->listen, l->pool->name,
                  pool_current(l->pool)->n);
     }
@@ -217,7 +218,10 @@ static int serve(struct runtime *rt, struct admin *admin, const sigset_t *sigs, 
             continue;
         }
         if (sig == SIGHUP) {
-            log_warn("SIGHUP: config reload is not supported yet; keeping the running config");
+            log_info("SIGHUP: reloading %s", rt->cfg->path);
+            struct reload_report rep;
+            runtime_reload_file(rt, &rep); /* logs and counts the outcome */
+            reload_report_free(&rep);
             continue;
         }
         if (sig == SIGTERM || sig == SIGINT) {
@@ -261,7 +265,11 @@ int main(int argc, char **argv)
     if (start_proxy(cfg, &rt, &admin))
         return 1;
     log_started(rt, cli.path, nofile);
+    struct config_watch *watch = NULL;
+    if (rt->cfg->watch_config && (r = config_watch_start(rt, cli.path, &watch)))
+        log_error("watch_config: not watching %s: %s", cli.path, strerror(-r));
     int status = serve(rt, admin, &sigs, grace_ms);
+    config_watch_stop(watch);
     admin_stop(admin);
     runtime_destroy(rt);
     log_info("stopped");
