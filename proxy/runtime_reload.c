@@ -34,6 +34,7 @@
 struct retired_pool {
     struct pool *pl;
     int pinned;
+    int drop; /* runtime_retired_reap: freed in this pass */
 };
 
 /* --- the report ----------------------------------------------------------- */
@@ -213,7 +214,7 @@ static int plan_pool(struct runtime *rt, const struct cfg_pool *cp, struct pool_
 /* runtime_reload reserved the room before the first change. */
 static void retire_pool(struct runtime *rt, struct pool *pl, int pinned)
 {
-    rt->retired_pools[rt->nretired_pools++] = (struct retired_pool){pl, pinned};
+    rt->retired_pools[rt->nretired_pools++] = (struct retired_pool){pl, pinned, 0};
 }
 
 static void start_checkers(struct runtime *rt, struct pool *pl, struct reload_report *rep)
@@ -644,10 +645,11 @@ static int pool_unheld(const struct runtime *rt, const struct retired_pool *r)
 void runtime_retired_reap(struct runtime *rt)
 {
     int any = 0;
-    for (size_t i = 0; i < rt->nretired_pools; i++) {
+    for (size_t i = 0; i < rt->nretired_pools; i++)
         backend_edit_reap(rt->pm, rt->retired_pools[i].pl); /* a removed pool's drained backends */
-        any |= pool_unheld(rt, &rt->retired_pools[i]);
-    }
+    /* Decided before anything is freed: forwarded_to reads every entry. */
+    for (size_t i = 0; i < rt->nretired_pools; i++)
+        any |= rt->retired_pools[i].drop = pool_unheld(rt, &rt->retired_pools[i]);
     for (size_t i = 0; i < rt->nretired_listeners; i++)
         any |= atomic_load(&rt->retired_listeners[i]->active_connections) == 0;
     /* The last session's counter drop was its last touch; the quiesce covers
@@ -657,7 +659,7 @@ void runtime_retired_reap(struct runtime *rt)
     size_t n = 0;
     for (size_t i = 0; i < rt->nretired_pools; i++) {
         struct retired_pool r = rt->retired_pools[i];
-        if (pool_unheld(rt, &r)) {
+        if (r.drop) {
             pool_fini(r.pl);
             free(r.pl);
         } else {
