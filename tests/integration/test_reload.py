@@ -78,9 +78,12 @@ def backend_of(config, pool, name):
 
 
 class Reload(ProxyTest):
+    accept = "main"
+
     def start(self, nbackends=1, **pool):
         self.bs = [self.backend() for _ in range(nbackends)]
         self.cfg = simple_config([b.port for b in self.bs], **pool)
+        self.cfg["accept"] = self.accept
         self.s = self.sluice(copy.deepcopy(self.cfg))
         return self.s
 
@@ -169,7 +172,7 @@ class Reload(ProxyTest):
         self.start()
         new = copy.deepcopy(self.cfg)
         new["pollers"] = 3
-        new["accept"] = "reuseport"
+        new["accept"] = "main" if self.accept == "reuseport" else "reuseport"
         new["admin"]["token"] = "secret-token-of-32-characters-xx"
         new["pools"][0]["backends"][0]["address"] = "127.0.0.1:9"
         status, body = reload_api(self.s, new)
@@ -292,6 +295,12 @@ class Reload(ProxyTest):
         held.sendall(b"z")
         self.assertEqual(recv_exactly(held, 1), b"z")
         held.close()
+
+
+class ReloadReuseport(Reload):
+    """The same with accept "reuseport": a socket per sub-reactor, each
+    started and closed by its own poller."""
+    accept = "reuseport"
 
 
 @unittest.skipUnless(shutil.which("redis-server") and shutil.which("redis-benchmark"),
