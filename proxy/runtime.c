@@ -154,7 +154,11 @@ int runtime_start(struct runtime *rt)
                 return err;
         }
     }
-    return pollmgr_start(rt->pm);
+    int err = pollmgr_start(rt->pm);
+    pthread_mutex_lock(&rt->control);
+    rt->started = err == 0;
+    pthread_mutex_unlock(&rt->control);
+    return err;
 }
 
 static void close_listeners(struct poller *p, void *arg)

@@ -60,7 +60,8 @@ struct runtime {
     struct listener **retired_listeners; /* owned: closed, with sessions left */
     size_t nretired_listeners;
     struct runtime_reloads reload;
-    int stopping;           /* runtime_stop_listening ran: no more reloads */
+    int started;  /* runtime_start ran: the pollers answer broadcasts (reloads may begin) */
+    int stopping; /* runtime_stop_listening ran: no more reloads */
     struct worker *workers; /* owned: [0] main reactor, [1..] sub-reactors */
     size_t nworkers;
     struct housekeeping *housekeeping; /* owned: one per worker, [0] unused (runtime.c) */

@@ -433,9 +433,9 @@ static void publish(struct runtime *rt, struct pool **pools, size_t npools,
 int runtime_reload(struct runtime *rt, struct config *cfg, struct reload_report *rep)
 {
     memset(rep, 0, sizeof(*rep));
-    if (rt->stopping) {
+    if (rt->stopping || !rt->started) {
         config_free(cfg);
-        rep->errors = strdup("shutting down");
+        rep->errors = strdup(rt->stopping ? "shutting down" : "not started yet");
         return -ESHUTDOWN;
     }
     int err = -ENOMEM;

@@ -179,7 +179,8 @@ static int start_proxy(struct config *cfg, struct runtime **rtp, struct admin **
         return 1;
     }
     /* Every socket is bound: root is no longer needed. privs_drop logs why it failed. */
-    if ((err = privs_drop(rt->cfg->user, rt->cfg->group)) == 0 && (err = runtime_start(rt)))
+    if ((err = privs_drop(rt->boot_cfg->user, rt->boot_cfg->group)) == 0 &&
+        (err = runtime_start(rt)))
         log_error("cannot start the pollers: %s", strerror(-err));
     if (err) {
         admin_stop(admin);
@@ -218,7 +219,7 @@ static int serve(struct runtime *rt, struct admin *admin, const sigset_t *sigs, 
             continue;
         }
         if (sig == SIGHUP) {
-            log_info("SIGHUP: reloading %s", rt->cfg->path);
+            log_info("SIGHUP: reloading %s", rt->boot_cfg->path); /* boot_cfg: never freed */
             struct reload_report rep;
             runtime_reload_file(rt, &rep); /* logs and counts the outcome */
             reload_report_free(&rep);
@@ -264,9 +265,12 @@ int main(int argc, char **argv)
     struct admin *admin = NULL;
     if (start_proxy(cfg, &rt, &admin))
         return 1;
+    /* The admin runs already: a reload may replace rt->cfg and the lists. */
+    pthread_mutex_lock(runtime_control(rt));
     log_started(rt, cli.path, nofile);
+    pthread_mutex_unlock(runtime_control(rt));
     struct config_watch *watch = NULL;
-    if (rt->cfg->watch_config && (r = config_watch_start(rt, cli.path, &watch)))
+    if (rt->boot_cfg->watch_config && (r = config_watch_start(rt, cli.path, &watch)))
         log_error("watch_config: not watching %s: %s", cli.path, strerror(-r));
     int status = serve(rt, admin, &sigs, grace_ms);
     config_watch_stop(watch);
