@@ -446,6 +446,7 @@ int runtime_reload(struct runtime *rt, struct config *cfg, struct reload_report 
     struct listener **gone = calloc(rt->nlisteners ? rt->nlisteners : 1, sizeof(*gone));
     struct listener **added = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*added));
     struct pool **removed = calloc(rt->npools ? rt->npools : 1, sizeof(*removed));
+    struct listen_swap *sw = malloc(sizeof(*sw)); /* a late poller may read it after we return */
     size_t nplanned = 0, ngone = 0, nadded = 0, nremoved = 0;
     /* Retiring needs room: reserve it now so the changes below cannot fail. */
     struct retired_pool *rp = realloc(
@@ -456,7 +457,7 @@ int runtime_reload(struct runtime *rt, struct config *cfg, struct reload_report 
         rt->retired_pools = rp;
     if (rl)
         rt->retired_listeners = rl;
-    if (!pp || !lp || !pools || !listeners || !gone || !added || !removed || !rp || !rl) {
+    if (!pp || !lp || !pools || !listeners || !gone || !added || !removed || !sw || !rp || !rl) {
         rep->errors = strdup("out of memory");
         goto out;
     }
@@ -530,22 +531,27 @@ int runtime_reload(struct runtime *rt, struct config *cfg, struct reload_report 
             CHANGED(rep, "listeners.%s: removed (stops accepting; its sessions run on)", l->name);
         }
     }
-    struct listen_swap sw = {added, gone, nadded, ngone};
+    *sw = (struct listen_swap){added, gone, nadded, ngone};
     if (nadded || ngone) {
-        err = pollmgr_broadcast(rt->pm, POLLMGR_ALL, swap_listeners, &sw, RELOAD_WAIT_MS);
-        if (err == -ETIMEDOUT) {
-            /* A poller runs the task later: it must find its arrays then. */
-            log_warn("reload: a poller did not swap listeners in time; keeping their lists");
+        err = pollmgr_broadcast(rt->pm, POLLMGR_ALL, swap_listeners, sw, RELOAD_WAIT_MS);
+        if (err) {
+            /* A poller that did not run the task may still watch a removed
+             * listener's socket, or run the task later (then it must find
+             * sw and its arrays): keep them all, and those listeners, for
+             * good. Leaking beats a use-after-free. */
+            log_error("reload: not every poller swapped the listeners (%s); the removed ones "
+                      "are kept until exit",
+                      strerror(-err));
             added = gone = NULL;
-        } else if (err) {
-            log_error("reload: listeners not swapped everywhere: %s", strerror(-err));
+            sw = NULL;
+            ngone = 0;
         }
     } else {
         /* No accept may still hold a pool pointer it read before (see swap_listeners). */
         pollmgr_broadcast(rt->pm, POLLMGR_ALL, NULL, NULL, RELOAD_WAIT_MS);
     }
     for (size_t i = 0; i < ngone; i++)
-        rt->retired_listeners[rt->nretired_listeners++] = sw.gone[i];
+        rt->retired_listeners[rt->nretired_listeners++] = gone[i];
     for (size_t i = 0; i < nremoved; i++)
         retire_pool(rt, removed[i], 0);
     publish(rt, pools, cfg->npools, listeners, cfg->nlisteners);
@@ -571,6 +577,7 @@ out:
     free(gone);
     free(added);
     free(removed);
+    free(sw);
     return err;
 }
 
