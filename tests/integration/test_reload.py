@@ -168,6 +168,31 @@ class Reload(ProxyTest):
             self.assertEqual(echo_once(listen_port(self.cfg)), b"hello")
         self.assertEqual(self.bs[0].accepted, 0)
 
+    def test_drain_wait_follows_the_pool_across_a_reload(self):
+        """drain?wait= sleeps without the lock; a reload meanwhile replaces
+        the pool by a new generation: the wait finds the backend again by
+        pool and backend name, and answers when it is drained."""
+        self.start(nbackends=1)
+        held = connect(listen_port(self.cfg))
+        held.sendall(b"x")
+        self.assertEqual(recv_exactly(held, 1), b"x")
+        answer = []
+        t = threading.Thread(target=lambda: answer.append(
+            api(self.cfg, "POST", "/api/v1/pools/p/backends/b0/drain?wait=60")))
+        t.start()
+        wait_until(lambda: backend_of(self.cfg, "p", "b0")["state"] == "draining")
+        new = copy.deepcopy(self.cfg)
+        new["pools"][0]["connect_timeout_ms"] = 1500  # a new generation of pool p
+        status, body = reload_api(self.s, new)
+        self.assertEqual(status, 200, body)
+        self.assertIn("pools.p: settings changed (for new sessions)", body["changed"])
+        held.close()
+        t.join(60)
+        self.assertEqual(len(answer), 1)
+        status, body = answer[0]
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["state"], "drained")
+
     def test_not_applied_is_named(self):
         self.start()
         new = copy.deepcopy(self.cfg)
