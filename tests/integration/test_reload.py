@@ -193,6 +193,49 @@ class Reload(ProxyTest):
         self.assertEqual(status, 200, body)
         self.assertEqual(body["state"], "drained")
 
+    def test_listener_settings_apply_to_new_connections(self):
+        self.start()
+        port = listen_port(self.cfg)
+        first = connect(port)
+        first.sendall(b"1")
+        self.assertEqual(recv_exactly(first, 1), b"1")
+        new = copy.deepcopy(self.cfg)
+        new["listeners"][0]["max_connections"] = 1
+        status, body = reload_api(self.s, new)
+        self.assertEqual(status, 200, body)
+        self.assertIn("listeners.l: max_connections 1", body["changed"])
+        second = connect(port)  # the kept socket accepts, then the limit closes it
+        second.settimeout(10)
+        try:
+            self.assertEqual(second.recv(1), b"")
+        except ConnectionResetError:
+            pass
+        second.close()
+        wait_until(lambda: stats(self.cfg)["listeners"][0]["refused"] == 1)
+        first.sendall(b"2")
+        self.assertEqual(recv_exactly(first, 1), b"2")
+        first.close()
+
+    def test_health_check_changes_restart_the_checkers(self):
+        self.start(health_check={"interval_ms": 100, "timeout_ms": 80, "fall": 2})
+        wait_until(lambda: backend_of(self.cfg, "p", "b0")["health"]["checks_total"] > 2)
+        self.assertEqual(backend_of(self.cfg, "p", "b0")["state"], "up")
+        # The echo backend answers PING with PING: a check expecting NOPE fails.
+        new = copy.deepcopy(self.cfg)
+        new["pools"][0]["health_check"] = {"interval_ms": 100, "timeout_ms": 80, "fall": 2,
+                                           "send": "PING", "expect": "NOPE"}
+        status, body = reload_api(self.s, new)
+        self.assertEqual(status, 200, body)
+        wait_until(lambda: backend_of(self.cfg, "p", "b0")["state"] == "down",
+                   what="the new checks take it down")
+        self.assertEqual(backend_of(self.cfg, "p", "b0")["health"]["last_check"], "mismatch")
+        # Checks removed: nothing would bring it back, so the reload does.
+        status, body = reload_api(self.s, self.cfg | {"pools": [
+            {k: v for k, v in self.cfg["pools"][0].items() if k != "health_check"}]})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(backend_of(self.cfg, "p", "b0")["state"], "up")
+        self.assertEqual(echo_once(listen_port(self.cfg)), b"hello")
+
     def test_not_applied_is_named(self):
         self.start()
         new = copy.deepcopy(self.cfg)
