@@ -75,7 +75,7 @@ void admin_ctx_shutdown(struct admin_ctx *a)
  * be deleted meanwhile), until it is no longer draining or shutdown begins. */
 struct drain_wait {
     struct admin_ctx *a;
-    struct pool *pl;   /* not owned */
+    const char *pool;  /* not owned: the pool's name (a reload may replace or retire it) */
     const char *name;  /* not owned */
     struct backend *b; /* not owned: NULL once removed */
 };
@@ -83,7 +83,8 @@ struct drain_wait {
 static int drain_wait_done(void *arg)
 {
     struct drain_wait *w = arg;
-    w->b = pool_find(w->pl, w->name);
+    struct pool *pl = runtime_find_pool(w->a->rt, w->pool);
+    w->b = pl ? pool_find(pl, w->name) : NULL;
     return !w->b || backend_state_now(w->b) != BACKEND_DRAINING ||
            atomic_load(&w->a->shutting_down);
 }
@@ -157,7 +158,7 @@ static void drain(struct admin_ctx *a, const struct admin_request *rq, struct ad
         char pool_name[NAME_MAX_LEN + 1], name[NAME_MAX_LEN + 1];
         snprintf(pool_name, sizeof(pool_name), "%s", pl->name);
         snprintf(name, sizeof(name), "%s", b->name);
-        struct drain_wait w = {a, pl, name, b};
+        struct drain_wait w = {a, pool_name, name, b};
         wait_until(drain_wait_done, drain_wait_sleep, &w, (unsigned)wait_s * 1000u, WAIT_STEP_MS);
         b = w.b;
         if (!b) {
@@ -253,6 +254,7 @@ static void set_weight(struct admin_ctx *a, const struct admin_request *rq,
         edit_failed(rs, err, pl->name, b->name);
         return;
     }
+    atomic_store(&b->weight_from_api, 1); /* a reload keeps it (README "Reload") */
     reply_json(rs, 200, view_backend(b));
 }
 
@@ -376,8 +378,8 @@ static void listener_sources(struct runtime *rt, const struct admin_request *rq,
 {
     const struct listener *l = NULL;
     for (size_t i = 0; i < rt->nlisteners && !l; i++)
-        if (strcmp(rt->listeners[i].name, name) == 0)
-            l = &rt->listeners[i];
+        if (strcmp(rt->listeners[i]->name, name) == 0)
+            l = rt->listeners[i];
     if (!l) {
         reply_fail(rs, 404, "not found", "no listener named %.64s", name);
         return;
@@ -404,12 +406,55 @@ static void listener_sources(struct runtime *rt, const struct admin_request *rq,
     reply_json(rs, 200, view_listener_sources(l, (size_t)top));
 }
 
+static json_t *lines(char **v, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_string(v[i]));
+    return arr;
+}
+
+/* POST /api/v1/reload (README "Reload"): re-reads the config file and
+ * applies it as SIGHUP does; 200 with what changed and what did not apply,
+ * 400 with the config's errors (JSON paths) and nothing changed. */
+static void reload(struct admin_ctx *a, const struct admin_request *rq, struct admin_response *rs)
+{
+    static const char *const keys[] = {NULL};
+    json_t *o = reply_body_object(rq, rs, keys);
+    if (!o)
+        return;
+    json_decref(o);
+    struct reload_report rep;
+    int err = runtime_reload_file_locked(a->rt, &rep);
+    if (err == -EINVAL) {
+        json_t *errs = json_array();
+        char *save = NULL;
+        for (char *line = strtok_r(rep.errors, "\n", &save); line;
+             line = strtok_r(NULL, "\n", &save))
+            json_array_append_new(errs, json_string(line));
+        reply_json(rs, 400,
+                   json_pack("{s:s, s:s, s:o}", "error", "bad request", "detail",
+                             "invalid config: nothing changed", "errors", errs));
+    } else if (err) {
+        reply_fail(rs, err == -ESHUTDOWN ? 503 : 500,
+                   err == -ESHUTDOWN ? "shutting down" : "reload failed", "%s: nothing changed",
+                   rep.errors ? rep.errors : strerror(-err));
+    } else {
+        reply_json(rs, 200,
+                   json_pack("{s:s, s:I, s:o, s:o}", "status", "reloaded", "config_generation",
+                             (json_int_t)rep.generation, "changed",
+                             lines(rep.changed, rep.nchanged), "not_applied",
+                             lines(rep.not_applied, rep.nnot_applied)));
+    }
+    reload_report_free(&rep);
+}
+
 static void route_api(struct admin_ctx *a, const struct admin_request *rq,
                       struct admin_response *rs, char seg[][SEGMENT_MAX], int n)
 {
     struct runtime *rt = a->rt;
     uint64_t uptime = (clock_mono_ms() - a->started_mono_ms) / 1000u;
-    if (n == 3 && strcmp(seg[2], "pools") != 0) {
+    if (n == 3 && strcmp(seg[2], "pools") != 0 && strcmp(seg[2], "reload") != 0) {
         json_t *v = strcmp(seg[2], "stats") == 0       ? view_stats(rt, uptime)
                     : strcmp(seg[2], "pollers") == 0   ? view_pollers(rt)
                     : strcmp(seg[2], "listeners") == 0 ? view_listeners(rt)
@@ -425,6 +470,13 @@ static void route_api(struct admin_ctx *a, const struct admin_request *rq,
     }
     if (n == 5 && strcmp(seg[2], "listeners") == 0 && strcmp(seg[4], "sources") == 0) {
         listener_sources(rt, rq, rs, seg[3]);
+        return;
+    }
+    if (n == 3 && strcmp(seg[2], "reload") == 0) {
+        if (method_is(rq, "POST"))
+            reload(a, rq, rs);
+        else
+            reply_not_allowed(rq, rs, "POST");
         return;
     }
     if (n < 3 || strcmp(seg[2], "pools") != 0) {
@@ -476,17 +528,17 @@ static void readyz(const struct admin_ctx *a, struct runtime *rt, struct admin_r
         return;
     }
     for (size_t i = 0; i < rt->nlisteners; i++)
-        if (!listener_bound(&rt->listeners[i])) {
-            reply_fail(rs, 503, "not ready", "listener %s is not bound", rt->listeners[i].name);
+        if (!listener_bound(rt->listeners[i])) {
+            reply_fail(rs, 503, "not ready", "listener %s is not bound", rt->listeners[i]->name);
             return;
         }
     for (size_t i = 0; i < rt->npools; i++) {
-        struct backend_set *set = pool_current(&rt->pools[i]);
+        struct backend_set *set = pool_current(rt->pools[i]);
         int up = 0;
         for (size_t j = 0; j < set->n; j++)
             up |= backend_pickable(set->b[j]);
         if (!up) {
-            reply_fail(rs, 503, "not ready", "pool %s has no backend up", rt->pools[i].name);
+            reply_fail(rs, 503, "not ready", "pool %s has no backend up", rt->pools[i]->name);
             return;
         }
     }

@@ -151,7 +151,7 @@ json_t *view_listeners(struct runtime *rt)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < rt->nlisteners; i++)
-        json_array_append_new(a, view_listener(&rt->listeners[i]));
+        json_array_append_new(a, view_listener(rt->listeners[i]));
     return a;
 }
 
@@ -224,15 +224,20 @@ json_t *view_pools(struct runtime *rt)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < rt->npools; i++)
-        json_array_append_new(a, view_pool(&rt->pools[i]));
+        json_array_append_new(a, view_pool(rt->pools[i]));
     return a;
 }
 
 json_t *view_stats(struct runtime *rt, uint64_t uptime_s)
 {
-    return json_pack("{s:s, s:o, s:o, s:o, s:o}", "version", SLUICE_VERSION, "uptime_s",
-                     u64(uptime_s), "pollers", view_pollers(rt), "listeners", view_listeners(rt),
-                     "pools", view_pools(rt));
+    const struct runtime_reloads *r = &rt->reload;
+    return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "version",
+                     SLUICE_VERSION, "uptime_s", u64(uptime_s), "config_generation",
+                     u64(r->generation), "reloads", u64(r->reloads), "reload_failures",
+                     u64(r->failures), "last_reload_error",
+                     r->last_error ? json_string(r->last_error) : json_null(), "last_reload_at",
+                     rfc3339(r->last_at_unix_ms), "pollers", view_pollers(rt), "listeners",
+                     view_listeners(rt), "pools", view_pools(rt));
 }
 
 /* --- Prometheus text exposition ------------------------------------------ */
@@ -453,15 +458,15 @@ static void emit_listeners(FILE *f, struct runtime *rt)
         family(f, listener_metrics[m].name, listener_metrics[m].type, listener_metrics[m].help);
         for (size_t i = 0; i < rt->nlisteners; i++) {
             fprintf(f, "%s{", listener_metrics[m].name);
-            label(f, "listener", rt->listeners[i].name, 1);
+            label(f, "listener", rt->listeners[i]->name, 1);
             fputc('}', f);
-            sample(f, &listener_metrics[m], &rt->listeners[i]);
+            sample(f, &listener_metrics[m], rt->listeners[i]);
         }
     }
     family(f, "sluice_listener_route_sessions_total", "counter",
            "Connections a listener's route sent to its pool (by TLS server name and ALPN).");
     for (size_t i = 0; i < rt->nlisteners; i++) {
-        const struct listener *l = &rt->listeners[i];
+        const struct listener *l = rt->listeners[i];
         for (size_t j = 0; j < l->nroutes; j++) {
             char idx[24];
             snprintf(idx, sizeof(idx), "%zu", j);
@@ -493,9 +498,9 @@ static void emit_backends(FILE *f, struct runtime *rt)
     for (size_t m = 0; m < NMETRICS(backend_metrics); m++) {
         family(f, backend_metrics[m].name, backend_metrics[m].type, backend_metrics[m].help);
         for (size_t i = 0; i < rt->npools; i++) {
-            struct backend_set *set = pool_current(&rt->pools[i]);
+            struct backend_set *set = pool_current(rt->pools[i]);
             for (size_t j = 0; j < set->n; j++) {
-                backend_series(f, backend_metrics[m].name, &rt->pools[i], set->b[j], NULL);
+                backend_series(f, backend_metrics[m].name, rt->pools[i], set->b[j], NULL);
                 sample(f, &backend_metrics[m], set->b[j]);
             }
         }
@@ -503,11 +508,11 @@ static void emit_backends(FILE *f, struct runtime *rt)
     /* One series per state, 1 for the current one (an enum as labels). */
     family(f, "sluice_backend_state", "gauge", "1 for the backend's current state.");
     for (size_t i = 0; i < rt->npools; i++) {
-        struct backend_set *set = pool_current(&rt->pools[i]);
+        struct backend_set *set = pool_current(rt->pools[i]);
         for (size_t j = 0; j < set->n; j++) {
             enum backend_state now = backend_state_now(set->b[j]);
             for (int st = BACKEND_UP; st <= BACKEND_DISABLED; st++) {
-                backend_series(f, "sluice_backend_state", &rt->pools[i], set->b[j],
+                backend_series(f, "sluice_backend_state", rt->pools[i], set->b[j],
                                backend_state_name((enum backend_state)st));
                 fprintf(f, " %d\n", now == (enum backend_state)st);
             }
@@ -583,9 +588,9 @@ static void emit_latency(FILE *f, struct runtime *rt)
     for (int k = 0; k < BACKEND_LATENCY_KINDS; k++) {
         family(f, backend_histograms[k].name, "histogram", backend_histograms[k].help);
         for (size_t i = 0; i < rt->npools; i++) {
-            struct backend_set *set = pool_current(&rt->pools[i]);
+            struct backend_set *set = pool_current(rt->pools[i]);
             for (size_t j = 0; j < set->n; j++) {
-                char *labels = backend_labels(&rt->pools[i], set->b[j]);
+                char *labels = backend_labels(rt->pools[i], set->b[j]);
                 struct backend_latency_snap s;
                 backend_latency_read(set->b[j], &s);
                 if (labels)
@@ -611,6 +616,19 @@ char *view_metrics(struct runtime *rt, uint64_t uptime_s)
         return NULL;
     family(f, "sluice_uptime_seconds", "gauge", "Seconds since start.");
     fprintf(f, "sluice_uptime_seconds %llu\n", (unsigned long long)uptime_s);
+    const struct runtime_reloads *r = &rt->reload;
+    family(f, "sluice_config_generation", "gauge", "Config generation: 1 at start, +1 per reload.");
+    fprintf(f, "sluice_config_generation %llu\n", (unsigned long long)r->generation);
+    family(f, "sluice_reloads_total", "counter", "Reloads applied.");
+    fprintf(f, "sluice_reloads_total %llu\n", (unsigned long long)r->reloads);
+    family(f, "sluice_reload_failures_total", "counter", "Reloads rejected (nothing changed).");
+    fprintf(f, "sluice_reload_failures_total %llu\n", (unsigned long long)r->failures);
+    family(f, "sluice_last_reload_timestamp_seconds", "gauge",
+           "Unix time of the last reload attempt; 0 if none.");
+    fprintf(f, "sluice_last_reload_timestamp_seconds %.3f\n", (double)r->last_at_unix_ms / 1000.0);
+    family(f, "sluice_last_reload_success", "gauge",
+           "1 unless the last reload attempt was rejected (last_reload_error in the stats).");
+    fprintf(f, "sluice_last_reload_success %d\n", r->last_error ? 0 : 1);
     emit_pollers(f, rt);
     emit_listeners(f, rt);
     emit_backends(f, rt);

@@ -158,8 +158,9 @@ struct config {
      * shutdown grace) happen at most this many per second; 0: all at once. */
     unsigned shed_rate_per_s;
     unsigned long long buffer_memory_limit; /* bytes of relay buffers at most, all sessions */
-    char *user;                             /* owned; NULL: keep the starting user */
-    char *group;                            /* owned; NULL: the user's primary group */
+    int watch_config; /* reload when the file changes on disk (inotify on its directory) */
+    char *user;       /* owned; NULL: keep the starting user */
+    char *group;      /* owned; NULL: the user's primary group */
     struct cfg_admin admin;
     struct cfg_log log;
     struct cfg_listener *listeners; /* owned array */

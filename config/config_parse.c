@@ -377,6 +377,10 @@ static void parse_process(struct cfg_ctx *c, json_t *root, struct config *cfg)
             cfg->buffer_memory_limit = (unsigned long long)json_integer_value(bml);
         }
     }
+    json_t *wc = json_object_get(root, "watch_config");
+    if (wc && !json_is_boolean(wc))
+        cfg_fail(c, "watch_config", "expected true or false");
+    cfg->watch_config = wc && json_is_true(wc);
     cfg->user = cfg_get_string(c, root, "", "user", 0, NULL);
     cfg->group = cfg_get_string(c, root, "", "group", 0, NULL);
     if (cfg->group && !cfg->user)
@@ -472,6 +476,7 @@ static void parse_root(struct cfg_ctx *c, json_t *root, struct config *cfg)
                                        "listeners",
                                        "pools",
                                        "log",
+                                       "watch_config",
                                        NULL};
     if (!cfg_is_object(c, root, "(top level)"))
         return;

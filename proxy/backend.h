@@ -32,6 +32,9 @@ struct backend {
     /* What address resolved to, all of a host name's: dials try them in turn. */
     struct cfg_addrs addrs;
     atomic_uint weight;
+    /* 1 once the operator set the weight through the API: a reload then
+     * keeps it and reports the config's weight as not applied. */
+    atomic_int weight_from_api;
     atomic_int state; /* enum backend_state, never BACKEND_DRAINED itself */
     /* Monotonic ms after which sub-reactors close this backend's remaining
      * sessions (drain deadline, disable with close); 0: never. */

@@ -59,10 +59,10 @@ int listener_init(struct listener *l, const struct cfg_listener *cfg, struct poo
         return -ENOMEM;
     }
     l->addr = cfg->addr;
-    l->pool = pool;
+    atomic_init(&l->pool, pool);
     l->on_conn = on_conn;
     l->conn_data = conn_data;
-    l->max_connections = cfg->max_connections;
+    atomic_init(&l->max_connections, cfg->max_connections);
     l->backlog = cfg->backlog;
     l->reuseport = reuseport;
     if (cfg->accept_proxy_protocol)
@@ -123,6 +123,31 @@ int listener_start(struct listener *l)
     return 0;
 }
 
+int listener_start_on(struct listener *l, struct poller *p)
+{
+    for (size_t i = 0; i < l->nsocks; i++) {
+        struct listen_sock *ls = &l->socks[i];
+        if (ls->p != p || ls->fd < 0 || ls->op.fd >= 0)
+            continue;
+        ls->op.fd = ls->fd;
+        int err = poller_register(p, &ls->op, POLL_READ);
+        if (err) {
+            ls->op.fd = -1;
+            return err;
+        }
+    }
+    return 0;
+}
+
+int listener_set_backlog(struct listener *l, unsigned backlog)
+{
+    for (size_t i = 0; i < l->nsocks; i++)
+        if (l->socks[i].fd >= 0 && listen(l->socks[i].fd, (int)backlog) < 0)
+            return -errno;
+    l->backlog = backlog;
+    return 0;
+}
+
 static void pause_accepting(struct poller *p, struct listen_sock *ls, int err)
 {
     /* Level-triggered: the pending connection would wake us at once, so stop
@@ -172,7 +197,8 @@ static void on_accept(struct poller *p, struct fdop *op, void *data)
          * each of them pass at max - 1. */
         uint64_t active =
             atomic_fetch_add_explicit(&l->active_connections, 1, memory_order_relaxed);
-        if (l->max_connections && active >= l->max_connections) {
+        unsigned max = atomic_load_explicit(&l->max_connections, memory_order_relaxed);
+        if (max && active >= max) {
             close(fd);
             refuse(l, w);
             continue;

@@ -31,7 +31,9 @@ enum listener_inspect {
 
 /* One of a listener's "routes" at run time: where it sends, what it took. */
 struct listener_route {
-    struct pool *pool; /* not owned */
+    /* not owned; a reload re-points it at the pool's new struct (atomic:
+     * sub-reactors read it while the control thread writes) */
+    _Atomic(struct pool *) pool;
     /* Connections the route took; atomic RMW: every sub-reactor routes. */
     atomic_uint_fast64_t sessions;
 };
@@ -58,10 +60,12 @@ struct listener {
     char *name;   /* owned */
     char *listen; /* owned: as configured */
     struct cfg_sockaddr addr;
-    struct pool *pool; /* not owned */
+    /* A reload changes these for new connections (atomic: the accepting
+     * pollers read them while the control thread writes). */
+    _Atomic(struct pool *) pool; /* not owned */
     listener_conn_cb on_conn;
-    void *conn_data;          /* not owned: on_conn's data */
-    unsigned max_connections; /* 0: unlimited */
+    void *conn_data;                  /* not owned: on_conn's data */
+    _Atomic unsigned max_connections; /* 0: unlimited */
     unsigned backlog;
     int reuseport;
     uint8_t inspect;             /* 1u << enum listener_inspect; 0 (most): dial at once */
@@ -100,7 +104,8 @@ int listener_init(struct listener *l, const struct cfg_listener *cfg, struct poo
 /* listener_routes.c: copies cfg's routes, each with its pool from pools (the
  * runtime's, by cfg_route.pool_index), and makes the listener inspect the
  * ClientHello. 0 or -ENOMEM; nothing to do without routes. */
-int listener_set_routes(struct listener *l, const struct cfg_listener *cfg, struct pool *pools);
+int listener_set_routes(struct listener *l, const struct cfg_listener *cfg,
+                        struct pool *const *pools);
 void listener_free_routes(struct listener *l);
 /* Binds and listens (every socket); -errno on failure (the caller logs it). */
 int listener_open(struct listener *l);
@@ -108,6 +113,12 @@ int listener_bound(const struct listener *l);
 /* Registers each socket on its poller: the main reactor, or sub-reactor i
  * for socket i. Before the pollers run. */
 int listener_start(struct listener *l);
+/* On p's thread (a listener added by a reload while the pollers run):
+ * registers the sockets of l that p owns. */
+int listener_start_on(struct listener *l, struct poller *p);
+/* Control thread: a new accept backlog for every socket (listen() again);
+ * -errno from the first that refused. */
+int listener_set_backlog(struct listener *l, unsigned backlog);
 /* On the thread that owns p (or after it stopped): closes l's sockets there. */
 void listener_close_on(struct listener *l, struct poller *p);
 void listener_fini(struct listener *l);

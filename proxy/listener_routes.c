@@ -18,7 +18,8 @@ static int copy_str(char **out, const char *s)
     return s && !*out ? -ENOMEM : 0;
 }
 
-int listener_set_routes(struct listener *l, const struct cfg_listener *cfg, struct pool *pools)
+int listener_set_routes(struct listener *l, const struct cfg_listener *cfg,
+                        struct pool *const *pools)
 {
     if (!cfg->nroutes)
         return 0;
@@ -34,7 +35,7 @@ int listener_set_routes(struct listener *l, const struct cfg_listener *cfg, stru
         r->pool_index = c->pool_index;
         if (copy_str(&r->sni, c->sni) || copy_str(&r->alpn, c->alpn) || copy_str(&r->pool, c->pool))
             goto fail;
-        l->route_to[i].pool = &pools[c->pool_index];
+        atomic_init(&l->route_to[i].pool, pools[c->pool_index]);
     }
     l->inspect |= 1u << LISTENER_INSPECT_SNI;
     return 0;

@@ -327,8 +327,22 @@ static struct backend *pick_source_hash(struct pool *pl, struct backend_set *set
     return pick_least_conn(pl, set, avoid);
 }
 
+void pool_session_begin(struct pool *pl)
+{
+    atomic_fetch_add_explicit(&pl->sessions, 1, memory_order_relaxed);
+}
+
+void pool_session_end(struct pool *pl)
+{
+    atomic_fetch_sub_explicit(&pl->sessions, 1, memory_order_release);
+}
+
 struct backend *pool_pick(struct pool *pl, const struct backend *avoid, uint64_t client_key)
 {
+    /* A session that started before a reload changed its pool's settings
+     * keeps them, but picks from the pool's current backends. */
+    for (struct pool *next; (next = atomic_load_explicit(&pl->successor, memory_order_acquire));)
+        pl = next;
     struct backend_set *set = pool_current(pl);
     struct backend *b;
     switch (pl->balance) {

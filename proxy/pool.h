@@ -44,6 +44,14 @@ struct pool {
     struct cfg_health_check health_check; /* send/expect owned (copies) */
     _Atomic(struct backend_set *) set;    /* owned; current snapshot */
     atomic_uint cursor;
+    /* Reload (proxy/runtime_reload.c): a pool whose settings changed is
+     * replaced by a new generation that takes over its backends; the old one
+     * lives on, with an empty set, for the sessions that started with its
+     * settings, and forwards their picks (retries) to its successor. */
+    _Atomic(struct pool *) successor; /* not owned; NULL while current */
+    /* Sessions holding this pool as s->pool (session_new to the deferred
+     * free): a retired generation is freed only at 0 (atomic RMW). */
+    atomic_uint_fast64_t sessions;
 };
 
 int pool_init(struct pool *pl, const struct cfg_pool *cfg);
@@ -64,6 +72,9 @@ enum pool_outcome {
  * holds one active_connections slot on the returned backend until it reports
  * an outcome other than POOL_CONNECTED to pool_done(). */
 struct backend *pool_pick(struct pool *pl, const struct backend *avoid, uint64_t client_key);
+/* Sessions call these around their life with pl as s->pool (any thread). */
+void pool_session_begin(struct pool *pl);
+void pool_session_end(struct pool *pl);
 
 /* Any thread: the outcome of a pick of b. Every outcome but POOL_CONNECTED
  * gives the slot back. POOL_REFUSED and POOL_TIMEOUT are failures of the

@@ -21,11 +21,15 @@
 #define BLOCK_TRIM_TICKS       10  /* housekeeping runs per block-cache trim: 1 s */
 #define MIN_BLOCKS_PER_POLLER  16
 
-/* One sub-reactor's housekeeping timer and its run count. */
+/* One sub-reactor's housekeeping timer, its run count and its own copy of
+ * the current pool list (a reload replaces rt->pools under the control lock
+ * and then hands each sub-reactor the new list: runtime_publish_pools). */
 struct housekeeping {
     struct timer timer;
-    unsigned ticks;       /* runs so far */
-    struct runtime *rt;   /* not owned */
+    unsigned ticks;      /* runs so far */
+    struct runtime *rt;  /* not owned */
+    struct pool **pools; /* not owned: rt->pools as last published to this poller */
+    size_t npools;
     uint64_t shed_credit; /* forced closes this poller may still make, in 1/1000 */
 };
 
@@ -38,7 +42,8 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
         config_free(cfg);
         return -ENOMEM;
     }
-    rt->cfg = cfg;
+    rt->cfg = rt->boot_cfg = cfg;
+    rt->reload.generation = 1;
     pthread_mutex_init(&rt->control, NULL); /* default attributes: cannot fail */
     atomic_init(&rt->shed_rate_per_s, cfg->shed_rate_per_s);
     /* The buffer memory budget is split evenly: each sub-reactor caps its own
@@ -73,16 +78,29 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
         rt->workers[i].log = connlog_ring(rt->log, i - 1);
         rt->workers[i].log_flush_ms = cfg->log.flush_interval_ms;
     }
-    for (size_t i = 0; i < cfg->npools; i++, rt->npools++)
-        if ((err = pool_init(&rt->pools[i], &cfg->pools[i])))
+    for (size_t i = 0; i < cfg->npools; i++, rt->npools++) {
+        if (!(rt->pools[i] = calloc(1, sizeof(struct pool))))
             goto fail;
+        if ((err = pool_init(rt->pools[i], &cfg->pools[i]))) {
+            free(rt->pools[i]);
+            goto fail;
+        }
+    }
+    for (size_t i = 1; i < rt->nworkers; i++) {
+        rt->housekeeping[i].pools = rt->pools;
+        rt->housekeeping[i].npools = rt->npools;
+    }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *cl = &cfg->listeners[i];
-        struct listener *l = &rt->listeners[i];
-        if ((err = listener_init(l, cl, &rt->pools[cl->pool_index], rt->pm,
-                                 cfg->accept == CFG_ACCEPT_REUSEPORT, session_accept, rt->pm)))
+        struct listener *l = calloc(1, sizeof(*l));
+        if (!l)
             goto fail;
-        rt->nlisteners++;
+        if ((err = listener_init(l, cl, rt->pools[cl->pool_index], rt->pm,
+                                 cfg->accept == CFG_ACCEPT_REUSEPORT, session_accept, rt->pm))) {
+            free(l);
+            goto fail;
+        }
+        rt->listeners[rt->nlisteners++] = l;
         if ((err = listener_set_routes(l, cl, rt->pools)))
             goto fail;
         if (flags & RUNTIME_NO_LISTEN)
@@ -124,18 +142,18 @@ static unsigned shed_budget(struct runtime *rt, struct housekeeping *hk)
 static void housekeeping(void *loop, struct timer *t, void *data)
 {
     struct housekeeping *hk = data;
-    struct runtime *rt = hk->rt;
     struct poller *p = loop;
     struct worker *w = poller_user(p);
     uint64_t now = poller_now_ms(p);
     if (++hk->ticks % BLOCK_TRIM_TICKS == 0)
         lb_cache_trim(poller_blocks(p));
+    struct runtime *rt = hk->rt;
     unsigned budget = shed_budget(rt, hk), granted = budget;
-    for (size_t i = 0; i < rt->npools; i++) {
-        struct backend_set *set = pool_current(&rt->pools[i]);
+    for (size_t i = 0; i < hk->npools; i++) {
+        struct backend_set *set = pool_current(hk->pools[i]);
         for (size_t j = 0; j < set->n; j++) {
             struct backend *b = set->b[j];
-            health_tick(&rt->pools[i], b, now);
+            health_tick(hk->pools[i], b, now);
             uint64_t at = atomic_load_explicit(&b->close_at_ms, memory_order_relaxed);
             int st = atomic_load_explicit(&b->state, memory_order_relaxed);
             if (!budget || !at || now < at || (st != BACKEND_DRAINING && st != BACKEND_DISABLED) ||
@@ -159,7 +177,7 @@ int runtime_start(struct runtime *rt)
     /* The pollers do not run yet: registering from this thread is safe, and
      * starting their threads publishes it. */
     for (size_t i = 0; i < rt->nlisteners; i++) {
-        int err = listener_bound(&rt->listeners[i]) ? listener_start(&rt->listeners[i]) : 0;
+        int err = listener_bound(rt->listeners[i]) ? listener_start(rt->listeners[i]) : 0;
         if (err)
             return err;
     }
@@ -176,7 +194,7 @@ int runtime_start(struct runtime *rt)
     }
     /* Active checkers spread over the sub-reactors, one backend each. */
     for (size_t i = 0; i < rt->npools; i++) {
-        struct pool *pl = &rt->pools[i];
+        struct pool *pl = rt->pools[i];
         struct backend_set *set = pool_current(pl);
         for (size_t j = 0; pl->health_check.enabled && j < set->n; j++) {
             int err = health_check_attach(pl, set->b[j], runtime_checker_poller(rt));
@@ -184,21 +202,29 @@ int runtime_start(struct runtime *rt)
                 return err;
         }
     }
-    return pollmgr_start(rt->pm);
+    int err = pollmgr_start(rt->pm);
+    pthread_mutex_lock(&rt->control);
+    rt->started = err == 0;
+    pthread_mutex_unlock(&rt->control);
+    return err;
 }
 
 static void close_listeners(struct poller *p, void *arg)
 {
     struct runtime *rt = arg;
     for (size_t i = 0; i < rt->nlisteners; i++)
-        listener_close_on(&rt->listeners[i], p);
+        listener_close_on(rt->listeners[i], p);
 }
 
 void runtime_stop_listening(struct runtime *rt)
 {
     /* Every poller closes the listening sockets it owns (the main reactor's,
-     * or each sub-reactor's own with reuseport). */
+     * or each sub-reactor's own with reuseport). Under the control lock: a
+     * reload in progress finishes first, and none starts after. */
+    pthread_mutex_lock(&rt->control);
+    rt->stopping = 1;
     int err = pollmgr_broadcast(rt->pm, POLLMGR_ALL, close_listeners, rt, STOP_LISTENING_WAIT_MS);
+    pthread_mutex_unlock(&rt->control);
     if (err == 0)
         return;
     /* A poller is stuck or refused the task: stopping them all (joined, so
@@ -223,8 +249,8 @@ struct poller *runtime_checker_poller(struct runtime *rt)
 struct pool *runtime_find_pool(struct runtime *rt, const char *name)
 {
     for (size_t i = 0; i < rt->npools; i++)
-        if (strcmp(rt->pools[i].name, name) == 0)
-            return &rt->pools[i];
+        if (strcmp(rt->pools[i]->name, name) == 0)
+            return rt->pools[i];
     return NULL;
 }
 
@@ -236,8 +262,13 @@ void runtime_reopen_log(struct runtime *rt)
 uint64_t runtime_active_sessions(struct runtime *rt)
 {
     uint64_t n = 0;
+    pthread_mutex_lock(&rt->control);
     for (size_t i = 0; i < rt->nlisteners; i++)
-        n += atomic_load_explicit(&rt->listeners[i].active_connections, memory_order_relaxed);
+        n += atomic_load_explicit(&rt->listeners[i]->active_connections, memory_order_relaxed);
+    for (size_t i = 0; i < rt->nretired_listeners; i++)
+        n += atomic_load_explicit(&rt->retired_listeners[i]->active_connections,
+                                  memory_order_relaxed);
+    pthread_mutex_unlock(&rt->control);
     return n;
 }
 
@@ -269,24 +300,32 @@ void runtime_destroy(struct runtime *rt)
                      (unsigned long long)dropped);
         for (size_t i = 0; i < rt->nlisteners; i++)
             for (size_t w = 0; w < rt->nworkers; w++)
-                listener_close_on(&rt->listeners[i], rt->workers[w].poller);
+                listener_close_on(rt->listeners[i], rt->workers[w].poller);
         for (size_t i = 0; i < rt->npools; i++) {
-            struct backend_set *set = pool_current(&rt->pools[i]);
+            struct backend_set *set = pool_current(rt->pools[i]);
             for (size_t j = 0; j < set->n; j++)
                 health_check_detach(set->b[j]);
         }
     }
     connlog_destroy(rt->log); /* built but the pollers never were */
-    for (size_t i = 0; i < rt->nlisteners; i++)
-        listener_fini(&rt->listeners[i]);
-    for (size_t i = 0; i < rt->npools; i++)
-        pool_fini(&rt->pools[i]);
+    runtime_retired_free_all(rt); /* after the checkers: none points at a retired pool */
+    for (size_t i = 0; i < rt->nlisteners; i++) {
+        listener_fini(rt->listeners[i]);
+        free(rt->listeners[i]);
+    }
+    for (size_t i = 0; i < rt->npools; i++) {
+        pool_fini(rt->pools[i]);
+        free(rt->pools[i]);
+    }
     pollmgr_destroy(rt->pm);
     free(rt->listeners);
     free(rt->pools);
     free(rt->workers);
     free(rt->housekeeping);
+    if (rt->boot_cfg != rt->cfg)
+        config_free(rt->boot_cfg);
     config_free(rt->cfg);
+    free(rt->reload.last_error);
     pthread_mutex_destroy(&rt->control);
     free(rt);
 }
@@ -305,6 +344,20 @@ void runtime_control_tick(struct runtime *rt)
 {
     pthread_mutex_lock(&rt->control);
     for (size_t i = 0; i < rt->npools; i++)
-        backend_edit_reap(rt->pm, &rt->pools[i]);
+        backend_edit_reap(rt->pm, rt->pools[i]);
+    runtime_retired_reap(rt);
     pthread_mutex_unlock(&rt->control);
+}
+
+static void publish_pools(struct poller *p, void *arg)
+{
+    struct runtime *rt = arg;
+    struct housekeeping *hk = &rt->housekeeping[poller_id(p)];
+    hk->pools = rt->pools;
+    hk->npools = rt->npools;
+}
+
+int runtime_publish_pools(struct runtime *rt)
+{
+    return pollmgr_broadcast(rt->pm, POLLMGR_SUBS, publish_pools, rt, STOP_LISTENING_WAIT_MS);
 }

@@ -28,7 +28,10 @@ const struct fdop_ops session_io_ops = {.on_read = on_read, .on_write = on_write
 
 static void free_session(struct poller *p, struct poller_task *t, void *arg)
 {
-    free(arg);
+    struct session *s = arg;
+    /* The last touch of s->pool: a reload frees a retired pool at 0. */
+    pool_session_end(s->pool);
+    free(s);
 }
 
 static int session_holds_bytes(const struct session *s)
@@ -138,7 +141,8 @@ static struct session *session_new(struct listener *l, int fd, const struct sock
         return NULL;
     s->listener = l;
     s->pool = l->pool;
-    s->client_key = pool_client_key(l->pool, peer);
+    pool_session_begin(s->pool);
+    s->client_key = pool_client_key(s->pool, peer);
     sock_addr_from(&s->client, peer);
     s->source = source;
     s->accepted_ns = clock_mono_ns();
@@ -175,6 +179,7 @@ static int session_handoff(struct pollmgr *pm, struct listener *l, int fd,
     int err = poller_post(pollmgr_pick(pm), &s->task);
     if (err) {
         close(fd);
+        pool_session_end(s->pool);
         free(s);
     }
     return err;
@@ -290,8 +295,9 @@ void session_close(struct session *s, unsigned reset_sides)
         pool_done(s->pool, s->backend, POOL_FINISHED);
         s->backend = NULL;
     }
-    atomic_fetch_sub_explicit(&s->listener->active_connections, 1, memory_order_relaxed);
     source_limit_release(s->listener->sources, s->source);
+    /* The last touch of s->listener: a reload frees a retired one at 0. */
+    atomic_fetch_sub_explicit(&s->listener->active_connections, 1, memory_order_relaxed);
     counter_sub(&w->c.active_connections, 1);
     if (s->prev)
         s->prev->next = s->next;

@@ -5,6 +5,7 @@
  * The hello's bytes are tls_hello.c's, the choice is route.c's. */
 #include "inspect.h"
 #include "listener.h"
+#include "pool.h"
 #include "route.h"
 #include "tls_hello.h"
 
@@ -31,7 +32,15 @@ enum inspect_verdict session_sni_inspect(struct session *s, const uint8_t *buf, 
         return INSPECT_FAIL;
     }
     atomic_fetch_add_explicit(&l->route_to[i].sessions, 1, memory_order_relaxed);
-    s->pool = l->route_to[i].pool;
+    /* The session counts on the pool it holds (a reload frees a retired
+     * pool only when none does): on the route's first, then off the
+     * listener's. */
+    struct pool *to = atomic_load_explicit(&l->route_to[i].pool, memory_order_acquire);
+    if (to != s->pool) {
+        pool_session_begin(to);
+        pool_session_end(s->pool);
+        s->pool = to;
+    }
     (void)consume; /* the ClientHello is replayed to the backend, whole */
     return INSPECT_DONE;
 }

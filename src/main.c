@@ -21,6 +21,7 @@
 #include "proxy/runtime.h"
 #include "reactor/wait.h"
 #include "selfcheck.h"
+#include "watch.h"
 
 #define DEFAULT_CONFIG         "sluice.json"
 #define SHUTDOWN_POLL_MS       20
@@ -194,7 +195,8 @@ static int start_proxy(struct config *cfg, struct runtime **rtp, struct admin **
         return 1;
     }
     /* Every socket is bound: root is no longer needed. privs_drop logs why it failed. */
-    if ((err = privs_drop(rt->cfg->user, rt->cfg->group)) == 0 && (err = runtime_start(rt)))
+    if ((err = privs_drop(rt->boot_cfg->user, rt->boot_cfg->group)) == 0 &&
+        (err = runtime_start(rt)))
         log_error("cannot start the pollers: %s", strerror(-err));
     if (err) {
         admin_stop(admin);
@@ -214,7 +216,7 @@ static void log_started(const struct runtime *rt, const char *path, unsigned lon
              config_poller_balance_name(rt->cfg->poller_balance), nofile,
              rt->cfg->buffer_memory_limit >> 20, path);
     for (size_t i = 0; i < rt->nlisteners; i++) {
-        const struct listener *l = &rt->listeners[i];
+        const struct listener *l = rt->listeners[i];
         if (l->nroutes) /* README "SNI and ALPN routing" */
             log_info("listener %s on %s -> %zu routes by TLS server name", l->name, l->listen,
                      l->nroutes);
@@ -275,7 +277,10 @@ static int serve(struct runtime *rt, struct admin *admin, const sigset_t *sigs,
             continue;
         }
         if (sig == SIGHUP) {
-            log_warn("SIGHUP: config reload is not supported yet; keeping the running config");
+            log_info("SIGHUP: reloading %s", rt->boot_cfg->path); /* boot_cfg: never freed */
+            struct reload_report rep;
+            runtime_reload_file(rt, &rep); /* logs and counts the outcome */
+            reload_report_free(&rep);
             continue;
         }
         if (sig == SIGUSR1) {
@@ -330,8 +335,15 @@ int main(int argc, char **argv)
     struct admin *admin = NULL;
     if (start_proxy(cfg, &rt, &admin))
         return 1;
+    /* The admin runs already: a reload may replace rt->cfg and the lists. */
+    pthread_mutex_lock(runtime_control(rt));
     log_started(rt, cli.path, nofile);
-    int status = serve(rt, admin, &sigs, rt->cfg);
+    pthread_mutex_unlock(runtime_control(rt));
+    struct config_watch *watch = NULL;
+    if (rt->boot_cfg->watch_config && (r = config_watch_start(rt, cli.path, &watch)))
+        log_error("watch_config: not watching %s: %s", cli.path, strerror(-r));
+    int status = serve(rt, admin, &sigs, rt->boot_cfg);
+    config_watch_stop(watch);
     admin_stop(admin);
     runtime_destroy(rt);
     log_info("stopped");

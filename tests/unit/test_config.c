@@ -44,6 +44,7 @@ START_TEST(minimal_config_gets_documented_defaults)
     ck_assert_uint_eq(cfg->shutdown_grace_ms, 10000);
     ck_assert_uint_eq(cfg->shutdown_delay_ms, 0);
     ck_assert_uint_eq(cfg->shed_rate_per_s, 1000);
+    ck_assert_int_eq(cfg->watch_config, 0);
     ck_assert_str_eq(cfg->admin.listen, "127.0.0.1:9090");
     ck_assert_ptr_null(cfg->admin.token);
     ck_assert_uint_eq(cfg->nlisteners, 1);
@@ -290,6 +291,22 @@ START_TEST(admin_allowed_hosts)
     memset(label + strlen(label), 'a', 64);
     expect_error(strcat(label, "\"]}," LISTENER_OK "," POOL_OK "}"),
                  "admin.allowed_hosts[0]: expected a host name");
+}
+END_TEST
+
+/* watch_config (README "Reload"): a boolean, default false. */
+START_TEST(watch_config_is_a_boolean)
+{
+    const char *json = "{\"watch_config\":true," LISTENER_OK "," POOL_OK "}";
+    struct config *cfg;
+    char *errors;
+    ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+    ck_assert_int_eq(cfg->watch_config, 1);
+    config_free(cfg);
+    expect_error("{\"watch_config\":1," LISTENER_OK "," POOL_OK "}",
+                 "t.json: watch_config: expected true or false");
+    expect_error("{\"watch_config\":\"yes\"," LISTENER_OK "," POOL_OK "}",
+                 "t.json: watch_config: expected true or false");
 }
 END_TEST
 
@@ -575,6 +592,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, bad_addresses_and_ports);
     tcase_add_test(tc, empty_pool_and_bad_numbers);
     tcase_add_test(tc, admin_allowed_hosts);
+    tcase_add_test(tc, watch_config_is_a_boolean);
     tcase_add_test(tc, every_error_is_reported_once);
     tcase_add_test(tc, missing_file);
     tcase_add_test(tc, address_round_trip);

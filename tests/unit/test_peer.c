@@ -421,6 +421,32 @@ START_TEST(client_key_is_the_pools_rule)
 }
 END_TEST
 
+/* Reload: an old generation of a pool (settings changed) keeps no backend
+ * and forwards the picks of its sessions (retries) to its successor, which
+ * holds the same backend structs. */
+START_TEST(an_old_generation_picks_through_its_successor)
+{
+    make_pool(&(struct pool_opts){.n = 2});
+    struct pool old;
+    struct cfg_pool bare = {.name = "p", .connect_timeout_ms = 1, .maglev_table_size = 251};
+    ck_assert_int_eq(pool_init(&old, &bare), 0);
+    ck_assert_ptr_null(pool_pick(&old, NULL, 0)); /* empty, no successor */
+    atomic_store(&old.successor, &pl);
+    struct backend *b = pool_pick(&old, NULL, 0);
+    ck_assert_ptr_nonnull(b);
+    ck_assert(b == B(0) || b == B(1));
+    ck_assert_uint_eq(active(b), 1);
+    pool_done(&old, b, POOL_FINISHED); /* the old generation's session gives it back */
+    ck_assert_uint_eq(active(b), 0);
+    pool_session_begin(&old);
+    ck_assert_uint_eq(atomic_load(&old.sessions), 1);
+    pool_session_end(&old);
+    ck_assert_uint_eq(atomic_load(&old.sessions), 0);
+    pool_fini(&old); /* its empty set only: the backends are pl's */
+    ck_assert_uint_eq(pool_current(&pl)->n, 2);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("peer");
@@ -436,6 +462,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, a_draining_backend_gets_no_pick_and_drains_on_done);
     tcase_add_test(tc, real_dials_report_refused_connected_and_local);
     tcase_add_test(tc, client_key_is_the_pools_rule);
+    tcase_add_test(tc, an_old_generation_picks_through_its_successor);
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("outcomes");
     tcase_add_test(tm, dial_errors_map_to_outcomes);
