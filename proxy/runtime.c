@@ -307,7 +307,7 @@ void runtime_destroy(struct runtime *rt)
                 health_check_detach(set->b[j]);
         }
     }
-    connlog_destroy(rt->log); /* built but the pollers never were */
+    connlog_destroy(rt->log);     /* built but the pollers never were */
     runtime_retired_free_all(rt); /* after the checkers: none points at a retired pool */
     for (size_t i = 0; i < rt->nlisteners; i++) {
         listener_fini(rt->listeners[i]);
