@@ -226,6 +226,39 @@ class SniTest(ProxyTest):
                       'sni="www.example.com",alpn="",pool="b"} 2', metrics)
         self.assertIn('sluice_listener_no_route_total{listener="tls"} 0', metrics)
 
+    def test_reload_keeps_routes_on_the_pools_new_settings(self):
+        """A reload that replaces a routed pool's struct (new settings) moves
+        the route with it, frees nothing a route still reaches, and names
+        changed routes as not applied instead of half-applying them."""
+        a, b = self.s_server("backend-a"), self.s_server("backend-b")
+        proxy = self.start([{"sni": "api.example.com", "pool": "a"},
+                            {"sni": "www.example.com", "pool": "b"}],
+                           {"a": [a.port], "b": [b.port]})
+        self.assertEqual(self.reaches("api.example.com"), "backend-a")
+
+        def reload(cfg):
+            with open(proxy.path, "w") as f:
+                json.dump(cfg, f)
+            req = urllib.request.Request(f"http://{self.admin}/api/v1/reload", method="POST")
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read().decode())
+
+        cfg = json.loads(json.dumps(proxy.config))
+        for pl in cfg["pools"]:
+            pl["idle_timeout_ms"] = 30000  # a new struct for both pools
+        out = reload(cfg)
+        self.assertTrue(any("pools.a" in c for c in out["changed"]), out)
+        for _ in range(3):  # twice past the retired structs' reap
+            self.assertEqual(self.reaches("api.example.com"), "backend-a")
+            self.assertEqual(self.reaches("www.example.com"), "backend-b")
+            time.sleep(0.4)
+        cfg["listeners"][0]["routes"][0]["sni"] = "new.example.com"
+        out = reload(cfg)
+        self.assertTrue(any("listeners.tls" in n and "routes" in n for n in out["not_applied"]),
+                        out)
+        self.assertEqual(self.reaches("api.example.com"), "backend-a")  # as before
+        self.assertEqual(self.routes(), [5, 3])
+
     def bio_handshake(self, servername, prefix=b"", pieces=1):
         """Python's TLS client over a memory BIO, through sluice: prefix
         first, then the ClientHello in `pieces` TCP segments 100 ms apart,
