@@ -4,7 +4,7 @@
 # (ports 6379 and 6381). Ctrl-C stops sluice gracefully and the redis-servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+bash scripts/deps.sh demo
 bash scripts/build.sh release
 
 work=$(mktemp -d /tmp/sluice-demo.XXXXXX)
