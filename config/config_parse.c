@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config_addr.h"
+#include "config_dns.h"
 #include "config_json.h"
 #define DEF_POLLERS                0
 #define DEF_SHUTDOWN_GRACE_MS      10000
@@ -60,13 +61,12 @@ const char *config_pool_balance_name(enum cfg_pool_balance b)
 
 static void parse_backend(struct cfg_ctx *c, json_t *v, const char *path, struct cfg_backend *b)
 {
-    static const char *const keys[] = {"name", "address", "weight", NULL};
+    static const char *const keys[] = {"name", "address", "weight", "resolve", "srv", NULL};
     if (!cfg_is_object(c, v, path))
         return;
     cfg_check_keys(c, v, path, keys);
     b->name = cfg_get_name(c, v, path);
-    b->address = cfg_get_string(c, v, path, "address", 1, NULL);
-    cfg_get_addrs(c, path, "address", b->address, &b->addrs);
+    cfg_parse_backend_target(c, v, path, b); /* address or srv (config_dns.c) */
     b->weight = cfg_get_uint(c, v, path, "weight", DEF_WEIGHT, 0, MAX_WEIGHT);
 }
 
@@ -398,15 +398,24 @@ static void parse_listeners(struct cfg_ctx *c, json_t *root, struct config *cfg)
  * admin, pools, then listeners (which refer to pools). */
 static void parse_root(struct cfg_ctx *c, json_t *root, struct config *cfg)
 {
-    static const char *const keys[] = {
-        "pollers", "poller_balance", "accept", "shutdown_grace_ms", "buffer_memory_limit",
-        "user",    "group",          "admin",  "listeners",         "pools",
-        NULL};
+    static const char *const keys[] = {"pollers",
+                                       "poller_balance",
+                                       "accept",
+                                       "shutdown_grace_ms",
+                                       "buffer_memory_limit",
+                                       "user",
+                                       "group",
+                                       "admin",
+                                       "listeners",
+                                       "pools",
+                                       "resolver",
+                                       NULL};
     if (!cfg_is_object(c, root, "(top level)"))
         return;
     cfg_check_keys(c, root, "", keys);
     parse_process(c, root, cfg);
     parse_admin(c, root, &cfg->admin);
+    cfg_parse_resolver(c, root, &cfg->resolver); /* before the pools' names */
     parse_pools(c, root, cfg);
     parse_listeners(c, root, cfg);
 }
@@ -497,6 +506,8 @@ void config_free(struct config *cfg)
         for (size_t j = 0; j < pl->nbackends; j++) {
             free(pl->backends[j].name);
             free(pl->backends[j].address);
+            free(pl->backends[j].host);
+            free(pl->backends[j].srv);
         }
         free(pl->backends);
         free(pl->health_check.send);
