@@ -12,6 +12,7 @@
 
 #include "health.h"
 #include "log.h"
+#include "resolver.h"
 #include "session.h"
 
 #define STOP_LISTENING_WAIT_MS 5000
@@ -64,6 +65,10 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
     for (size_t i = 0; i < cfg->npools; i++, rt->npools++)
         if ((err = pool_init(&rt->pools[i], &cfg->pools[i])))
             goto fail;
+    /* Names are resolved once now (a default-mode name that gives nothing
+     * fails the start), then followed by the resolver's thread. */
+    if ((err = resolver_create(cfg, rt->pools, rt->npools, rt->pm, &rt->control, &rt->resolver)))
+        goto fail;
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *cl = &cfg->listeners[i];
         struct listener *l = &rt->listeners[i];
@@ -137,7 +142,8 @@ int runtime_start(struct runtime *rt)
                 return err;
         }
     }
-    return pollmgr_start(rt->pm);
+    int err = pollmgr_start(rt->pm);
+    return err ? err : resolver_start(rt->resolver);
 }
 
 static void close_listeners(struct poller *p, void *arg)
@@ -193,6 +199,8 @@ void runtime_destroy(struct runtime *rt)
 {
     if (!rt)
         return;
+    /* Before the pollers stop: its changes wait for them (quiesce). */
+    resolver_destroy(rt->resolver);
     if (rt->pm) {
         pollmgr_stop(rt->pm);
         /* Every poller thread has been joined: this thread owns them now. */

@@ -17,6 +17,7 @@
 #include "worker.h"
 
 struct housekeeping;
+struct resolver;
 
 struct runtime {
     struct config *cfg; /* owned: the snapshot this runtime was built from */
@@ -33,6 +34,7 @@ struct runtime {
      * reads them (the admin's routes and views), holds it: the admin, reload,
      * DNS discovery, runtime_control_tick. Never taken on the data path. */
     pthread_mutex_t control;
+    struct resolver *resolver; /* owned: DNS discovery (proxy/resolver.h); NULL without names */
 };
 
 enum {

@@ -6,7 +6,8 @@ set -euo pipefail
 
 packages=(build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev check
           python3 python3-prometheus-client redis-server redis-tools curl clang-format
-          clang-14 libfuzzer-14-dev libclang-rt-14-dev valgrind cppcheck)
+          clang-14 libfuzzer-14-dev libclang-rt-14-dev valgrind cppcheck
+          libc-ares-dev dnsmasq-base)
 # Installed with --no-install-recommends, as on a lean machine: every package a
 # build or test step needs is named here, even one that a fuller install would
 # pull in as a recommendation (libclang-rt-14-dev: clang's libFuzzer and

@@ -1,0 +1,30 @@
+/* proxy/resolver.h — DNS discovery: a thread of its own that re-resolves the
+ * backends written as host names or SRV names, with c-ares, at each record's
+ * TTL (clamped by resolver.resolve_min_ms/_max_ms), and applies what changed
+ * through backend_edit under the runtime's control lock. A poller never waits
+ * for DNS; a failed or empty answer keeps the last good set. The rules it
+ * applies are proxy/resolve.h's. */
+#pragma once
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include "config/config.h"
+
+struct pollmgr;
+struct pool;
+struct resolver;
+
+/* Called by the runtime once its pools are built, before the pollers start.
+ * *out is NULL (and 0 returned) when no backend follows a name. Otherwise
+ * resolves every name once, now, on the calling thread (bounded by
+ * resolver.timeout_ms per query): a default-mode backend gets its addresses
+ * at once, and a name that gives it none fails the start (-EHOSTUNREACH,
+ * logged with the JSON path); "all"/"srv" backends are added once the
+ * thread runs. cfg, pools, pm and control must outlive the resolver. */
+int resolver_create(const struct config *cfg, struct pool *pools, size_t npools, struct pollmgr *pm,
+                    pthread_mutex_t *control, struct resolver **out);
+/* Starts the thread, once the pollers run (its changes quiesce them). */
+int resolver_start(struct resolver *r);
+/* Stops and joins the thread (while the pollers still run), frees all. NULL: no-op. */
+void resolver_destroy(struct resolver *r);
