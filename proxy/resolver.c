@@ -375,10 +375,12 @@ static void wait_and_process(struct resolver *r, uint64_t timeout_ms)
 {
     ares_socket_t socks[ARES_GETSOCK_MAXNUM];
     struct pollfd pfd[ARES_GETSOCK_MAXNUM + 1];
-    int bits = ares_getsock(r->ch, socks, ARES_GETSOCK_MAXNUM), n = 0;
-    for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-        short ev = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-                           (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+    /* c-ares' own GETSOCK macros shift a signed 1 into the sign bit. */
+    unsigned bits = (unsigned)ares_getsock(r->ch, socks, ARES_GETSOCK_MAXNUM);
+    int n = 0;
+    for (unsigned i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+        short ev = (short)((bits & (1u << i) ? POLLIN : 0) |
+                           (bits & (1u << (i + ARES_GETSOCK_MAXNUM)) ? POLLOUT : 0));
         if (ev)
             pfd[n++] = (struct pollfd){.fd = socks[i], .events = ev};
     }
@@ -430,12 +432,16 @@ static void *resolver_main(void *arg)
     return NULL;
 }
 
-/* The start's round, on the calling thread: every name once; default-mode
- * answers applied now, "all"/"srv" ones left READY for the thread. */
+/* The start's round, on the calling thread: every name without addresses
+ * yet, once; default-mode answers applied now, "all"/"srv" ones left READY
+ * for the thread. */
 static int first_round(struct resolver *r)
 {
+    /* A name the loader resolved already (the system resolver) has its
+     * addresses: the thread follows it from now on, the start does not wait. */
     for (size_t i = 0; i < r->nnames; i++)
-        issue(&r->names[i]);
+        if (r->names[i].cb->srv || r->names[i].cb->addrs.n == 0)
+            issue(&r->names[i]);
     uint64_t deadline = clock_mono_ms() + (uint64_t)r->cfg->timeout_ms * FIRST_ROUNDS;
     for (int cancelled = 0;;) {
         int busy = 0;
@@ -464,7 +470,7 @@ static int first_round(struct resolver *r)
         struct backend *b = pool_find(&r->pools[n->pi], n->cb->name);
         if (b && backend_addrs(b)->n == 0) {
             log_error("pools[%zu].backends[%zu].address: cannot resolve host \"%s\": %s", n->pi,
-                      n->bi, n->cb->host, n->err);
+                      n->bi, n->cb->host, n->err[0] ? n->err : "no answer in time");
             err = -EHOSTUNREACH;
         }
     }
