@@ -66,6 +66,7 @@ struct query {
     struct name *n;
     unsigned port;
     unsigned weight;
+    char host[]; /* for error messages: an SRV target's name */
 };
 
 struct resolver {
@@ -141,8 +142,7 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
     if (status == ARES_SUCCESS && res)
         keep(n, res, q->port, q->weight);
     else
-        round_failed(n, res && res->name ? res->name : (n->cb->srv ? "SRV target" : n->cb->host),
-                     status);
+        round_failed(n, q->host, status);
     if (res)
         ares_freeaddrinfo(res);
     free(q);
@@ -151,13 +151,17 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
 
 static void resolve_host(struct name *n, const char *host, unsigned port, unsigned weight)
 {
-    struct query *q = malloc(sizeof(*q));
+    size_t len = strlen(host) + 1;
+    struct query *q = malloc(sizeof(*q) + len);
     if (!q) {
         n->failed = 1;
         snprintf(n->err, sizeof(n->err), "%s: out of memory", host);
         return;
     }
-    *q = (struct query){n, port, weight};
+    q->n = n;
+    q->port = port;
+    q->weight = weight;
+    memcpy(q->host, host, len);
     struct ares_addrinfo_hints hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     n->pending++;
     ares_getaddrinfo(n->r->ch, host, NULL, &hints, on_addrinfo, q); /* may call back at once */
@@ -205,10 +209,12 @@ static void issue(struct name *n)
     n->nfound = 0;
     n->ttl = UINT32_MAX;
     n->err[0] = '\0';
-    if (n->cb->srv && ++n->pending) /* on_srv's own, released when it returns */
+    if (n->cb->srv) {
+        n->pending++; /* on_srv's own, released when it returns */
         ares_search(n->r->ch, n->cb->srv, ns_c_in, ns_t_srv, on_srv, n);
-    else
+    } else {
         resolve_host(n, n->cb->host, n->cb->port, n->cb->weight);
+    }
     query_done(n);
 }
 
