@@ -385,8 +385,8 @@ static void wait_and_process(struct resolver *r, uint64_t timeout_ms)
     unsigned bits = (unsigned)ares_getsock(r->ch, socks, ARES_GETSOCK_MAXNUM);
     int n = 0;
     for (unsigned i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-        short ev = (short)((bits & (1u << i) ? POLLIN : 0) |
-                           (bits & (1u << (i + ARES_GETSOCK_MAXNUM)) ? POLLOUT : 0));
+        short ev = (short)(((bits & (1u << i)) ? POLLIN : 0) |
+                           ((bits & (1u << (i + ARES_GETSOCK_MAXNUM))) ? POLLOUT : 0));
         if (ev)
             pfd[n++] = (struct pollfd){.fd = socks[i], .events = ev};
     }
@@ -401,9 +401,9 @@ static void wait_and_process(struct resolver *r, uint64_t timeout_ms)
         if (!pfd[i].revents)
             continue;
         any = 1;
-        ares_process_fd(r->ch,
-                        pfd[i].revents & (POLLIN | POLLERR | POLLHUP) ? pfd[i].fd : ARES_SOCKET_BAD,
-                        pfd[i].revents & POLLOUT ? pfd[i].fd : ARES_SOCKET_BAD);
+        ares_process_fd(
+            r->ch, (pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) ? pfd[i].fd : ARES_SOCKET_BAD,
+            (pfd[i].revents & POLLOUT) ? pfd[i].fd : ARES_SOCKET_BAD);
     }
     if (!any)
         ares_process_fd(r->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* timeouts */
