@@ -21,6 +21,8 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Backend, ProxyTest, free_port, wait_until
 
+API_POLL_S = 0.1  # a wait on the admin API asks this often: a new connection each time
+
 NAME = "redis.sluice.test"
 SRV = "_redis._tcp.sluice.test"
 
@@ -54,6 +56,9 @@ class Dnsmasq:
         self.proc = subprocess.Popen(
             ["dnsmasq", "--no-daemon", f"--port={self.port}", "--listen-address=127.0.0.1",
              "--bind-interfaces", "--no-resolv", "--no-hosts", f"--addn-hosts={self.hosts_path}",
+             # Authoritative for the test domain: AAAA of an IPv4-only name is
+             # an empty answer, not REFUSED (no upstream to ask).
+             "--local=/sluice.test/",
              f"--conf-file={self.conf_path}", "--local-ttl=1", "--pid-file=", f"--user={user}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_until(self.answers, what="dnsmasq to answer")
@@ -158,8 +163,14 @@ class Dns(ProxyTest):
                 "listeners": [{"name": "l", "listen": f"127.0.0.1:{self.listen}", "pool": "p"}],
                 "pools": [{"name": "p", "backends": backends}]}
 
+    def until(self, pred, timeout=20.0, what="condition"):
+        """wait_until for a condition read from the admin API: a new
+        connection per look, so fewer looks (a loopback flooded with
+        TIME_WAIT sockets answers some handshakes only on a retry)."""
+        return wait_until(pred, timeout, API_POLL_S, what)
+
     def api(self, path):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}{path}", timeout=10) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}{path}", timeout=30) as r:
             body = r.read().decode()
             return json.loads(body) if path.startswith("/api/") else body
 
@@ -179,7 +190,7 @@ class Dns(ProxyTest):
                                   "resolve": "all"}]))
         self.maxDiff = None
         names = lambda *ips: {f"redis@{ip}:{port}" for ip in ips}
-        wait_until(lambda: set(self.backends()) == names("127.0.0.2", "127.0.0.3"),
+        self.until(lambda: set(self.backends()) == names("127.0.0.2", "127.0.0.3"),
                    what="both addresses as backends")
 
         # Real clients: a new connection every few SETs, so every change of
@@ -212,12 +223,12 @@ class Dns(ProxyTest):
         try:
             wait_until(lambda: done[0] >= 200, timeout=30, what="load before the change")
             self.dns.reload_hosts({NAME: ["127.0.0.2", "127.0.0.3", "127.0.0.4"]})
-            wait_until(lambda: set(self.backends()) == names("127.0.0.2", "127.0.0.3",
+            self.until(lambda: set(self.backends()) == names("127.0.0.2", "127.0.0.3",
                                                               "127.0.0.4"),
                        timeout=20, what="the new address as a backend")
             self.dns.reload_hosts({NAME: ["127.0.0.3", "127.0.0.4"]})
             # Retired, drained, then removed: gone from the pool for good.
-            wait_until(lambda: set(self.backends(live_only=False)) ==
+            self.until(lambda: set(self.backends(live_only=False)) ==
                        names("127.0.0.3", "127.0.0.4"), timeout=20, what="the old one removed")
             mark = done[0]
             wait_until(lambda: done[0] >= mark + 200, timeout=30, what="load after the change")
@@ -227,7 +238,8 @@ class Dns(ProxyTest):
                 t.join(15)
         self.assertEqual(errors[:5], [], f"{len(errors)} errors of {done[0] + len(errors)}; "
                          f"sluice's log:\n{self._sluices[0].output()[-4000:]}\n"
-                         f"pool: {json.dumps(self.pool())[:4000]}")
+                         f"pool: {json.dumps(self.pool())[:4000]}\n"
+                         f"pollers: {json.dumps(self.api('/api/v1/pollers'))[:4000]}")
         # The added address took sessions; the removed one took none after its removal.
         keys = lambda ip: int(subprocess.run(["redis-cli", "-h", ip, "-p", str(port), "dbsize"],
                                              capture_output=True, text=True,
@@ -255,7 +267,7 @@ class Dns(ProxyTest):
         self.sluice(self.config([{"name": "svc", "srv": SRV}]))
         want = {f"svc@127.0.0.2:{a.port}": 10, f"svc@127.0.0.3:{b.port}": 30,
                 f"svc@127.0.0.4:{z.port}": 0}
-        wait_until(lambda: {n: x["weight"] for n, x in self.backends().items()} == want,
+        self.until(lambda: {n: x["weight"] for n, x in self.backends().items()} == want,
                    what="one backend per SRV target, with its weight")
         counts = {b"A": 0, b"B": 0, b"Z": 0}
         for _ in range(200):
@@ -270,7 +282,7 @@ class Dns(ProxyTest):
         self.dns.restart(hosts, [("a.sluice.test", a.port, 0, 20),
                                  ("b.sluice.test", b.port, 0, 20)])
         want = {f"svc@127.0.0.2:{a.port}": 20, f"svc@127.0.0.3:{b.port}": 20}
-        wait_until(lambda: {n: x["weight"] for n, x in self.backends().items()} == want,
+        self.until(lambda: {n: x["weight"] for n, x in self.backends().items()} == want,
                    timeout=20, what="the new SRV weights")
 
     def test_dns_server_stopped_keeps_the_pool(self):
@@ -280,11 +292,11 @@ class Dns(ProxyTest):
         self.sluice(self.config([{"name": "svc", "address": f"{NAME}:{a.port}",
                                   "resolve": "all"},
                                  {"name": "one", "address": f"{NAME}:{a.port}"}]))
-        wait_until(lambda: len(self.backends()) == 3, what="the backends")
+        self.until(lambda: len(self.backends()) == 3, what="the backends")
         first = self.pool()["last_dns_resolution_at"]
         self.assertIsNotNone(first)
         self.dns.stop()
-        wait_until(lambda: self.pool()["dns_failures"] >= 3, timeout=20, what="failures counted")
+        self.until(lambda: self.pool()["dns_failures"] >= 3, timeout=20, what="failures counted")
         pool = self.pool()
         self.assertIn("sluice.test", pool["last_dns_error"])
         self.assertEqual(len([x for x in pool["backends"] if x["state"] == "up"]), 3)
@@ -297,7 +309,7 @@ class Dns(ProxyTest):
         self.assertRegex(self.api("/metrics"), r'sluice_pool_dns_failures_total\{pool="p"\} [1-9]')
         # DNS back: resolutions succeed again.
         self.dns.start()
-        wait_until(lambda: self.pool()["last_dns_resolution_at"] > first, timeout=20,
+        self.until(lambda: self.pool()["last_dns_resolution_at"] > first, timeout=20,
                    what="a successful resolution after the outage")
         self.assertEqual(len(self.backends()), 3)
 
@@ -310,7 +322,7 @@ class Dns(ProxyTest):
         s1 = dial(self.listen)
         self.assertEqual(s1.recv(1), b"A")
         self.dns.reload_hosts({NAME: ["127.0.0.3"]})
-        wait_until(lambda: self.backends()["one"]["addresses"] == [f"127.0.0.3:{a.port}"],
+        self.until(lambda: self.backends()["one"]["addresses"] == [f"127.0.0.3:{a.port}"],
                    timeout=20, what="the new address")
         with dial(self.listen) as s:
             self.assertEqual(s.recv(1), b"B")
@@ -336,9 +348,9 @@ class Dns(ProxyTest):
         self.sluice(self.config([{"name": "svc", "address": f"{NAME}:{a.port}",
                                   "resolve": "all"}]))
         self.assertEqual(self.backends(), {})
-        wait_until(lambda: self.pool()["dns_failures"] >= 1, what="the failure counted")
+        self.until(lambda: self.pool()["dns_failures"] >= 1, what="the failure counted")
         self.dns.reload_hosts({NAME: ["127.0.0.2"]})
-        wait_until(lambda: list(self.backends()) == [f"svc@127.0.0.2:{a.port}"], timeout=20,
+        self.until(lambda: list(self.backends()) == [f"svc@127.0.0.2:{a.port}"], timeout=20,
                    what="the backend once the name resolves")
         with dial(self.listen) as s:
             self.assertEqual(s.recv(1), b"A")
