@@ -67,9 +67,9 @@ void cfg_parse_resolver(struct cfg_ctx *c, json_t *root, struct cfg_resolver *r)
     json_decref(empty);
 }
 
-/* An SRV owner name: DNS labels, where SRV's own "_service._proto" labels
- * bring underscores. */
-static int valid_srv_name(const char *s)
+/* A DNS name: labels of letters, digits, '-' and '_' (SRV's own
+ * "_service._proto" labels, and names some registries allow). */
+static int valid_dns_name(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > MAX_DNS_NAME || s[0] == '.' || s[n - 1] == '.' || strstr(s, ".."))
@@ -91,7 +91,7 @@ void cfg_parse_backend_target(struct cfg_ctx *c, json_t *v, const char *path, st
         cfg_join(p, path, "srv");
         if (address)
             cfg_fail(c, p, "set either \"address\" or \"srv\", not both");
-        if (!json_is_string(srv) || !valid_srv_name(json_string_value(srv))) {
+        if (!json_is_string(srv) || !valid_dns_name(json_string_value(srv))) {
             cfg_fail(c, p, "expected a DNS name such as \"_redis._tcp.example\"");
             return;
         }
@@ -125,6 +125,11 @@ void cfg_parse_backend_target(struct cfg_ctx *c, json_t *v, const char *path, st
                      b->address);
         }
         cfg_get_addrs(c, path, "address", b->address, &b->addrs);
+        return;
+    }
+    if (!valid_dns_name(host)) {
+        cfg_fail(c, p, "expected a host name of letters, digits, '-', '_' and '.', got \"%s\"",
+                 host);
         return;
     }
     b->host = strdup(host);

@@ -426,6 +426,10 @@ START_TEST(backend_resolve_and_srv_errors)
                                               "\"resolve\":\"first\"}") "}",
                  "pools[0].backends[0].resolve: with \"srv\", every record's address is a "
                  "backend: expected \"all\"");
+    expect_error("{" LISTENER_OK "," DNS_POOL("{\"name\":\"b\",\"address\":\"a b.example:1\","
+                                              "\"resolve\":\"all\"}") "}",
+                 "pools[0].backends[0].address: expected a host name of letters, digits, '-', "
+                 "'_' and '.', got \"a b.example\"");
     expect_error("{" LISTENER_OK "," DNS_POOL("{\"name\":\"b\"}") "}",
                  "pools[0].backends[0].address: missing");
     expect_error("{" LISTENER_OK "," DNS_POOL("{\"name\":\"b\",\"address\":\"h.example\","
