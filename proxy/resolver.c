@@ -28,8 +28,8 @@
 #include "reactor/clock.h"
 #include "resolve.h"
 
-#define FOUND_MAX        BACKEND_EDIT_MAX /* addresses kept from one name's answer */
-#define FIRST_ROUNDS     4                /* the start's wait: this many query timeouts at most */
+#define FOUND_MAX        256 /* addresses kept from one answer (UDP answers hold fewer) */
+#define FIRST_ROUNDS     4   /* the start's wait: this many query timeouts at most */
 #define SERVERS_CSV      (CFG_RESOLVER_SERVERS_MAX * 56)
 #define BACKEND_NAME_MAX 160
 
@@ -59,6 +59,11 @@ struct name {
     uint32_t ttl;        /* the smallest TTL of the round's records */
     struct found *found; /* owned: FOUND_MAX */
     size_t nfound;
+    /* The last applied answer ("srv"): a weight is pushed to its backend
+     * only when the record's weight changed, so a weight the operator set
+     * through the API holds until DNS changes its own. Owned: FOUND_MAX. */
+    struct found *applied;
+    size_t napplied;
 };
 
 /* One getaddrinfo in flight: the name it serves and what its addresses get. */
@@ -292,6 +297,14 @@ static int in_round(const struct name *n, const char *backend_name, const char *
     return 0;
 }
 
+static const struct found *applied_for(const struct name *n, const struct cfg_sockaddr *a)
+{
+    for (size_t i = 0; i < n->napplied; i++)
+        if (n->applied[i].addr.len == a->len && memcmp(&n->applied[i].addr.ss, &a->ss, a->len) == 0)
+            return &n->applied[i];
+    return NULL;
+}
+
 /* "all" and "srv": one backend per address; new ones added, vanished ones
  * retired (drained, removed with their last session: backend_edit_reap). */
 static int apply_all(struct resolver *r, struct name *n, struct pool *pl)
@@ -306,7 +319,9 @@ static int apply_all(struct resolver *r, struct name *n, struct pool *pl)
         unsigned w = n->found[i].weight;
         if (b) {
             /* A retired one comes back once reaped (a later round). */
-            if (!atomic_load(&b->retired) && n->cb->srv && atomic_load(&b->weight) != w) {
+            const struct found *was = applied_for(n, &n->found[i].addr);
+            if (!atomic_load(&b->retired) && n->cb->srv && was && was->weight != w &&
+                atomic_load(&b->weight) != w) {
                 int e = backend_edit_reweight(r->pm, pl, b, w);
                 err = e ? e : err;
                 if (!e)
@@ -336,6 +351,10 @@ static int apply_all(struct resolver *r, struct name *n, struct pool *pl)
         backend_edit_retire(b, 0); /* changes state, not the set */
         log_info("pool %s backend %s retired: no longer in DNS (%s); drained, then removed",
                  pl->name, b->name, n->cb->srv ? n->cb->srv : n->cb->host);
+    }
+    if (!err) { /* else the next round tries what failed again */
+        memcpy(n->applied, n->found, n->nfound * sizeof(*n->found));
+        n->napplied = n->nfound;
     }
     return err;
 }
@@ -540,12 +559,15 @@ int resolver_create(const struct config *cfg, struct pool *pools, size_t npools,
                 continue;
             struct name *n = &r->names[r->nnames++];
             *n = (struct name){.r = r, .cb = cb, .pi = i, .bi = j};
-            if (!(n->found = calloc(FOUND_MAX, sizeof(*n->found))))
+            n->found = calloc(FOUND_MAX, sizeof(*n->found));
+            n->applied = calloc(FOUND_MAX, sizeof(*n->applied));
+            if (!n->found || !n->applied)
                 goto fail;
         }
-    err = -errno;
-    if ((r->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+    if ((r->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        err = -errno;
         goto fail;
+    }
     if ((err = channel_init(r)))
         goto fail;
     if ((err = first_round(r)))
@@ -590,8 +612,10 @@ void resolver_destroy(struct resolver *r)
         ares_library_cleanup();
     if (r->wake >= 0)
         close(r->wake);
-    for (size_t i = 0; i < r->nnames; i++)
+    for (size_t i = 0; i < r->nnames; i++) {
         free(r->names[i].found);
+        free(r->names[i].applied);
+    }
     free(r->names);
     free(r);
 }

@@ -278,7 +278,15 @@ class Dns(ProxyTest):
         self.assertEqual(counts[b"Z"], 0)
         self.assertEqual(counts[b"A"] + counts[b"B"], 200)
         self.assertTrue(40 <= counts[b"A"] <= 60, counts)
-        # New weights need a restart of dnsmasq: the backends are reweighted.
+        # A weight set through the API holds while DNS keeps its own...
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.admin}/api/v1/pools/p/backends/svc@127.0.0.2:{a.port}",
+            data=json.dumps({"weight": 7}).encode(), method="PATCH",
+            headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=30).read()
+        time.sleep(1.5)  # several resolutions (resolve_min_ms 200): a wait for nothing to happen
+        self.assertEqual(self.backends()[f"svc@127.0.0.2:{a.port}"]["weight"], 7)
+        # ... and new record weights (a restart of dnsmasq) are applied.
         self.dns.restart(hosts, [("a.sluice.test", a.port, 0, 20),
                                  ("b.sluice.test", b.port, 0, 20)])
         want = {f"svc@127.0.0.2:{a.port}": 20, f"svc@127.0.0.3:{b.port}": 20}
