@@ -530,7 +530,7 @@ fail:
 }
 
 int resolver_create(const struct config *cfg, struct pool *pools, size_t npools, struct pollmgr *pm,
-                    pthread_mutex_t *control, struct resolver **out)
+                    pthread_mutex_t *control, int live, struct resolver **out)
 {
     *out = NULL;
     size_t count = 0;
@@ -547,6 +547,7 @@ int resolver_create(const struct config *cfg, struct pool *pools, size_t npools,
     r->pools = pools;
     r->pm = pm;
     r->control = control;
+    r->live = live;
     atomic_init(&r->stop, 0);
     int err = -ENOMEM;
     r->names = calloc(count, sizeof(*r->names));

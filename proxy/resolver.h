@@ -15,15 +15,17 @@ struct pollmgr;
 struct pool;
 struct resolver;
 
-/* Called by the runtime once its pools are built, before the pollers start.
- * *out is NULL (and 0 returned) when no backend follows a name. Otherwise
- * resolves every name once, now, on the calling thread (bounded by
- * resolver.timeout_ms per query): a default-mode backend gets its addresses
- * at once, and a name that gives it none fails the start (-EHOSTUNREACH,
- * logged with the JSON path); "all"/"srv" backends are added once the
- * thread runs. cfg, pools, pm and control must outlive the resolver. */
+/* Called by the runtime once its pools are built. *out is NULL (and 0
+ * returned) when no backend follows a name. Otherwise resolves, now, on the
+ * calling thread (bounded by resolver.timeout_ms per query), every name that
+ * has no address yet: a default-mode backend gets its addresses at once, and
+ * a name that gives it none fails (-EHOSTUNREACH, logged with the JSON path);
+ * "all"/"srv" backends are added once the thread runs. `live`: the pollers
+ * run already (a reload), so a replaced address list is freed only after a
+ * quiesce; 0 before they start. cfg (its pools[].backends[] are borrowed),
+ * pools, pm and control must outlive the resolver. */
 int resolver_create(const struct config *cfg, struct pool *pools, size_t npools, struct pollmgr *pm,
-                    pthread_mutex_t *control, struct resolver **out);
+                    pthread_mutex_t *control, int live, struct resolver **out);
 /* Starts the thread, once the pollers run (its changes quiesce them). */
 int resolver_start(struct resolver *r);
 /* Stops and joins the thread (while the pollers still run), frees all. NULL: no-op. */

@@ -67,7 +67,7 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
             goto fail;
     /* Names are resolved once now (a default-mode name that gives nothing
      * fails the start), then followed by the resolver's thread. */
-    if ((err = resolver_create(cfg, rt->pools, rt->npools, rt->pm, &rt->control, &rt->resolver)))
+    if ((err = resolver_create(cfg, rt->pools, rt->npools, rt->pm, &rt->control, 0, &rt->resolver)))
         goto fail;
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *cl = &cfg->listeners[i];
