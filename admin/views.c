@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "config/config_addr.h"
 #include "proxy/backend.h"
 #include "proxy/backend_latency.h"
 #include "proxy/health.h"
@@ -182,6 +183,19 @@ static json_t *view_health(const struct backend *b)
         "checks_total", u64(total), "checks_failed", u64(GET(b->checks_failed)));
 }
 
+/* What the backend dials now (a host name's addresses follow DNS); read
+ * under the control lock, which the resolver holds while it swaps them. */
+static json_t *view_addresses(const struct backend *b)
+{
+    const struct cfg_addrs *as = backend_addrs(b);
+    json_t *a = json_array();
+    for (unsigned i = 0; i < as->n; i++) {
+        char buf[64];
+        json_array_append_new(a, json_string(config_addr_format(&as->a[i], buf, sizeof(buf))));
+    }
+    return a;
+}
+
 json_t *view_backend(const struct backend *b)
 {
     enum backend_state st = backend_state_now(b);
@@ -195,6 +209,7 @@ json_t *view_backend(const struct backend *b)
     json_object_set_new(o, "health", view_health(b));
     json_object_set_new(o, "retired", json_boolean(atomic_load(&b->retired)));
     json_object_set_new(o, "latency", view_backend_latency(b));
+    json_object_set_new(o, "addresses", view_addresses(b));
     if (st == BACKEND_DRAINING || st == BACKEND_DRAINED) {
         json_object_set_new(o, "drain_started_at", rfc3339(b->drain_started_unix_ms));
         json_object_set_new(o, "drain_deadline_at", rfc3339(b->drain_deadline_unix_ms));
@@ -213,11 +228,18 @@ json_t *view_pool(struct pool *pl)
         active += GET(set->b[i]->active_connections);
         up += backend_state_now(set->b[i]) == BACKEND_UP;
     }
-    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:i, s:o}", "name", pl->name, "balance",
-                     config_pool_balance_name(pl->balance), "connect_timeout_ms",
-                     (json_int_t)pl->connect_timeout_ms, "idle_timeout_ms",
-                     (json_int_t)pl->idle_timeout_ms, "retries", (json_int_t)pl->retries,
-                     "active_connections", u64(active), "backends_up", up, "backends", backends);
+    json_t *o =
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:i, s:o}", "name", pl->name, "balance",
+                  config_pool_balance_name(pl->balance), "connect_timeout_ms",
+                  (json_int_t)pl->connect_timeout_ms, "idle_timeout_ms",
+                  (json_int_t)pl->idle_timeout_ms, "retries", (json_int_t)pl->retries,
+                  "active_connections", u64(active), "backends_up", up, "backends", backends);
+    /* DNS discovery (proxy/resolver.c), under the control lock as the resolver writes them. */
+    json_object_set_new(o, "dns_failures", u64(pl->dns.failures));
+    json_object_set_new(o, "last_dns_error",
+                        pl->dns.last_error[0] ? json_string(pl->dns.last_error) : json_null());
+    json_object_set_new(o, "last_dns_resolution_at", rfc3339(pl->dns.last_resolved_unix_ms));
+    return o;
 }
 
 json_t *view_pools(struct runtime *rt)
@@ -607,6 +629,26 @@ static void emit_latency(FILE *f, struct runtime *rt)
                           adopt_histogram);
 }
 
+/* DNS discovery per pool: failures, and when the last resolution succeeded. */
+static void emit_pools_dns(FILE *f, struct runtime *rt)
+{
+    family(
+        f, "sluice_pool_dns_failures_total", "counter",
+        "DNS resolutions of the pool's names that failed or timed out (the last good set kept).");
+    for (size_t i = 0; i < rt->npools; i++) {
+        fprintf(f, "sluice_pool_dns_failures_total{");
+        label(f, "pool", rt->pools[i]->name, 1);
+        fprintf(f, "} %llu\n", (unsigned long long)rt->pools[i]->dns.failures);
+    }
+    family(f, "sluice_pool_last_dns_resolution_timestamp_seconds", "gauge",
+           "Unix time of the pool's last successful DNS resolution; 0: none.");
+    for (size_t i = 0; i < rt->npools; i++) {
+        fprintf(f, "sluice_pool_last_dns_resolution_timestamp_seconds{");
+        label(f, "pool", rt->pools[i]->name, 1);
+        fprintf(f, "} %.3f\n", (double)rt->pools[i]->dns.last_resolved_unix_ms / 1000.0);
+    }
+}
+
 char *view_metrics(struct runtime *rt, uint64_t uptime_s)
 {
     char *buf = NULL;
@@ -633,6 +675,7 @@ char *view_metrics(struct runtime *rt, uint64_t uptime_s)
     emit_listeners(f, rt);
     emit_backends(f, rt);
     emit_latency(f, rt);
+    emit_pools_dns(f, rt);
     fclose(f);
     return buf;
 }

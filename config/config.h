@@ -54,11 +54,34 @@ struct cfg_health_check {
     size_t expect_len;
 };
 
+/* How a backend written as a host name follows DNS (README "DNS discovery"). */
+enum cfg_resolve {
+    CFG_RESOLVE_FIRST, /* one backend dialing the name's addresses in turn (default) */
+    CFG_RESOLVE_ALL,   /* one backend per address of the name, NAME@ADDR:PORT */
+};
+
 struct cfg_backend {
-    char *name;    /* owned */
-    char *address; /* owned: as written; a host name is resolved once, at load */
-    struct cfg_addrs addrs;
+    char *name; /* owned */
+    /* owned: as written; NULL with "srv". A host name is resolved at load
+     * through the system resolver when resolver.servers is not set (addrs),
+     * then again while sluice runs (proxy/resolver.c). */
+    char *address;
+    struct cfg_addrs addrs; /* n == 0: not resolved yet ("all", "srv", resolver.servers) */
     unsigned weight;
+    enum cfg_resolve resolve;
+    char *host;    /* owned: address's host name; NULL for an address literal or "srv" */
+    unsigned port; /* address's port, with host */
+    char *srv;     /* owned: the SRV name ("_redis._tcp.example"), else NULL; implies "all" */
+};
+
+/* The DNS resolver of backends written as names (top-level "resolver"). */
+#define CFG_RESOLVER_SERVERS_MAX 8
+struct cfg_resolver {
+    struct cfg_sockaddr servers[CFG_RESOLVER_SERVERS_MAX];
+    size_t nservers;         /* 0: the nameservers of /etc/resolv.conf */
+    unsigned resolve_min_ms; /* a record's TTL is clamped to [min, max] */
+    unsigned resolve_max_ms;
+    unsigned timeout_ms; /* one query's wait for a server's answer */
 };
 
 enum cfg_proxy_protocol {
@@ -163,6 +186,7 @@ struct config {
     char *group;      /* owned; NULL: the user's primary group */
     struct cfg_admin admin;
     struct cfg_log log;
+    struct cfg_resolver resolver;
     struct cfg_listener *listeners; /* owned array */
     size_t nlisteners;
     struct cfg_pool *pools; /* owned array */

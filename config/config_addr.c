@@ -14,6 +14,10 @@
 
 static int resolve_names = 1;
 
+static int parse_all(const char *text, int allow_hostname, int resolve, struct cfg_addrs *out,
+                     char *why, size_t whylen);
+static int split_host(const char *text, char *host, size_t hostlen, unsigned *port);
+
 void config_addr_resolve_names(int on)
 {
     resolve_names = on;
@@ -55,6 +59,37 @@ static int listed(const struct cfg_addrs *out, const struct addrinfo *ai)
 
 int config_addr_parse_all(const char *text, int allow_hostname, struct cfg_addrs *out, char *why,
                           size_t whylen)
+{
+    return parse_all(text, allow_hostname, resolve_names, out, why, whylen);
+}
+
+int config_addr_host(const char *text, char *host, size_t hostlen, unsigned *port, char *why,
+                     size_t whylen)
+{
+    struct cfg_addrs lit;
+    if (parse_all(text, 1, 0, &lit, why, whylen) == 0)
+        return 0; /* an address literal */
+    if (!split_host(text, host, hostlen, port))
+        return -1; /* parse_all said why */
+    return 1;
+}
+
+/* "host:port" (no brackets) into host and port; 0 when malformed. */
+static int split_host(const char *text, char *host, size_t hostlen, unsigned *port)
+{
+    const char *colon = strrchr(text, ':');
+    if (text[0] == '[' || !colon || colon == text || (size_t)(colon - text) >= hostlen ||
+        memchr(text, ':', (size_t)(colon - text)))
+        return 0;
+    memcpy(host, text, (size_t)(colon - text));
+    host[colon - text] = '\0';
+    return parse_port(colon + 1, port) == 0;
+}
+
+/* resolve: 0 stops before getaddrinfo, and a host name then fails with
+ * "not resolved" (config_addr_host tells a name from a malformed text). */
+static int parse_all(const char *text, int allow_hostname, int resolve, struct cfg_addrs *out,
+                     char *why, size_t whylen)
 {
     const char *expected = allow_hostname
                                ? "expected \"IPv4:port\", \"[IPv6]:port\" or \"host:port\" "
@@ -107,7 +142,7 @@ int config_addr_parse_all(const char *text, int allow_hostname, struct cfg_addrs
     if (!allow_hostname)
         goto bad;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = resolve_names ? getaddrinfo(host, NULL, &hints, &res) : EAI_NONAME;
+    int rc = resolve ? getaddrinfo(host, NULL, &hints, &res) : EAI_NONAME;
     if (rc != 0 || !res) {
         snprintf(why, whylen, "cannot resolve host \"%s\": %s", host, gai_strerror(rc));
         return -1;

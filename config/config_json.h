@@ -19,6 +19,9 @@ struct cfg_ctx {
     char *errs; /* owned, grows */
     size_t errlen;
     int nerr;
+    /* resolver.servers is set: host names are resolved at start through
+     * them, not at load through the system resolver (config_dns.c). */
+    int names_at_start;
 };
 
 /* Records "FILE: PATH: message" (at most CFG_MAX_ERRORS lines, then one "further errors"). */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config_addr.h"
+#include "config_dns.h"
 #include "config_json.h"
 #include "config_routes.h"
 #include "config_source.h"
@@ -68,13 +69,12 @@ const char *config_pool_balance_name(enum cfg_pool_balance b)
 
 static void parse_backend(struct cfg_ctx *c, json_t *v, const char *path, struct cfg_backend *b)
 {
-    static const char *const keys[] = {"name", "address", "weight", NULL};
+    static const char *const keys[] = {"name", "address", "weight", "resolve", "srv", NULL};
     if (!cfg_is_object(c, v, path))
         return;
     cfg_check_keys(c, v, path, keys);
     b->name = cfg_get_name(c, v, path);
-    b->address = cfg_get_string(c, v, path, "address", 1, NULL);
-    cfg_get_addrs(c, path, "address", b->address, &b->addrs);
+    cfg_parse_backend_target(c, v, path, b); /* address or srv (config_dns.c) */
     b->weight = cfg_get_uint(c, v, path, "weight", DEF_WEIGHT, 0, MAX_WEIGHT);
 }
 
@@ -477,6 +477,7 @@ static void parse_root(struct cfg_ctx *c, json_t *root, struct config *cfg)
                                        "pools",
                                        "log",
                                        "watch_config",
+                                       "resolver",
                                        NULL};
     if (!cfg_is_object(c, root, "(top level)"))
         return;
@@ -484,6 +485,7 @@ static void parse_root(struct cfg_ctx *c, json_t *root, struct config *cfg)
     parse_process(c, root, cfg);
     parse_admin(c, root, &cfg->admin);
     parse_log(c, root, &cfg->log);
+    cfg_parse_resolver(c, root, &cfg->resolver); /* before the pools' names */
     parse_pools(c, root, cfg);
     parse_listeners(c, root, cfg);
 }
@@ -575,6 +577,8 @@ void config_free(struct config *cfg)
         for (size_t j = 0; j < pl->nbackends; j++) {
             free(pl->backends[j].name);
             free(pl->backends[j].address);
+            free(pl->backends[j].host);
+            free(pl->backends[j].srv);
         }
         free(pl->backends);
         free(pl->health_check.send);

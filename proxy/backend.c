@@ -33,11 +33,13 @@ struct backend *backend_new(const char *name, const char *address, const struct 
         return NULL;
     b->name = strdup(name);
     b->address = strdup(address);
-    if (!b->name || !b->address) {
+    struct cfg_addrs *list = malloc(sizeof(*list));
+    atomic_init(&b->addrs, list);
+    if (!b->name || !b->address || !list) {
         backend_free(b);
         return NULL;
     }
-    b->addrs = *addrs;
+    *list = *addrs;
     atomic_init(&b->weight, weight);
     atomic_init(&b->state, BACKEND_UP);
     atomic_init(&b->healthy, 1);
@@ -52,6 +54,7 @@ void backend_free(struct backend *b)
     free(b->address);
     for (unsigned i = 0; i < BACKEND_LATENCY_SLOTS; i++)
         free(atomic_load_explicit(&b->latency[i], memory_order_relaxed));
+    free(atomic_load(&b->addrs));
     free(b);
 }
 
@@ -79,11 +82,19 @@ void backend_release(struct backend *b)
     atomic_fetch_sub_explicit(&b->active_connections, 1, memory_order_release);
 }
 
+struct cfg_addrs *backend_swap_addrs(struct backend *b, struct cfg_addrs *addrs)
+{
+    return atomic_exchange_explicit(&b->addrs, addrs, memory_order_acq_rel);
+}
+
 int backend_dial(const struct backend *b, unsigned *i, int *fd)
 {
     int err = -EDESTADDRREQ; /* no address left */
-    for (; *i < b->addrs.n; ++*i) {
-        const struct cfg_sockaddr *a = &b->addrs.a[*i];
+    /* One load: a list swapped meanwhile is freed only after this poller's
+     * iteration, and *i past a shorter new list simply ends the walk. */
+    const struct cfg_addrs *as = backend_addrs(b);
+    for (; *i < as->n; ++*i) {
+        const struct cfg_sockaddr *a = &as->a[*i];
         err = sock_dial((const struct sockaddr *)&a->ss, a->len, fd);
         /* Not on EADDRNOTAVAIL: a family this host cannot reach (::1 with
          * IPv6 off) says nothing of the name's next address. */

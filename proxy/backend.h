@@ -29,8 +29,12 @@ struct backend_latency;
 struct backend {
     char *name;    /* owned */
     char *address; /* owned: as configured */
-    /* What address resolved to, all of a host name's: dials try them in turn. */
-    struct cfg_addrs addrs;
+    /* What address resolves to now, all of a host name's: dials try them in
+     * turn. An immutable list swapped whole when DNS changes it
+     * (backend_edit_addrs) and freed after a quiesce, so a dial reads it with
+     * one acquire load (backend_addrs) and no lock. Owned; n may be 0 until
+     * a name resolved at start. */
+    _Atomic(struct cfg_addrs *) addrs;
     atomic_uint weight;
     /* 1 once the operator set the weight through the API: a reload then
      * keeps it and reports the config's weight as not applied. */
@@ -90,6 +94,17 @@ void backend_free(struct backend *b);
 
 /* The state as the operator reads it: draining with no session left is drained. */
 enum backend_state backend_state_now(const struct backend *b);
+
+/* The current address list: valid until the caller's poller returns to its
+ * loop (a sub-reactor) or while it holds the runtime's control lock. */
+static inline const struct cfg_addrs *backend_addrs(const struct backend *b)
+{
+    return atomic_load_explicit(&((struct backend *)b)->addrs, memory_order_acquire);
+}
+
+/* Installs addrs (taking it) and returns the previous list, which the caller
+ * frees once no sub-reactor can still read it (backend_edit_addrs). */
+struct cfg_addrs *backend_swap_addrs(struct backend *b, struct cfg_addrs *addrs);
 
 static inline int backend_pickable(const struct backend *b)
 {

@@ -104,6 +104,19 @@ int backend_edit_reweight(struct pollmgr *pm, struct pool *pl, struct backend *b
     return 0;
 }
 
+int backend_edit_addrs(struct pollmgr *pm, struct backend *b, const struct cfg_addrs *addrs)
+{
+    struct cfg_addrs *copy = malloc(sizeof(*copy));
+    if (!copy)
+        return -ENOMEM;
+    *copy = *addrs;
+    struct cfg_addrs *old = backend_swap_addrs(b, copy);
+    /* A dial in progress read the old list in its poller's iteration. */
+    if (pollmgr_broadcast(pm, POLLMGR_SUBS, NULL, NULL, QUIESCE_TIMEOUT_MS) == 0)
+        free(old);
+    return 0;
+}
+
 void backend_edit_retire(struct backend *b, uint64_t deadline_ms)
 {
     atomic_store(&b->retired, 1);

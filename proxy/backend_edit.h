@@ -31,6 +31,9 @@ int backend_edit_add(struct pollmgr *pm, struct pool *pl, const char *name, cons
 int backend_edit_remove(struct pollmgr *pm, struct pool *pl, struct backend *b);
 /* Sets b's weight and rebuilds the schedule. -ENOMEM: nothing changed. */
 int backend_edit_reweight(struct pollmgr *pm, struct pool *pl, struct backend *b, unsigned weight);
+/* Replaces b's address list with a copy of addrs (DNS: a name's addresses
+ * changed); the old list is freed after a quiesce. -ENOMEM: nothing changed. */
+int backend_edit_addrs(struct pollmgr *pm, struct backend *b, const struct cfg_addrs *addrs);
 /* Drains b (no deadline unless deadline_ms) and marks it retired: it is removed
  * by backend_edit_reap once its last session ended, and the operator can no
  * longer enable it. */

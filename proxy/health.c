@@ -207,7 +207,9 @@ static void advance(struct health_check *hc)
         if (r < 0) {
             /* The next address, within the same timeout_ms. */
             close(poller_forget(hc->p, &hc->op));
-            int err = hc->addr_index + 1u < hc->b->addrs.n ? dial_from(hc, hc->addr_index + 1u) : r;
+            int err = hc->addr_index + 1u < backend_addrs(hc->b)->n
+                          ? dial_from(hc, hc->addr_index + 1u)
+                          : r;
             if (err)
                 dial_failed(hc, err);
             return;

@@ -160,10 +160,13 @@ int pool_init(struct pool *pl, const struct cfg_pool *cfg)
     if (cfg->health_check.expect &&
         !(pl->health_check.expect = memdup(cfg->health_check.expect, cfg->health_check.expect_len)))
         goto fail;
-    for (; made < cfg->nbackends; made++) {
-        const struct cfg_backend *cb = &cfg->backends[made];
+    for (size_t i = 0; i < cfg->nbackends; i++) {
+        const struct cfg_backend *cb = &cfg->backends[i];
+        if (cb->resolve == CFG_RESOLVE_ALL)
+            continue; /* one backend per address, added as DNS finds them (proxy/resolver.c) */
         if (!(list[made] = backend_new(cb->name, cb->address, &cb->addrs, cb->weight)))
             goto fail;
+        made++;
     }
     struct backend_set *set = set_build(pl, list, made);
     if (!set)

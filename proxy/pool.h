@@ -27,6 +27,16 @@ struct backend_set {
     uint32_t maglev_size;
 };
 
+/* DNS discovery's account of a pool's names (proxy/resolver.c): written by
+ * the resolver thread and read by the admin, both under the runtime's
+ * control lock. */
+#define POOL_DNS_ERROR_MAX 160
+struct pool_dns {
+    uint64_t failures;                   /* dns_failures: resolutions that failed or timed out */
+    int64_t last_resolved_unix_ms;       /* the last successful resolution; 0: none yet */
+    char last_error[POOL_DNS_ERROR_MAX]; /* last_dns_error: "" when none */
+};
+
 struct pool {
     char *name; /* owned */
     enum cfg_pool_balance balance;
@@ -52,6 +62,7 @@ struct pool {
     /* Sessions holding this pool as s->pool (session_new to the deferred
      * free): a retired generation is freed only at 0 (atomic RMW). */
     atomic_uint_fast64_t sessions;
+    struct pool_dns dns;
 };
 
 int pool_init(struct pool *pl, const struct cfg_pool *cfg);

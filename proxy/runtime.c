@@ -14,6 +14,7 @@
 #include "connlog.h"
 #include "health.h"
 #include "log.h"
+#include "resolver.h"
 #include "session.h"
 
 #define STOP_LISTENING_WAIT_MS 5000
@@ -90,6 +91,10 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
         rt->housekeeping[i].pools = rt->pools;
         rt->housekeeping[i].npools = rt->npools;
     }
+    /* Names are resolved once now (a default-mode name that gives nothing
+     * fails the start), then followed by the resolver's thread. */
+    if ((err = resolver_create(cfg, rt->pools, rt->npools, rt->pm, &rt->control, 0, &rt->resolver)))
+        goto fail;
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *cl = &cfg->listeners[i];
         struct listener *l = calloc(1, sizeof(*l));
@@ -203,6 +208,8 @@ int runtime_start(struct runtime *rt)
         }
     }
     int err = pollmgr_start(rt->pm);
+    if (!err)
+        err = resolver_start(rt->resolver);
     pthread_mutex_lock(&rt->control);
     rt->started = err == 0;
     pthread_mutex_unlock(&rt->control);
@@ -276,6 +283,8 @@ void runtime_destroy(struct runtime *rt)
 {
     if (!rt)
         return;
+    /* Before the pollers stop: its changes wait for them (quiesce). */
+    resolver_destroy(rt->resolver);
     if (rt->pm) {
         pollmgr_stop(rt->pm);
         /* Every poller thread has been joined: this thread owns them now. */

@@ -40,6 +40,7 @@ struct reload_report {
     char *errors; /* owned: why it was rejected, one error per line; NULL when applied */
     uint64_t generation;
 };
+struct resolver;
 
 struct runtime {
     /* owned: the running config (a reload replaces it). Sessions, pools and
@@ -75,6 +76,7 @@ struct runtime {
     atomic_uint shed_rate_per_s; /* forced closes per second, all sub-reactors; 0: at once */
     atomic_int shedding;         /* runtime_shed(): the shutdown grace is over */
     struct connlog *log;         /* owned: the connection log; NULL when log.connections is off */
+    struct resolver *resolver;   /* owned: DNS discovery (proxy/resolver.h); NULL without names */
 };
 
 enum {

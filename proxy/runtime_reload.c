@@ -20,6 +20,8 @@
 #include "backend_edit.h"
 #include "health.h"
 #include "log.h"
+#include "resolve.h"
+#include "resolver.h"
 #include "session.h"
 #include "reactor/linkbuf.h"
 
@@ -281,6 +283,8 @@ static void sync_backends(struct runtime *rt, struct pool *pl, const struct cfg_
 {
     for (size_t i = 0; i < cp->nbackends; i++) {
         const struct cfg_backend *cb = &cp->backends[i];
+        if (cb->resolve == CFG_RESOLVE_ALL)
+            continue; /* its backends are DNS discovery's (NAME@ADDR:PORT) */
         struct backend *b = pool_find(pl, cb->name);
         if (!b) {
             int err =
@@ -325,8 +329,12 @@ static void sync_backends(struct runtime *rt, struct pool *pl, const struct cfg_
     for (size_t i = 0; i < set->n; i++) {
         struct backend *b = set->b[i];
         int listed = 0;
+        /* By name, or made by DNS discovery for one of the pool's names
+         * (NAME@ADDR:PORT): the resolver keeps those. */
         for (size_t j = 0; j < cp->nbackends && !listed; j++)
-            listed = strcmp(cp->backends[j].name, b->name) == 0;
+            listed = strcmp(cp->backends[j].name, b->name) == 0 ||
+                     (cp->backends[j].resolve == CFG_RESOLVE_ALL &&
+                      resolve_owns(cp->backends[j].name, b->name));
         if (listed || atomic_load(&b->retired))
             continue;
         backend_edit_retire(b, 0);
@@ -468,7 +476,29 @@ static void publish(struct runtime *rt, struct pool **pools, size_t npools,
         log_warn("reload: a sub-reactor did not take the new pool list in time");
 }
 
+static int reload_apply(struct runtime *rt, struct config *cfg, struct reload_report *rep);
+
+/* The resolver borrows the config and the pool array a reload replaces: it
+ * stops before anything changes (it never waits for the lock a reload holds)
+ * and a new one follows the config in force after, applied or not. */
 int runtime_reload(struct runtime *rt, struct config *cfg, struct reload_report *rep)
+{
+    resolver_destroy(rt->resolver);
+    rt->resolver = NULL;
+    int err = reload_apply(rt, cfg, rep);
+    int rerr =
+        resolver_create(rt->cfg, rt->pools, rt->npools, rt->pm, &rt->control, 1, &rt->resolver);
+    if (!rerr)
+        rerr = resolver_start(rt->resolver);
+    if (rerr) {
+        log_error("DNS discovery stopped after the reload: %s", strerror(-rerr));
+        resolver_destroy(rt->resolver);
+        rt->resolver = NULL;
+    }
+    return err;
+}
+
+static int reload_apply(struct runtime *rt, struct config *cfg, struct reload_report *rep)
 {
     memset(rep, 0, sizeof(*rep));
     if (rt->stopping || !rt->started) {

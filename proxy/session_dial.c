@@ -99,7 +99,7 @@ void session_dial_failed(struct session *s, int err)
     up->flags = 0;
     /* The name's other addresses before another backend: only when none
      * answers has the backend failed. */
-    if (s->addr_index + 1u < b->addrs.n) {
+    if (s->addr_index + 1u < backend_addrs(b)->n) {
         err = dial_from(s, b, s->addr_index + 1u);
         if (!err)
             return;

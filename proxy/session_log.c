@@ -43,9 +43,11 @@ static void fill(struct connlog_rec *r, const struct session *s, enum connlog_ev
     r->retries = s->attempts > 1 ? (uint8_t)(s->attempts - 1) : 0;
     /* The backend the session holds (connected, or being dialed); none after
      * every dial failed: may_retry gave it back. */
-    if (b && s->addr_index < b->addrs.n) {
+    const struct cfg_addrs *addrs =
+        b ? atomic_load_explicit(&b->addrs, memory_order_acquire) : NULL;
+    if (b && s->addr_index < addrs->n) {
         copy_name(r->backend, b->name);
-        sock_addr_from(&r->backend_addr, (const struct sockaddr *)&b->addrs.a[s->addr_index].ss);
+        sock_addr_from(&r->backend_addr, (const struct sockaddr *)&addrs->a[s->addr_index].ss);
     } else {
         r->backend[0] = '\0';
         r->backend_addr.family = 0;

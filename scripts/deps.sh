@@ -7,12 +7,12 @@ set -euo pipefail
 
 # What the demo needs (build, run, redis): `deps.sh demo` installs only these.
 demo_packages=(build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev check
-               redis-server redis-tools curl)
+               redis-server redis-tools curl libc-ares-dev)
 # ... and every test step besides.
 test_packages=(python3 python3-prometheus-client python3-yaml python3-jsonschema clang-format
                clang-14 libfuzzer-14-dev libclang-rt-14-dev valgrind cppcheck
                chromium chromium-driver python3-selenium prometheus haproxy openssl python3-grpcio
-               logrotate iproute2)
+               logrotate iproute2 dnsmasq-base)
 packages=("${demo_packages[@]}")
 [ "${1:-all}" = demo ] || packages+=("${test_packages[@]}")
 # Installed with --no-install-recommends, as on a lean machine: every package a

@@ -575,6 +575,107 @@ START_TEST(per_source_errors_name_their_path)
 }
 END_TEST
 
+#define DNS_POOL(backend) "\"pools\":[{\"name\":\"p\",\"backends\":[" backend "]}]"
+
+START_TEST(resolver_defaults_and_keys)
+{
+    struct config *cfg = load_ok("{" LISTENER_OK "," POOL_OK "}");
+    ck_assert_uint_eq(cfg->resolver.nservers, 0); /* /etc/resolv.conf */
+    ck_assert_uint_eq(cfg->resolver.resolve_min_ms, 1000);
+    ck_assert_uint_eq(cfg->resolver.resolve_max_ms, 60000);
+    ck_assert_uint_eq(cfg->resolver.timeout_ms, 2000);
+    ck_assert_int_eq(cfg->pools[0].backends[0].resolve, CFG_RESOLVE_FIRST);
+    ck_assert_ptr_null(cfg->pools[0].backends[0].host); /* a literal follows nothing */
+    config_free(cfg);
+
+    cfg = load_ok("{\"resolver\":{\"servers\":[\"127.0.0.1:5353\",\"[::1]:53\"],"
+                  "\"resolve_min_ms\":500,\"resolve_max_ms\":9000,\"timeout_ms\":300}," LISTENER_OK
+                  "," DNS_POOL("{\"name\":\"r\",\"address\":\"redis.example:6379\"},"
+                               "{\"name\":\"a\",\"address\":\"redis.example:6380\","
+                               "\"resolve\":\"all\",\"weight\":5},"
+                               "{\"name\":\"s\",\"srv\":\"_redis._tcp.example\"}") "}");
+    ck_assert_uint_eq(cfg->resolver.nservers, 2);
+    ck_assert_int_eq(cfg->resolver.servers[1].ss.ss_family, AF_INET6);
+    ck_assert_uint_eq(cfg->resolver.resolve_min_ms, 500);
+    ck_assert_uint_eq(cfg->resolver.resolve_max_ms, 9000);
+    ck_assert_uint_eq(cfg->resolver.timeout_ms, 300);
+    const struct cfg_backend *b = cfg->pools[0].backends;
+    /* With servers, names are resolved at start through them, not at load. */
+    ck_assert_str_eq(b[0].host, "redis.example");
+    ck_assert_uint_eq(b[0].port, 6379);
+    ck_assert_uint_eq(b[0].addrs.n, 0);
+    ck_assert_int_eq(b[1].resolve, CFG_RESOLVE_ALL);
+    ck_assert_uint_eq(b[1].weight, 5);
+    ck_assert_str_eq(b[2].srv, "_redis._tcp.example");
+    ck_assert_ptr_null(b[2].address);
+    ck_assert_int_eq(b[2].resolve, CFG_RESOLVE_ALL);
+    config_free(cfg);
+
+    /* Without servers, a default-mode name is resolved at load (errors at
+     * --check), an "all" one is not (it may have no address yet). */
+    cfg = load_ok("{" LISTENER_OK "," DNS_POOL("{\"name\":\"r\",\"address\":\"localhost:6379\"},"
+                                               "{\"name\":\"a\",\"address\":\"no-such.invalid:1\","
+                                               "\"resolve\":\"all\"}") "}");
+    ck_assert_uint_ge(cfg->pools[0].backends[0].addrs.n, 1);
+    ck_assert_str_eq(cfg->pools[0].backends[0].host, "localhost");
+    ck_assert_uint_eq(cfg->pools[0].backends[1].addrs.n, 0);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(resolver_errors_name_their_path)
+{
+    expect_error("{\"resolver\":{\"server\":[]}," LISTENER_OK "," POOL_OK "}",
+                 "resolver.server: unknown key");
+    expect_error("{\"resolver\":{\"servers\":[]}," LISTENER_OK "," POOL_OK "}",
+                 "resolver.servers: expected an array of 1 to 8 \"IP:port\" strings");
+    expect_error("{\"resolver\":{\"servers\":[\"dns.example:53\"]}," LISTENER_OK "," POOL_OK "}",
+                 "resolver.servers[0]: expected \"IPv4:port\" or \"[IPv6]:port\"");
+    expect_error("{\"resolver\":{\"servers\":[53]}," LISTENER_OK "," POOL_OK "}",
+                 "resolver.servers[0]: expected \"IPv4:port\" or \"[IPv6]:port\", got an integer");
+    expect_error("{\"resolver\":{\"resolve_min_ms\":5000,\"resolve_max_ms\":1000}," LISTENER_OK
+                 "," POOL_OK "}",
+                 "resolver.resolve_max_ms: expected at least resolve_min_ms (5000), got 1000");
+    expect_error("{\"resolver\":{\"timeout_ms\":0}," LISTENER_OK "," POOL_OK "}",
+                 "resolver.timeout_ms: expected an integer from 10 to 60000");
+    expect_error("{\"resolver\":[]," LISTENER_OK "," POOL_OK "}",
+                 "resolver: expected an object, got an array");
+}
+END_TEST
+
+START_TEST(backend_resolve_and_srv_errors)
+{
+    expect_error("{" LISTENER_OK "," DNS_POOL("{\"name\":\"b\",\"address\":\"h.example:1\","
+                                              "\"resolve\":\"every\"}") "}",
+                 "pools[0].backends[0].resolve: expected one of: first, all, got \"every\"");
+    expect_error("{" LISTENER_OK "," DNS_POOL("{\"name\":\"b\",\"address\":\"127.0.0.1:1\","
+                                              "\"resolve\":\"all\"}") "}",
+                 "pools[0].backends[0].resolve: \"all\" follows a host name's addresses");
+    expect_error("{" LISTENER_OK "," DNS_POOL("{\"name\":\"b\",\"address\":\"h.example:1\","
+                                              "\"srv\":\"_x._tcp.example\"}") "}",
+                 "pools[0].backends[0].srv: set either \"address\" or \"srv\", not both");
+    expect_error("{" LISTENER_OK "," DNS_POOL("{\"name\":\"b\",\"srv\":\"bad name!\"}") "}",
+                 "pools[0].backends[0].srv: expected a DNS name such as \"_redis._tcp.example\"");
+    expect_error("{" LISTENER_OK "," DNS_POOL("{\"name\":\"b\",\"srv\":\"_x._tcp.example\","
+                                              "\"weight\":3}") "}",
+                 "pools[0].backends[0].weight: with \"srv\", weights come from the SRV records");
+    expect_error("{" LISTENER_OK "," DNS_POOL("{\"name\":\"b\",\"srv\":\"_x._tcp.example\","
+                                              "\"resolve\":\"first\"}") "}",
+                 "pools[0].backends[0].resolve: with \"srv\", every record's address is a "
+                 "backend: expected \"all\"");
+    expect_error("{" LISTENER_OK "," DNS_POOL("{\"name\":\"b\",\"address\":\"a b.example:1\","
+                                              "\"resolve\":\"all\"}") "}",
+                 "pools[0].backends[0].address: expected a host name of letters, digits, '-', "
+                 "'_' and '.', got \"a b.example\"");
+    expect_error("{" LISTENER_OK "," DNS_POOL("{\"name\":\"b\"}") "}",
+                 "pools[0].backends[0].address: missing");
+    expect_error("{" LISTENER_OK "," DNS_POOL("{\"name\":\"b\",\"address\":\"h.example\","
+                                              "\"resolve\":\"all\"}") "}",
+                 "pools[0].backends[0].address: expected \"IPv4:port\", \"[IPv6]:port\" or "
+                 "\"host:port\"");
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("config");
@@ -601,6 +702,9 @@ static Suite *make_suite(void)
     tcase_add_test(tc, log_keys_defaults_and_errors);
     tcase_add_test(tc, per_source_defaults_and_values);
     tcase_add_test(tc, per_source_errors_name_their_path);
+    tcase_add_test(tc, resolver_defaults_and_keys);
+    tcase_add_test(tc, resolver_errors_name_their_path);
+    tcase_add_test(tc, backend_resolve_and_srv_errors);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -391,6 +392,33 @@ START_TEST(real_dials_report_refused_connected_and_local)
 }
 END_TEST
 
+/* DNS changes a default-mode backend's addresses: the next dial reads the
+ * new list (one load), and a walk that was at an index past the new list's
+ * end simply ends. */
+START_TEST(a_swapped_address_list_is_what_the_next_dial_reads)
+{
+    struct cfg_addrs dead = {.n = 1};
+    loopback(&dead.a[0], NULL);
+    make_pool(&(struct pool_opts){.n = 1, .addrs = &dead});
+    struct backend *b = B(0);
+    ck_assert_int_eq(dial_and_wait(b, 0), -ECONNREFUSED);
+    int live = -1;
+    struct cfg_addrs *next = calloc(1, sizeof(*next));
+    ck_assert_ptr_nonnull(next);
+    next->n = 1;
+    loopback(&next->a[0], &live);
+    struct cfg_addrs *old = backend_swap_addrs(b, next);
+    ck_assert_uint_eq(old->n, 1);
+    free(old); /* no poller here reads it */
+    ck_assert_ptr_eq(backend_addrs(b), next);
+    ck_assert_int_eq(dial_and_wait(b, 0), 0);
+    unsigned past = 1;
+    int fd = -1;
+    ck_assert_int_eq(backend_dial(b, &past, &fd), -EDESTADDRREQ);
+    close(live);
+}
+END_TEST
+
 START_TEST(client_key_is_the_pools_rule)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(1000)};
@@ -461,6 +489,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, failures_never_take_an_operator_state);
     tcase_add_test(tc, a_draining_backend_gets_no_pick_and_drains_on_done);
     tcase_add_test(tc, real_dials_report_refused_connected_and_local);
+    tcase_add_test(tc, a_swapped_address_list_is_what_the_next_dial_reads);
     tcase_add_test(tc, client_key_is_the_pools_rule);
     tcase_add_test(tc, an_old_generation_picks_through_its_successor);
     suite_add_tcase(s, tc);
