@@ -339,6 +339,33 @@ class Dns(ProxyTest):
         s1.close()
         self.assertEqual(list(self.backends()), ["one"])
 
+    def test_reload_keeps_discovered_backends_and_follows_on(self):
+        """A reload (here one that changes the pool's settings, so its struct
+        is replaced) keeps the NAME@ADDR:PORT backends DNS made, does not add
+        the name itself as a backend, and the new resolver follows on."""
+        a = self.backend(tag_handler(b"A"), host="127.0.0.2")
+        b = self.backend(tag_handler(b"B"), host="127.0.0.3", port=a.port)
+        self.start_dns({NAME: ["127.0.0.2"]})
+        cfg = self.config([{"name": "redis", "address": f"{NAME}:{a.port}", "resolve": "all"}])
+        proxy = self.sluice(cfg)
+        self.until(lambda: set(self.backends()) == {f"redis@127.0.0.2:{a.port}"},
+                   what="the first address as a backend")
+        cfg["pools"][0]["idle_timeout_ms"] = 30000
+        with open(proxy.path, "w") as f:
+            json.dump(cfg, f)
+        req = urllib.request.Request(f"http://127.0.0.1:{self.admin}/api/v1/reload",
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            out = json.loads(r.read().decode())
+        self.assertFalse(any("redis@" in c for c in out["changed"]), out)
+        self.assertEqual(set(self.backends()), {f"redis@127.0.0.2:{a.port}"})
+        with dial(self.listen) as s:
+            self.assertEqual(s.recv(1), b"A")
+        self.dns.reload_hosts({NAME: ["127.0.0.2", "127.0.0.3"]})
+        self.until(lambda: set(self.backends()) == {f"redis@127.0.0.2:{a.port}",
+                                                    f"redis@127.0.0.3:{b.port}"},
+                   what="the resolver after the reload adds the new address")
+
     def test_start_without_an_answer(self):
         self.start_dns({})
         # Default mode: nothing to dial, so the start fails naming the path.
