@@ -84,6 +84,18 @@ def recv_all(sock, limit=1 << 30):
     return bytes(buf)
 
 
+def round_trip(port, msg=b"ping"):
+    """One message to port and its whole answer, the client's side ended
+    after it (an echo backend answers then closes)."""
+    s = connect(port)
+    try:
+        s.sendall(msg)
+        s.shutdown(socket.SHUT_WR)
+        return recv_all(s)
+    finally:
+        s.close()
+
+
 def payload(seed, size):
     return random.Random(seed).randbytes(size)
 

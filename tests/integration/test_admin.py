@@ -19,8 +19,8 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (SLUICE, ProxyTest, Sluice, connect, free_port, listen_port, recv_all, simple_config,
-                     wait_until)
+from harness import (SLUICE, ProxyTest, Sluice, connect, free_port, listen_port, recv_all,
+                     round_trip, simple_config, wait_until)
 
 
 class Api:
@@ -124,15 +124,6 @@ def shape(test, obj, keys):
         else:
             test.assertIsInstance(obj[k], t, k)
 
-
-def round_trip(port, msg=b"ping"):
-    s = connect(port)
-    try:
-        s.sendall(msg)
-        s.shutdown(socket.SHUT_WR)
-        return recv_all(s)
-    finally:
-        s.close()
 
 
 class Admin(ProxyTest):

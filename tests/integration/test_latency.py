@@ -18,7 +18,8 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ProxyTest, connect, free_port, listen_port, recv_all, simple_config, wait_until
+from harness import (ProxyTest, free_port, listen_port, round_trip,
+                     simple_config, wait_until)
 
 SUMMARY_KEYS = {"count", "p50", "p90", "p99", "max"}
 BACKEND_HISTOS = ("connect_ms", "first_byte_ms", "duration_ms")
@@ -57,15 +58,6 @@ def api(cfg, method, path, body=None):
         text = r.read().decode()
         return json.loads(text) if "json" in r.headers.get("Content-Type", "") and text else text
 
-
-def round_trip(port, msg=b"ping"):
-    s = connect(port)
-    try:
-        s.sendall(msg)
-        s.shutdown(socket.SHUT_WR)
-        return recv_all(s)
-    finally:
-        s.close()
 
 
 def slow_banner(conn, backend):
