@@ -235,6 +235,18 @@ class ConnLog(ProxyTest):
         c.close()
         self.check_line(self.line_for(me), "idle_timeout", b.port)
 
+    def test_max_age(self):
+        b = self.backend()
+        self.start([b.port], max_session_age_ms=300, idle_timeout_ms=60000)
+        c = connect(self.port)
+        me = c.getsockname()[1]
+        c.sendall(b"k")
+        self.assertEqual(c.recv(1), b"k")
+        c.settimeout(15)
+        self.assertEqual(recv_all(c), b"")  # nothing buffered: a FIN
+        c.close()
+        self.check_line(self.line_for(me), "max_age", b.port)
+
     def test_connect_failed(self):
         dead = free_port()
         self.start([dead], retries=1)
