@@ -119,6 +119,10 @@ class Valgrind(ProxyTest):
             lp = listen_port(cfg)
 
             def up():
+                if proc.poll() is not None:  # e.g. a port another process took meanwhile
+                    with open(path_log) as f:
+                        raise AssertionError(f"sluice under valgrind exited {proc.returncode} "
+                                             f"before serving:\n{f.read()}")
                 try:
                     s = connect(lp, timeout=2)
                     s.sendall(b"x")
