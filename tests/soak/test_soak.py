@@ -114,13 +114,14 @@ class Valgrind(ProxyTest):
         proc = subprocess.Popen(
             ["valgrind", "--error-exitcode=1", "--leak-check=full",
              "--errors-for-leak-kinds=definite", "--track-fds=no", f"--log-file={path_log}",
-             binary, "-c", cpath], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             binary, "-c", cpath], stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(d, "sluice.err"), "wb"))
         try:
             lp = listen_port(cfg)
 
             def up():
                 if proc.poll() is not None:  # e.g. a port another process took meanwhile
-                    with open(path_log) as f:
+                    with open(os.path.join(d, "sluice.err")) as f:
                         raise AssertionError(f"sluice under valgrind exited {proc.returncode} "
                                              f"before serving:\n{f.read()}")
                 try:
