@@ -6,6 +6,7 @@
 #include "session.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -311,10 +312,7 @@ void session_close(struct session *s, unsigned reset_sides)
 
 void session_close_all(struct worker *w)
 {
-    while (w->sessions) {
-        session_set_cause(w->sessions, SESSION_CAUSE_SHUTDOWN);
-        session_close(w->sessions, SESSION_RESET_BOTH); /* the shutdown grace is over */
-    }
+    session_shed(w, UINT_MAX); /* the shutdown grace is over: every one, at once */
 }
 
 unsigned session_shed(struct worker *w, unsigned max)
