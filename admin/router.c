@@ -376,10 +376,7 @@ static void route_backend(struct admin_ctx *a, const struct admin_request *rq,
 static void listener_sources(struct runtime *rt, const struct admin_request *rq,
                              struct admin_response *rs, const char *name)
 {
-    const struct listener *l = NULL;
-    for (size_t i = 0; i < rt->nlisteners && !l; i++)
-        if (strcmp(rt->listeners[i]->name, name) == 0)
-            l = rt->listeners[i];
+    const struct listener *l = runtime_find_listener(rt, name);
     if (!l) {
         reply_fail(rs, 404, "not found", "no listener named %.64s", name);
         return;

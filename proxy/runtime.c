@@ -253,6 +253,14 @@ struct poller *runtime_checker_poller(struct runtime *rt)
     return pollmgr_pick(rt->pm);
 }
 
+struct listener *runtime_find_listener(struct runtime *rt, const char *name)
+{
+    for (size_t i = 0; i < rt->nlisteners; i++)
+        if (strcmp(rt->listeners[i]->name, name) == 0)
+            return rt->listeners[i];
+    return NULL;
+}
+
 struct pool *runtime_find_pool(struct runtime *rt, const char *name)
 {
     for (size_t i = 0; i < rt->npools; i++)

@@ -98,6 +98,7 @@ uint64_t runtime_active_sessions(struct runtime *rt);
  * timeout_ms: the caller must then keep (leak) what it meant to free. */
 int runtime_quiesce(struct runtime *rt, unsigned timeout_ms);
 struct pool *runtime_find_pool(struct runtime *rt, const char *name);
+struct listener *runtime_find_listener(struct runtime *rt, const char *name);
 /* The sub-reactor that will run a new backend's health checker. */
 struct poller *runtime_checker_poller(struct runtime *rt);
 

@@ -350,14 +350,6 @@ struct listener_plan {
     struct listener *add; /* bound here, started by the broadcast */
 };
 
-static struct listener *find_listener(struct runtime *rt, const char *name)
-{
-    for (size_t i = 0; i < rt->nlisteners; i++)
-        if (strcmp(rt->listeners[i]->name, name) == 0)
-            return rt->listeners[i];
-    return NULL;
-}
-
 static int same_addr(const struct cfg_sockaddr *a, const struct cfg_sockaddr *b)
 {
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
@@ -431,7 +423,7 @@ static int plan_listeners(struct runtime *rt, const struct config *cfg, struct l
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *cl = &cfg->listeners[i];
         lp[i].cl = cl;
-        struct listener *cur = find_listener(rt, cl->name);
+        struct listener *cur = runtime_find_listener(rt, cl->name);
         if (cur && same_addr(&cur->addr, &cl->addr)) {
             lp[i].cur = cur;
             continue;
