@@ -6,6 +6,7 @@ Every wait here is bounded; every process and socket started is stopped in
 tearDown, so a failing test leaves nothing behind."""
 
 import hashlib
+import http.client
 import json
 import os
 import random
@@ -275,6 +276,25 @@ def simple_config(backend_ports, listen_port=None, pollers=2, **pool_opts):
 
 def listen_port(config, i=0):
     return int(config["listeners"][i]["listen"].rsplit(":", 1)[1])
+
+
+def admin_request(config, method, path, body=None, timeout=30):
+    """One call to sluice's admin API (no token): (status, the JSON body, or
+    the text for other types; {} when empty). body: sent as JSON."""
+    host, port = config["admin"]["listen"].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                     headers=headers)
+        r = conn.getresponse()
+        text = r.read().decode()
+        if not text:
+            return r.status, {}
+        return r.status, (json.loads(text) if "json" in (r.getheader("Content-Type") or "")
+                          else text)
+    finally:
+        conn.close()
 
 
 class ProxyTest(unittest.TestCase):

@@ -223,9 +223,11 @@ class ConnLog(ProxyTest):
         c.close()
         self.check_line(self.line_for(me), "backend_reset", b.port)
 
-    def test_idle_timeout(self):
+    def closed_by_a_timer(self, cause, **pool_opts):
+        """One echoed byte, then sluice ends the session on its own (a FIN:
+        nothing buffered) and logs `cause`."""
         b = self.backend()
-        self.start([b.port], idle_timeout_ms=200)
+        self.start([b.port], **pool_opts)
         c = connect(self.port)
         me = c.getsockname()[1]
         c.sendall(b"k")
@@ -233,19 +235,13 @@ class ConnLog(ProxyTest):
         c.settimeout(15)
         self.assertEqual(recv_all(c), b"")  # nothing buffered: a FIN
         c.close()
-        self.check_line(self.line_for(me), "idle_timeout", b.port)
+        self.check_line(self.line_for(me), cause, b.port)
+
+    def test_idle_timeout(self):
+        self.closed_by_a_timer("idle_timeout", idle_timeout_ms=200)
 
     def test_max_age(self):
-        b = self.backend()
-        self.start([b.port], max_session_age_ms=300, idle_timeout_ms=60000)
-        c = connect(self.port)
-        me = c.getsockname()[1]
-        c.sendall(b"k")
-        self.assertEqual(c.recv(1), b"k")
-        c.settimeout(15)
-        self.assertEqual(recv_all(c), b"")  # nothing buffered: a FIN
-        c.close()
-        self.check_line(self.line_for(me), "max_age", b.port)
+        self.closed_by_a_timer("max_age", max_session_age_ms=300, idle_timeout_ms=60000)
 
     def test_connect_failed(self):
         dead = free_port()

@@ -3,32 +3,19 @@ readiness first (/readyz 503 while the listeners still accept for
 shutdown_delay_ms), paced shedding (forced closes at shed_rate_per_s, not all
 in the same millisecond) and the session age limit (max_session_age_ms)."""
 
-import http.client
-import json
 import os
 import select
 import signal
-import socket
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ProxyTest, connect, listen_port, simple_config, wait_until
+from harness import ProxyTest, admin_request, connect, listen_port, simple_config, wait_until
 
 
 def admin(cfg, method, path, body=None):
-    host, port = cfg["admin"]["listen"].rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                     headers=headers)
-        r = conn.getresponse()
-        text = r.read().decode()
-        return r.status, (json.loads(text) if text else {})
-    finally:
-        conn.close()
+    return admin_request(cfg, method, path, body)
 
 
 def poller_sum(cfg, key):
@@ -161,7 +148,7 @@ class PacedShedding(ProxyTest):
         b0, b1 = self.backend(), self.backend()
         cfg = simple_config([b0.port, b1.port], balance="round_robin")
         cfg["shed_rate_per_s"] = 20
-        sl = self.sluice(cfg)
+        self.sluice(cfg)
         socks = open_sessions(cfg, 60)
         on_b0 = admin(cfg, "GET", "/api/v1/pools/p/backends/b0")[1]["active_connections"]
         self.assertGreater(on_b0, 10)
@@ -185,7 +172,7 @@ class MaxSessionAge(ProxyTest):
     def test_old_sessions_are_closed_and_counted(self):
         b = self.backend()
         cfg = simple_config([b.port], max_session_age_ms=1000)
-        sl = self.sluice(cfg)
+        self.sluice(cfg)
         socks = open_sessions(cfg, 10)
         c = Closings(socks).watch(timeout=20)
         # Nothing was buffered: each side gets an end, not a reset.
@@ -198,12 +185,12 @@ class MaxSessionAge(ProxyTest):
         for s in socks:
             s.close()
         self.assertIn("sluice_poller_max_age_closes_total",
-                      http_get_metrics(cfg))
+                      admin_request(cfg, "GET", "/metrics")[1])
 
     def test_busy_sessions_are_closed_too(self):
         b = self.backend()
         cfg = simple_config([b.port], max_session_age_ms=800, idle_timeout_ms=60000)
-        sl = self.sluice(cfg)
+        self.sluice(cfg)
         s = open_sessions(cfg, 1)[0]
         s.settimeout(10)
         deadline = time.monotonic() + 20
@@ -218,16 +205,6 @@ class MaxSessionAge(ProxyTest):
         self.assertTrue(closed, "a session kept busy still ends at its max age")
         wait_until(lambda: poller_sum(cfg, "max_age_closes") == 1, what="max_age_closes")
         s.close()
-
-
-def http_get_metrics(cfg):
-    host, port = cfg["admin"]["listen"].rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        conn.request("GET", "/metrics")
-        return conn.getresponse().read().decode()
-    finally:
-        conn.close()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ assertion); prefix grouping; the table stays bounded with thousands of
 distinct sources; the admin's view of the most limited sources and the
 metrics."""
 
-import json
 import os
 import shutil
 import socket
@@ -16,23 +15,15 @@ import subprocess
 import sys
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ProxyTest, free_port, listen_port, simple_config, wait_until
+from harness import ProxyTest, admin_request, free_port, listen_port, simple_config, wait_until
 
 TAG = b"T"
 
 
 def admin_get(config, path):
-    url = "http://" + config["admin"]["listen"] + path
-    try:
-        with urllib.request.urlopen(url, timeout=30) as r:
-            body = r.read().decode()
-            return r.status, (json.loads(body) if "json" in r.headers.get("Content-Type", "") else body)
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read().decode())
+    return admin_request(config, "GET", path)
 
 
 def listener_stats(config):
