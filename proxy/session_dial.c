@@ -118,9 +118,18 @@ void session_dial_check(struct session *s)
      * arrive in the same batch, so then also ask whether the new one is
      * really connected. */
     int redialed = s->attempts > 1 || s->addr_index > 0;
-    int r = redialed ? sock_connected(up->op.fd) : sock_error(up->op.fd);
-    if (r == 0 && !redialed)
+    int r;
+    if (!redialed && (up->op.revents & (POLL_EV_OUT | POLL_EV_HUP)) == POLL_EV_OUT) {
+        /* Writable with no error or hang-up beside it: connected. A failed
+         * connect sets the socket's error, which the same wait reports as
+         * EPOLLERR (our HUP), so here SO_ERROR could only say 0: one
+         * getsockopt per connection saved. */
         r = 1;
+    } else {
+        r = redialed ? sock_connected(up->op.fd) : sock_error(up->op.fd);
+        if (r == 0 && !redialed)
+            r = 1;
+    }
     if (r == 0)
         return; /* a stale event, or still in progress */
     if (r < 0) {
