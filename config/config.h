@@ -27,6 +27,7 @@ struct cfg_addrs {
 enum cfg_accept {
     CFG_ACCEPT_MAIN,      /* the main reactor accepts and hands off */
     CFG_ACCEPT_REUSEPORT, /* every sub-reactor accepts on its own SO_REUSEPORT socket */
+    CFG_ACCEPT_SHARED,    /* every sub-reactor accepts on one socket (EPOLLEXCLUSIVE) */
 };
 
 enum cfg_pool_balance {

@@ -359,7 +359,7 @@ static void parse_process(struct cfg_ctx *c, json_t *root, struct config *cfg)
     cfg->pollers = cfg_get_uint(c, root, "", "pollers", DEF_POLLERS, 0, MAX_POLLERS);
     cfg->poller_balance =
         (enum pollmgr_balance)cfg_get_enum(c, root, "", "poller_balance", POLLER_BALANCES, 0);
-    static const char *const ACCEPTS[] = {"main", "reuseport", NULL};
+    static const char *const ACCEPTS[] = {"main", "reuseport", "shared", NULL};
     cfg->accept = (enum cfg_accept)cfg_get_enum(c, root, "", "accept", ACCEPTS, 0);
     cfg->shutdown_grace_ms =
         cfg_get_uint(c, root, "", "shutdown_grace_ms", DEF_SHUTDOWN_GRACE_MS, 0, MAX_TIMEOUT_MS);

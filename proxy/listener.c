@@ -3,6 +3,7 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -47,12 +48,14 @@ static int listener_sources_init(struct listener *l, const struct cfg_listener *
 }
 
 int listener_init(struct listener *l, const struct cfg_listener *cfg, struct pool *pool,
-                  struct pollmgr *pm, int reuseport, listener_conn_cb on_conn, void *conn_data)
+                  struct pollmgr *pm, enum cfg_accept accept, listener_conn_cb on_conn,
+                  void *conn_data)
 {
     memset(l, 0, sizeof(*l));
     l->name = strdup(cfg->name);
     l->listen = strdup(cfg->listen);
-    l->nsocks = reuseport ? pollmgr_count(pm) : 1;
+    l->accept = accept;
+    l->nsocks = listener_on_subs(l) ? pollmgr_count(pm) : 1;
     l->socks = calloc(l->nsocks, sizeof(*l->socks));
     if (!l->name || !l->listen || !l->socks) {
         listener_fini(l);
@@ -64,14 +67,13 @@ int listener_init(struct listener *l, const struct cfg_listener *cfg, struct poo
     l->conn_data = conn_data;
     atomic_init(&l->max_connections, cfg->max_connections);
     l->backlog = cfg->backlog;
-    l->reuseport = reuseport;
     if (cfg->accept_proxy_protocol)
         l->inspect |= 1u << LISTENER_INSPECT_PROXY_PROTOCOL;
     l->inspect_timeout_ms = cfg->inspect_timeout_ms;
     for (size_t i = 0; i < l->nsocks; i++) {
         struct listen_sock *ls = &l->socks[i];
         ls->l = l;
-        ls->p = reuseport ? pollmgr_sub(pm, (unsigned)i) : pollmgr_main(pm);
+        ls->p = listener_on_subs(l) ? pollmgr_sub(pm, (unsigned)i) : pollmgr_main(pm);
         ls->fd = -1;
         fdop_init(&ls->op, -1, &listener_ops, ls);
         timer_init(&ls->pause, on_pause_over, ls);
@@ -85,10 +87,18 @@ int listener_init(struct listener *l, const struct cfg_listener *cfg, struct poo
 int listener_open(struct listener *l)
 {
     for (size_t i = 0; i < l->nsocks; i++) {
-        int fd = sock_listen((const struct sockaddr *)&l->addr.ss, l->addr.len, (int)l->backlog,
-                             l->reuseport);
-        if (fd < 0)
-            return fd;
+        int fd;
+        if (l->accept == CFG_ACCEPT_SHARED && i > 0) {
+            /* The same socket, an fd per sub-reactor: each closes its own. */
+            fd = fcntl(l->socks[0].fd, F_DUPFD_CLOEXEC, 0);
+            if (fd < 0)
+                return -errno;
+        } else {
+            fd = sock_listen((const struct sockaddr *)&l->addr.ss, l->addr.len, (int)l->backlog,
+                             l->accept == CFG_ACCEPT_REUSEPORT);
+            if (fd < 0)
+                return fd;
+        }
         l->socks[i].fd = fd;
     }
     return 0;
@@ -102,23 +112,35 @@ int listener_bound(const struct listener *l)
     return l->nsocks > 0;
 }
 
+/* Level-triggered (an accept batch cut short is reported again); "shared":
+ * exclusive too, so a connection wakes one waiting sub-reactor, not all. */
+static int watch(struct listen_sock *ls, struct poller *p)
+{
+    ls->op.fd = ls->fd;
+    uint32_t interest = POLL_READ | (ls->l->accept == CFG_ACCEPT_SHARED ? POLL_EXCLUSIVE : 0);
+    int err = poller_register(p, &ls->op, interest);
+    if (err)
+        ls->op.fd = -1;
+    return err;
+}
+
 static void on_pause_over(void *loop, struct timer *t, void *data)
 {
     struct listen_sock *ls = data;
-    if (ls->fd >= 0)
-        poller_modify(loop, &ls->op, POLL_READ);
+    if (ls->fd >= 0 && ls->op.fd < 0) {
+        int err = watch(ls, loop);
+        if (err)
+            log_error("listener %s: cannot watch its socket again: %s", ls->l->name,
+                      strerror(-err));
+    }
 }
 
 int listener_start(struct listener *l)
 {
     for (size_t i = 0; i < l->nsocks; i++) {
-        struct listen_sock *ls = &l->socks[i];
-        ls->op.fd = ls->fd;
-        int err = poller_register(ls->p, &ls->op, POLL_READ);
-        if (err) {
-            ls->op.fd = -1;
+        int err = watch(&l->socks[i], l->socks[i].p);
+        if (err)
             return err;
-        }
     }
     return 0;
 }
@@ -129,12 +151,9 @@ int listener_start_on(struct listener *l, struct poller *p)
         struct listen_sock *ls = &l->socks[i];
         if (ls->p != p || ls->fd < 0 || ls->op.fd >= 0)
             continue;
-        ls->op.fd = ls->fd;
-        int err = poller_register(p, &ls->op, POLL_READ);
-        if (err) {
-            ls->op.fd = -1;
+        int err = watch(ls, p);
+        if (err)
             return err;
-        }
     }
     return 0;
 }
@@ -151,12 +170,14 @@ int listener_set_backlog(struct listener *l, unsigned backlog)
 static void pause_accepting(struct poller *p, struct listen_sock *ls, int err)
 {
     /* Level-triggered: the pending connection would wake us at once, so stop
-     * watching the socket for a moment instead of spinning. */
+     * watching the socket for a moment instead of spinning. Unwatched, not
+     * modified: an exclusive registration cannot be modified. */
     if (timer_armed(&ls->pause))
         return;
     log_warn("listener %s: accept: %s; pausing accepts for %d ms", ls->l->name, strerror(-err),
              ACCEPT_PAUSE_MS);
-    poller_modify(p, &ls->op, 0);
+    if (ls->op.fd >= 0)
+        poller_unregister(p, &ls->op);
     poller_timer_start(p, &ls->pause, ACCEPT_PAUSE_MS);
 }
 

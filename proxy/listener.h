@@ -5,6 +5,11 @@
  * handed to a sub-reactor picked by the poll manager. accept "reuseport":
  * one SO_REUSEPORT socket per sub-reactor, the kernel spreads connections and
  * each sub-reactor accepts its own: no cross-thread hand-off per connection.
+ * accept "shared": one socket that every sub-reactor watches with
+ * EPOLLEXCLUSIVE; the kernel wakes one sub-reactor that is waiting (an idle
+ * one: a busy one is not in its wait), which accepts and keeps the
+ * connection. One accept queue, so no connection waits behind a busy thread
+ * while another idles (reuseport's hash can do that), and no hand-off.
  * The listener knows no session: it hands each accepted fd to the callback
  * it was given (libuv's uv_connection_cb), with the poller that accepted it. */
 #pragma once
@@ -39,7 +44,7 @@ struct listener_route {
 };
 
 /* Called on the poller p that accepted fd (the main reactor, or with
- * "reuseport" the sub-reactor that owns the socket) from peer (the client's
+ * "reuseport" or "shared" the sub-reactor that accepted it) from peer (the client's
  * address, as accept4 gave it). Takes ownership of fd and, on success, of
  * source: the connection's place in l->sources (SOURCE_NONE when
  * untracked), given back with source_limit_release when it ends. Returns 0,
@@ -67,10 +72,13 @@ struct listener {
     void *conn_data;                  /* not owned: on_conn's data */
     _Atomic unsigned max_connections; /* 0: unlimited */
     unsigned backlog;
-    int reuseport;
+    enum cfg_accept accept;      /* where it accepts (listener_on_subs) */
     uint8_t inspect;             /* 1u << enum listener_inspect; 0 (most): dial at once */
     unsigned inspect_timeout_ms; /* the inspect phase's deadline, from adoption */
-    struct listen_sock *socks;   /* owned: 1, or one per sub-reactor with reuseport */
+    /* owned: 1 with "main"; with "reuseport" one socket per sub-reactor; with
+     * "shared" one per sub-reactor too, each a dup() of the first (so each
+     * closes its own, and the socket lives until the last is closed) */
+    struct listen_sock *socks;
     size_t nsocks;
     /* Sessions from this listener still open; incremented where accepted,
      * decremented by the sub-reactor that ends the session (atomic RMW). */
@@ -98,9 +106,15 @@ struct listener {
 };
 
 /* pm gives the pollers that own the sockets: its main reactor, or with
- * reuseport one socket per sub-reactor. */
+ * "reuseport" and "shared" one socket (or dup) per sub-reactor. */
 int listener_init(struct listener *l, const struct cfg_listener *cfg, struct pool *pool,
-                  struct pollmgr *pm, int reuseport, listener_conn_cb on_conn, void *conn_data);
+                  struct pollmgr *pm, enum cfg_accept accept, listener_conn_cb on_conn,
+                  void *conn_data);
+/* The sub-reactors accept (and keep what they accept): "reuseport", "shared". */
+static inline int listener_on_subs(const struct listener *l)
+{
+    return l->accept != CFG_ACCEPT_MAIN;
+}
 /* listener_routes.c: copies cfg's routes, each with its pool from pools (the
  * runtime's, by cfg_route.pool_index), and makes the listener inspect the
  * ClientHello. 0 or -ENOMEM; nothing to do without routes. */

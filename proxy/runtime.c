@@ -100,8 +100,8 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
         struct listener *l = calloc(1, sizeof(*l));
         if (!l)
             goto fail;
-        if ((err = listener_init(l, cl, rt->pools[cl->pool_index], rt->pm,
-                                 cfg->accept == CFG_ACCEPT_REUSEPORT, session_accept, rt->pm))) {
+        if ((err = listener_init(l, cl, rt->pools[cl->pool_index], rt->pm, cfg->accept,
+                                 session_accept, rt->pm))) {
             free(l);
             goto fail;
         }

@@ -430,8 +430,7 @@ static int plan_listeners(struct runtime *rt, const struct config *cfg, struct l
         }
         struct listener *l = calloc(1, sizeof(*l));
         int err =
-            l ? listener_init(l, cl, NULL, rt->pm, rt->boot_cfg->accept == CFG_ACCEPT_REUSEPORT,
-                              session_accept, rt->pm)
+            l ? listener_init(l, cl, NULL, rt->pm, rt->boot_cfg->accept, session_accept, rt->pm)
               : -ENOMEM;
         if (!err && (err = listener_set_routes(l, cl, pools)) < 0)
             listener_fini(l);

@@ -154,7 +154,7 @@ static struct session *session_new(struct listener *l, int fd, const struct sock
     return s;
 }
 
-/* A sub-reactor that accepted fd itself (accept "reuseport"): the session
+/* A sub-reactor that accepted fd itself (accept "reuseport", "shared"): the session
  * starts on this poller at once. */
 static int session_start_here(struct worker *w, struct listener *l, int fd,
                               const struct sockaddr *peer, uint32_t source)
@@ -168,8 +168,9 @@ static int session_start_here(struct worker *w, struct listener *l, int fd,
     return 0;
 }
 
-/* Main reactor: posts the new session to the sub-reactor the poll manager picks. */
-static int session_handoff(struct pollmgr *pm, struct listener *l, int fd,
+/* Posts the new session to sub-reactor to (the main reactor's pick, or
+ * another sub-reactor's when the accepting one carries more than its share). */
+static int session_handoff(struct poller *to, struct listener *l, int fd,
                            const struct sockaddr *peer, uint32_t source)
 {
     struct session *s = session_new(l, fd, peer, source);
@@ -177,7 +178,7 @@ static int session_handoff(struct pollmgr *pm, struct listener *l, int fd,
         close(fd);
         return -ENOMEM;
     }
-    int err = poller_post(pollmgr_pick(pm), &s->task);
+    int err = poller_post(to, &s->task);
     if (err) {
         close(fd);
         pool_session_end(s->pool);
@@ -189,8 +190,13 @@ static int session_handoff(struct pollmgr *pm, struct listener *l, int fd,
 int session_accept(struct listener *l, struct poller *p, int fd, const struct sockaddr *peer,
                    uint32_t source, void *pollers)
 {
-    return l->reuseport ? session_start_here(poller_user(p), l, fd, peer, source)
-                        : session_handoff(pollers, l, fd, peer, source);
+    if (l->accept == CFG_ACCEPT_SHARED) {
+        struct poller *to = pollmgr_keep_or_pick(pollers, p);
+        if (to != p)
+            return session_handoff(to, l, fd, peer, source);
+    }
+    return listener_on_subs(l) ? session_start_here(poller_user(p), l, fd, peer, source)
+                               : session_handoff(pollmgr_pick(pollers), l, fd, peer, source);
 }
 
 void session_starve_retry(void *loop, struct timer *t, void *data)

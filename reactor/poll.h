@@ -12,6 +12,10 @@ enum {
     POLL_READ = 1u << 0,
     POLL_WRITE = 1u << 1,
     POLL_EDGE = 1u << 2, /* report readiness transitions only (epoll EPOLLET) */
+    /* One fd watched by several pollers: an event wakes one waiting poller,
+     * not all (EPOLLEXCLUSIVE). add only: such a registration cannot be
+     * modified (delete and add it again), and reports no RDHUP. */
+    POLL_EXCLUSIVE = 1u << 3,
 };
 
 /* Event bits reported by poll_backend_wait. */

@@ -19,7 +19,8 @@ struct poll_backend {
 
 static uint32_t interest_to_epoll(uint32_t interest)
 {
-    uint32_t e = EPOLLRDHUP;
+    /* EPOLLEXCLUSIVE takes no EPOLLRDHUP (EINVAL). */
+    uint32_t e = interest & POLL_EXCLUSIVE ? EPOLLEXCLUSIVE : EPOLLRDHUP;
     if (interest & POLL_READ)
         e |= EPOLLIN;
     if (interest & POLL_WRITE)

@@ -120,6 +120,26 @@ struct poller *pollmgr_pick(struct pollmgr *pm)
     }
 }
 
+struct poller *pollmgr_keep_or_pick(struct pollmgr *pm, struct poller *here)
+{
+    if (pm->nsub == 1)
+        return here;
+    uint64_t mine = load_of(here), least = mine;
+    struct poller *best = here;
+    unsigned start = atomic_fetch_add_explicit(&pm->rr, 1, memory_order_relaxed);
+    for (unsigned k = 0; k < pm->nsub; k++) {
+        struct poller *p = pm->subs[(start + k) % pm->nsub];
+        uint64_t l = load_of(p);
+        if (l < least) {
+            best = p;
+            least = l;
+        }
+    }
+    /* Loads count fds (two per session): keep unless this one carries more
+     * than a session and an eighth beyond the least loaded. */
+    return mine > least + 2 + least / 8 ? best : here;
+}
+
 static struct poller *poller_at(struct pollmgr *pm, unsigned t)
 {
     return t == 0 ? pm->main : pm->subs[t - 1];

@@ -23,6 +23,13 @@ unsigned pollmgr_count(const struct pollmgr *pm); /* sub-reactors */
 
 /* Any thread; lock-free. Picks the sub-reactor for the next piece of work. */
 struct poller *pollmgr_pick(struct pollmgr *pm);
+/* Any thread; lock-free. For work that arrived on sub-reactor here (accept
+ * "shared"): here, unless it carries clearly more than the least loaded
+ * sub-reactor (then that one). EPOLLEXCLUSIVE wakes the first sub-reactor
+ * waiting, so connections that come while all idle would otherwise pile on
+ * one; this keeps locality while the load is even and hands off only to
+ * mend an imbalance. */
+struct poller *pollmgr_keep_or_pick(struct pollmgr *pm, struct poller *here);
 
 /* Which pollers a broadcast reaches. */
 enum pollmgr_scope {

@@ -179,8 +179,17 @@ class Faults(ProxyTest):
         self.assertLess(p99, 0.050, f"p99 {p99 * 1000:.1f} ms with 1500 slow clients")
 
     def test_fd_exhaustion_keeps_it_alive_without_spinning(self):
+        self.fd_exhaustion("main")
+
+    def test_fd_exhaustion_with_shared_accept(self):
+        """accept "shared" pauses by unwatching: its exclusive registration
+        cannot be modified, and must come back after the pause."""
+        self.fd_exhaustion("shared")
+
+    def fd_exhaustion(self, accept):
         backend = self.async_backend("echo")
         cfg = simple_config([backend.port], pollers=1)
+        cfg["accept"] = accept
 
         def low_limit():
             resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))

@@ -239,6 +239,40 @@ class Relay(ProxyTest):
         with self.assertRaises(OSError):
             connect(listen_port(cfg), timeout=2).recv(1)
 
+    def test_shared_accept_relays_on_sub_reactors_and_keeps_them_even(self):
+        """accept "shared": the sub-reactors watch one socket; whichever is
+        woken accepts and keeps the connection, unless it carries clearly
+        more than another. Connections that arrive one by one while every
+        sub-reactor is idle would all wake the first one (EPOLLEXCLUSIVE
+        wakes waiters in order): they must still end up spread."""
+        b = self.backend()
+        cfg = self.cfg_for([b.port], pollers=2)
+        cfg["accept"] = "shared"
+        sl = self.sluice(cfg)
+        before = sl.fd_count()
+        held = []
+        for i in range(40):
+            s = connect(listen_port(cfg))
+            s.sendall(b"s%d" % i)
+            self.assertEqual(recv_exactly(s, len(b"s%d" % i)), b"s%d" % i)
+            held.append(s)
+        from test_admin import Api
+        pollers = Api(cfg).get("/api/v1/pollers")[1]
+        self.assertEqual(pollers[0]["accepted"], 0)  # the main reactor accepts nothing
+        self.assertEqual(sum(p["accepted"] for p in pollers), 40)
+        for p in pollers[1:]:  # even within a session or two, not 40 / 0
+            self.assertGreaterEqual(p["total_connections"], 17, pollers)
+        for s in held:
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(recv_all(s), b"")
+            s.close()
+        wait_until(lambda: sl.fd_count() == before, what="fds back")
+        sl.signal(__import__("signal").SIGTERM)
+        sl.proc.wait(15)
+        self.assertEqual(sl.proc.returncode, 0)
+        with self.assertRaises(OSError):  # every dup of the socket was closed
+            connect(listen_port(cfg), timeout=2).recv(1)
+
     def test_many_small_writes_to_a_stalled_client_all_arrive(self):
         """The backend sends 6000 1000-byte messages, one segment each, to a client
         that does not read yet, then waits for the client's answer. Each
@@ -322,6 +356,9 @@ class RelaySplice(Relay):
     extra = {"zero_copy": "splice"}
 
     def test_reuseport_accept_on_every_sub_reactor(self):
+        self.skipTest("accept mode is independent of the relay mode")
+
+    def test_shared_accept_relays_on_sub_reactors_and_keeps_them_even(self):
         self.skipTest("accept mode is independent of the relay mode")
 
     def test_a_bursts_buffer_blocks_go_back_after_a_quiet_second(self):

@@ -90,6 +90,29 @@ START_TEST(poller_balance_names_are_the_reactor_enum)
 }
 END_TEST
 
+START_TEST(accept_modes_load_and_a_wrong_one_is_named)
+{
+    static const struct {
+        const char *name;
+        enum cfg_accept a;
+    } cases[] = {{"main", CFG_ACCEPT_MAIN},
+                 {"reuseport", CFG_ACCEPT_REUSEPORT},
+                 {"shared", CFG_ACCEPT_SHARED}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char json[512];
+        snprintf(json, sizeof(json), "{\"accept\":\"%s\"," LISTENER_OK "," POOL_OK "}",
+                 cases[i].name);
+        struct config *cfg;
+        char *errors;
+        ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+        ck_assert_int_eq(cfg->accept, cases[i].a);
+        config_free(cfg);
+    }
+    expect_error("{\"accept\":\"exclusive\"," LISTENER_OK "," POOL_OK "}",
+                 "accept: expected one of: main, reuseport, shared, got \"exclusive\"");
+}
+END_TEST
+
 START_TEST(the_issue_example_loads)
 {
     const char *json =
@@ -682,6 +705,7 @@ static Suite *make_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, minimal_config_gets_documented_defaults);
     tcase_add_test(tc, poller_balance_names_are_the_reactor_enum);
+    tcase_add_test(tc, accept_modes_load_and_a_wrong_one_is_named);
     tcase_add_test(tc, the_issue_example_loads);
     tcase_add_test(tc, syntax_error_has_line_and_column);
     tcase_add_test(tc, duplicate_key_is_an_error);

@@ -121,7 +121,7 @@ static void start(int xi, unsigned low, unsigned high, int backend_rcvbuf, int c
     worker_init(&w, loop, session_starve_retry);
     memset(&lst, 0, sizeof(lst));
     lst.pool = &pl;
-    lst.reuseport = 1; /* session_accept adopts on this poller */
+    lst.accept = CFG_ACCEPT_REUSEPORT; /* session_accept adopts on this poller */
 
     int proxy_end;
     tcp_pair(&client, &proxy_end, client_rcvbuf);
