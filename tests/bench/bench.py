@@ -179,6 +179,11 @@ class SluiceReuseport(Sluice):
     accept = "reuseport"
 
 
+class SluiceShared(Sluice):
+    name = "sluice_shared"
+    accept = "shared"
+
+
 class SluiceSplice(Sluice):
     name = "sluice_splice"
     zero_copy = "splice"

@@ -49,13 +49,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=10000, help="connections")
     ap.add_argument("--reuseport", action="store_true", help="sluice with accept reuseport too")
+    ap.add_argument("--shared", action="store_true", help="sluice with accept shared too")
     args = ap.parse_args()
     for tool in ("strace", "redis-server", "redis-benchmark", "haproxy"):
         if not bench.shutil.which(tool):
             sys.exit(f"{tool} is missing")
     tmp = tempfile.mkdtemp(prefix="sluice-syscalls-")
     be = bench.Backends(tmp)
-    peers = [bench.Sluice, bench.HAProxy] + ([bench.SluiceReuseport] if args.reuseport else [])
+    peers = [bench.Sluice, bench.HAProxy] + ([bench.SluiceReuseport] if args.reuseport else []) + \
+        ([bench.SluiceShared] if args.shared else [])
     results = {}
     try:
         for cls in peers:
