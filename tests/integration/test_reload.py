@@ -371,6 +371,12 @@ class ReloadReuseport(Reload):
     accept = "reuseport"
 
 
+class ReloadShared(Reload):
+    """The same with accept "shared": one socket, a dup per sub-reactor, each
+    watched (exclusively) and closed by its own poller."""
+    accept = "shared"
+
+
 @unittest.skipUnless(shutil.which("redis-server") and shutil.which("redis-benchmark"),
                      "redis-server/redis-tools not installed")
 class ReloadUnderLoad(ProxyTest):
