@@ -301,9 +301,13 @@ def sockperf(port, secs, host="127.0.0.1"):
     p = subprocess.run(NET.cli + ["sockperf", "ping-pong", "--tcp", "-i", host, "-p", str(port),
                                   "-t", str(secs), "--msg-size", "64"],
                        capture_output=True, text=True, timeout=secs + 30)
+    return sockperf_percentiles(p.stdout)
+
+
+def sockperf_percentiles(out):
     res = {}
     for key, label in (("p50", "50.000"), ("p99", "99.000"), ("p999", "99.900")):
-        m = re.search(rf"percentile {re.escape(label)} =\s+([\d.]+)", p.stdout)
+        m = re.search(rf"percentile {re.escape(label)} =\s+([\d.]+)", out)
         res[key] = float(m.group(1)) if m else float("nan")
     return res
 
