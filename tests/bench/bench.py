@@ -482,6 +482,9 @@ class network:
         self.old = {s: signal.signal(s, leave) for s in (signal.SIGTERM, signal.SIGHUP)}
         try:
             self.net.setup()
+        except RuntimeError as e:  # not root, a live run holds the lock, ip failed
+            self.__exit__()
+            raise SystemExit(f"--netns: {e}") from None
         except BaseException:
             self.__exit__()
             raise

@@ -40,11 +40,6 @@ MIGRATED = re.compile(r"migrated: (.*?)\[(\d+)(?:/\d+)?\] cpu (\d+) => (\d+)")
 IDLE = re.compile(r"^\s*CPU\s+(\d+) idle (?:for\s+[\d.]+\s+msec\s+\(\s*([\d.]+)%\)|(entire))")
 
 
-def cpus_never_idle(idle):
-    """perf lists only CPUs that idled; the others were busy throughout."""
-    return {c: idle.get(c, 0.0) for c in range(os.cpu_count() or 1)}
-
-
 def tids(pid):
     """{tid: comm} of a live process's threads."""
     out = {}
@@ -106,14 +101,16 @@ def timehist(data, watch, timeout):
             continue
         m = IDLE.match(line)
         if m:
-            idle[int(m.group(1))] = 100.0 if m.group(3) else float(m.group(2))
+            # "idle entire time window": perf saw no idle period end on that
+            # CPU, which is also what a CPU that never idled looks like.
+            idle[int(m.group(1))] = None if m.group(3) else float(m.group(2))
     out = {}
     for tid, t in per.items():
         d = t.pop("delays")
         out[tid] = {**t, "name": watch[tid],
                     "delay_p50_us": pct(d, 0.50), "delay_p99_us": pct(d, 0.99),
                     "delay_max_us": max(d) if d else None}
-    return out, cpus_never_idle(idle)
+    return out, idle
 
 
 def record(peer, be, secs, tmp):
@@ -155,7 +152,8 @@ def record(peer, be, secs, tmp):
 def show(name, rnd, lat, threads, idle):
     print(f"\n{name}, round {rnd}: round trip p50 {lat['p50']:.1f} µs, p99 {lat['p99']:.1f} µs, "
           f"p99.9 {lat['p999']:.1f} µs; CPU idle " +
-          ", ".join(f"{c}: {v:.0f} %" for c, v in sorted(idle.items())))
+          ", ".join(f"{c}: " + ("?" if v is None else f"{v:.0f} %")
+                    for c, v in sorted(idle.items())))
     print(f"  {'thread':<28} {'switches':>8} {'(kernel)':>8} {'run ms':>8} {'wait ms':>8} "
           f"{'delay p50/p99/max µs':>22} {'migr':>5}  run share per CPU")
     seen = sum(t["switches"] for t in threads.values())
