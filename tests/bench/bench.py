@@ -43,6 +43,14 @@ IDLE_CONNS = 5000
 NET = netns.Loopback()
 
 
+def die_with_parent():
+    """preexec_fn of every server: SIGTERM when the bench dies, even by
+    SIGKILL, so no proxy or backend outlives it (the kernel keeps this
+    across the exec of `ip netns exec`)."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -102,7 +110,8 @@ class Backends:
                      ["iperf3", "-s", "-p", str(self.iperf), "-B", host],
                      ["sockperf", "server", "--tcp", "-i", host, "-p", str(self.sockperf)]):
             self.procs.append(subprocess.Popen(NET.srv + args, stdout=subprocess.DEVNULL,
-                                               stderr=subprocess.DEVNULL))
+                                               stderr=subprocess.DEVNULL,
+                                               preexec_fn=die_with_parent))
         for p in (self.redis, self.iperf, self.sockperf):
             wait_port(p, host=host)
 
@@ -144,7 +153,7 @@ class Proxy(Peer):
         err = os.path.join(self.tmp, f"{self.name}.stderr")
         with open(err, "w") as f:
             self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
-                                         stderr=f, cwd=self.tmp)
+                                         stderr=f, cwd=self.tmp, preexec_fn=die_with_parent)
         try:
             for p in self.front.values():
                 wait_port(p, host=NET.front_host, proc=self.proc)
