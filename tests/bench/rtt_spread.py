@@ -7,16 +7,24 @@ Never a pass/fail test.
 
   python3 tests/bench/rtt_spread.py                   # 1 poller, 2 rounds, 2 s recorded
   python3 tests/bench/rtt_spread.py --netns --rounds 3 --secs 1.5 --out spread.json
+  python3 tests/bench/rtt_spread.py --pin          # round trip per fixed placement, no perf
 
 Per thread: context switches (times it left the CPU), run time, wait time
 (asleep until woken), scheduling delay (woken until running: p50, p99, max),
 migrations (moves to another CPU) and its run time's share on each CPU; per
 CPU, the idle share. "(kernel)" is the kernel's own switch count
-(/proc/TID/status) over the whole `perf sched record` command, its start and
-stop included: a little more than perf's count; the same ratio on every
-thread means no events were lost. sockperf ping-pong sends 10,000 messages/s
-(its default), so "wait" includes the gaps between messages. Needs root (system-wide sched tracepoints) and perf; the recording
-and its text are deleted after each run.
+(/proc/TID/status) over the whole `perf sched record` command, its start
+and stop included: more than perf's count; the same ratio on every thread
+means no events were lost. sockperf ping-pong sends 10,000 messages/s (its
+default), so "wait" includes the gaps between messages. Needs root
+(system-wide sched tracepoints) and perf; the recording and its text are
+deleted after each run.
+
+--pin measures instead the round trip with the client, the proxy (all its
+threads) and the sockperf server pinned to fixed CPUs: all on one, the
+proxy on another, the client on another, and unpinned: what each cross-CPU
+wakeup costs on this machine, and which placement an unpinned run landed
+in.
 """
 
 import argparse
@@ -173,6 +181,42 @@ def show(name, rnd, lat, threads, idle):
                        for c, ms in sorted(t["cpus"].items())))
 
 
+PLACEMENTS = {  # name: (client, proxy, server) CPU sets, on a machine of >= 2 CPUs
+    "all on cpu 1": ({1}, {1}, {1}),
+    "proxy on cpu 0, client and server on 1": ({1}, {0}, {1}),
+    "client on cpu 0, proxy and server on 1": ({0}, {1}, {1}),
+    "unpinned": (None, None, None),
+}
+
+
+def pin(pid, cpus):
+    """Every thread of pid on cpus (None: all CPUs)."""
+    cpus = cpus or set(range(os.cpu_count()))
+    for tid in tids(pid):
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except ProcessLookupError:
+            pass
+
+
+def placements(peer, be, secs):
+    """{placement: sockperf percentiles} through peer."""
+    out = {}
+    for name, (cli, proxy, srv) in PLACEMENTS.items():
+        pin(be.procs[2].pid, srv)
+        if peer.pids:
+            pin(peer.pids[0], proxy)
+        cpus = cli or set(range(os.cpu_count()))
+        p = subprocess.run(bench.NET.cli + ["sockperf", "ping-pong", "--tcp", "-i", peer.host,
+                                            "-p", str(peer.ports["sockperf"]), "-t",
+                                            str(int(secs + 0.5)), "--msg-size", "64"],
+                           capture_output=True, text=True, timeout=secs + 30,
+                           preexec_fn=lambda: os.sched_setaffinity(0, cpus))
+        out[name] = bench.sockperf_percentiles(p.stdout)
+    pin(be.procs[2].pid, None)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--netns", action="store_true", help="as bench.py --netns")
@@ -180,10 +224,15 @@ def main():
     ap.add_argument("--secs", type=float, default=2.0, help="recorded seconds per run (≤ 10)")
     ap.add_argument("--pollers", type=int, default=1)
     ap.add_argument("--direct", action="store_true", help="also record the direct ping-pong")
+    ap.add_argument("--pin", action="store_true",
+                    help="round trip per fixed CPU placement instead of perf sched")
     ap.add_argument("--out", help="save every run's figures as JSON")
     args = ap.parse_args()
     args.secs = min(max(args.secs, 0.5), 10.0)
-    for tool in ("perf", "sockperf", "haproxy", "redis-server", "iperf3"):
+    if args.pin and (os.cpu_count() or 1) < 2:
+        sys.exit("--pin needs 2 CPUs or more")
+    for tool in (["perf"] if not args.pin else []) + ["sockperf", "haproxy", "redis-server",
+                                                       "iperf3"]:
         if not shutil.which(tool):
             sys.exit(f"missing {tool}")
     kinds = [bench.Sluice, bench.HAProxy] + ([bench.Direct] if args.direct else [])
@@ -199,9 +248,19 @@ def main():
                     peer = kind(be, args.pollers, tmp)
                     peer.start()
                     try:
-                        lat, threads, idle = record(peer, be, args.secs, tmp)
+                        if args.pin:
+                            placed = placements(peer, be, args.secs)
+                        else:
+                            lat, threads, idle = record(peer, be, args.secs, tmp)
                     finally:
                         peer.stop()
+                    if args.pin:
+                        for name, lat in placed.items():
+                            print(f"{kind.name:<8} round {rnd}  {name:<40} p50 {lat['p50']:6.1f}"
+                                  f"  p99 {lat['p99']:6.1f}  p99.9 {lat['p999']:7.1f} µs",
+                                  flush=True)
+                        runs.append({"peer": kind.name, "round": rnd, "placements": placed})
+                        continue
                     show(kind.name, rnd, lat, threads, idle)
                     runs.append({"peer": kind.name, "round": rnd, "rtt_us": lat, "idle_pct": idle,
                                  "threads": {str(k): v for k, v in threads.items()}})
@@ -210,7 +269,7 @@ def main():
                 be.stop()
             shutil.rmtree(tmp, ignore_errors=True)
     for kind in kinds:
-        mine = [r["rtt_us"]["p99"] for r in runs if r["peer"] == kind.name]
+        mine = [r["rtt_us"]["p99"] for r in runs if r["peer"] == kind.name and "rtt_us" in r]
         if mine:
             print(f"\n{kind.name}: p99 across rounds {min(mine):.1f}–{max(mine):.1f} µs "
                   f"(median {statistics.median(mine):.1f}), mode {net.mode}")
