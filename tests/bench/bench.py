@@ -412,6 +412,8 @@ def main():
     ap.add_argument("--nginx", action="store_true", help="add nginx stream as a peer")
     ap.add_argument("--reuseport", action="store_true",
                     help="add sluice with accept \"reuseport\" as a peer")
+    ap.add_argument("--shared", action="store_true",
+                    help="add sluice with accept \"shared\" as a peer")
     ap.add_argument("--splice", action="store_true",
                     help="add sluice with zero_copy \"splice\" as a peer")
     ap.add_argument("--per-source", action="store_true",
@@ -441,6 +443,7 @@ def main():
     pollers = args.pollers or ([1] if args.quick else [1, 2])
     SluiceBaseline.binary = args.baseline
     kinds = [Direct, HAProxy, Sluice] + ([SluiceReuseport] if args.reuseport else []) + \
+        ([SluiceShared] if args.shared else []) + \
         ([SluiceSplice] if args.splice else []) + ([Nginx] if args.nginx else []) + \
         ([SluicePerSource] if args.per_source else []) + \
         ([SluiceIoUring] if args.io_uring else []) + \
