@@ -51,6 +51,7 @@ json_t *view_poller(const struct worker *w)
         u64(lb_cache_limit(blocks)), "blocks_in_use", u64(lb_cache_in_use(blocks)), "blocks_cached",
         u64(lb_cache_cached(blocks)), "splice_pipes_in_use", u64(GET(w->c.pipes_in_use)),
         "splice_pipes_cached", u64(GET(w->c.pipes_cached)), "loop_busy_ratio", busy);
+    json_object_set_new(o, "io", json_string(poll_kind_name(poller_io(w->poller))));
     json_object_set_new(o, "max_age_closes", u64(GET(w->c.max_age_closes)));
     json_object_set_new(o, "shutdown_forced", u64(GET(w->c.shutdown_forced)));
     /* The two terms of loop_busy_ratio (a ratio since start), so that a reader
