@@ -57,6 +57,8 @@ struct ureg {
     uint8_t armed;     /* a poll request is in the kernel: its last CQE is to come */
     uint8_t todo;      /* TODO_* bits; on the todo list when non-zero */
     uint8_t errors;    /* failed arms in a row */
+    unsigned pass;     /* the wait pass that last reported it ... */
+    int slot;          /* ... at this index of that pass's events */
     struct ureg *todo_next;
     struct ureg *prev, *next; /* every record, for close */
 };
@@ -67,6 +69,7 @@ struct poll_uring {
     int wakefd;
     int wake_armed;
     int wake_read; /* the eventfd was read in this wait's pass */
+    unsigned pass; /* counts waits: a record reported twice in one is merged */
     int enabled;   /* the owner thread has waited once: the ring is enabled for it */
     unsigned setup_flags;
     struct ureg **by_fd; /* live registrations by fd */
@@ -367,8 +370,27 @@ static uint32_t mask_to_events(unsigned m, uint32_t interest)
     return e;
 }
 
-/* One CQE: fills *ev and returns 1 when it is an event for the caller. */
-static int on_cqe(struct poll_uring *u, const struct io_uring_cqe *cqe, struct poll_event *ev)
+/* Unlike epoll, which keeps one ready entry per fd, io_uring may post
+ * several CQEs for one request between two waits: they become one event, so
+ * a callback is not called again for readiness it has already consumed. */
+static int report(struct poll_uring *u, struct ureg *r, uint32_t e, struct poll_event *ev,
+                  struct poll_event *out)
+{
+    if (r->pass == u->pass && r->slot < ev - out && out[r->slot].ptr == r->ptr) {
+        out[r->slot].events |= e;
+        return 0;
+    }
+    r->pass = u->pass;
+    r->slot = (int)(ev - out);
+    ev->ptr = r->ptr;
+    ev->events = e;
+    return 1;
+}
+
+/* One CQE: fills *ev (the next free slot of out) and returns 1 when it is a
+ * new event for the caller. */
+static int on_cqe(struct poll_uring *u, const struct io_uring_cqe *cqe, struct poll_event *ev,
+                  struct poll_event *out)
 {
     uint64_t ud = io_uring_cqe_get_data64(cqe);
     int more = (cqe->flags & IORING_CQE_F_MORE) != 0;
@@ -405,9 +427,7 @@ static int on_cqe(struct poll_uring *u, const struct io_uring_cqe *cqe, struct p
             return 0;
         }
         r->errors = 0;
-        ev->ptr = r->ptr;
-        ev->events = POLL_EV_HUP;
-        return 1;
+        return report(u, r, POLL_EV_HUP, ev, out);
     }
     r->errors = 0;
     if (!more)
@@ -415,9 +435,7 @@ static int on_cqe(struct poll_uring *u, const struct io_uring_cqe *cqe, struct p
     uint32_t e = mask_to_events((unsigned)cqe->res, r->interest);
     if (!e)
         return 0;
-    ev->ptr = r->ptr;
-    ev->events = e;
-    return 1;
+    return report(u, r, e, ev, out);
 }
 
 /* The first wait runs on the poller's thread: with SINGLE_ISSUER that thread
@@ -466,12 +484,13 @@ int poll_uring_wait(struct poll_backend *pb, struct poll_event *out, int max, in
     unsigned head, seen = 0;
     int n = 0;
     u->wake_read = 0;
+    u->pass++;
     io_uring_for_each_cqe(&u->ring, head, cqe)
     {
         if (n == max)
             break;
         seen++;
-        n += on_cqe(u, cqe, &out[n]);
+        n += on_cqe(u, cqe, &out[n], out);
     }
     io_uring_cq_advance(&u->ring, seen);
     return n;

@@ -768,6 +768,61 @@ START_TEST(many_registrations_before_the_first_wait)
 }
 END_TEST
 
+/* However many times an fd became ready since the last wait, a wait
+ * reports it once (epoll keeps one ready entry per fd; io_uring may post a
+ * CQE per wake-up, which the backend merges). */
+START_TEST(one_event_per_fd_per_wait)
+{
+    struct poll_backend *pb;
+    int fallback;
+    ck_assert_int_eq(poll_backend_open((enum poll_kind)_i, &pb, &fallback), 0);
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    int tag;
+    ck_assert_int_eq(poll_backend_add(pb, sv[0], POLL_READ | POLL_WRITE | POLL_EDGE, &tag), 0);
+    struct poll_event ev[8];
+    ck_assert_int_eq(poll_backend_wait(pb, ev, 8, 1000), 1); /* writable at once */
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 5; i++) {
+            ck_assert_int_eq(write(sv[1], "x", 1), 1);
+            sleep_ms(2); /* separate wake-ups */
+        }
+        int n = poll_backend_wait(pb, ev, 8, 1000);
+        ck_assert_int_eq(n, 1);
+        ck_assert_ptr_eq(ev[0].ptr, &tag);
+        ck_assert(ev[0].events & POLL_EV_IN);
+        char buf[16];
+        while (read(sv[0], buf, sizeof(buf)) > 0)
+            ;
+    }
+    /* An event left queued by a full batch, and the fd ready again before
+     * the next wait: still one event for it in that wait. */
+    int sv2[2], tag2;
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv2), 0);
+    ck_assert_int_eq(poll_backend_add(pb, sv2[0], POLL_READ | POLL_EDGE, &tag2), 0);
+    ck_assert_int_eq(poll_backend_wait(pb, ev, 8, 0), 0);
+    ck_assert_int_eq(write(sv[1], "a", 1), 1);
+    ck_assert_int_eq(write(sv2[1], "b", 1), 1);
+    sleep_ms(5);
+    ck_assert_int_eq(poll_backend_wait(pb, ev, 1, 1000), 1); /* the other stays queued */
+    int *left = ev[0].ptr == &tag ? &tag2 : &tag;
+    ck_assert_int_eq(write(left == &tag ? sv[1] : sv2[1], "c", 1), 1);
+    sleep_ms(5);
+    int n = poll_backend_wait(pb, ev, 8, 1000);
+    int seen = 0;
+    for (int k = 0; k < n; k++)
+        seen += ev[k].ptr == left;
+    ck_assert_int_eq(seen, 1);
+    poll_backend_del(pb, sv2[0]);
+    close(sv2[0]);
+    close(sv2[1]);
+    poll_backend_del(pb, sv[0]);
+    close(sv[0]);
+    close(sv[1]);
+    poll_backend_close(pb);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("poller");
@@ -793,6 +848,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(tc, forget_then_close_really_closes, 0, 2);
     tcase_add_loop_test(tc, level_triggered_listener_is_reported_again, 0, 2);
     tcase_add_loop_test(tc, many_registrations_before_the_first_wait, 0, 2);
+    tcase_add_loop_test(tc, one_event_per_fd_per_wait, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }
