@@ -148,11 +148,13 @@ class Sluice(Proxy):
     binary = SLUICE
     accept = "main"
     zero_copy = "none"
+    io = "epoll"
     per_source = None  # a listener's "per_source", or None
 
     def command(self):
         back = {"redis": self.be.redis, "iperf": self.be.iperf, "sockperf": self.be.sockperf}
         cfg = {"pollers": self.pollers, "shutdown_grace_ms": 0, "accept": self.accept,
+               "io": self.io,
                "admin": {"listen": f"127.0.0.1:{free_port()}"},
                "listeners": [{"name": k, "listen": f"127.0.0.1:{self.front[k]}", "pool": k,
                               "max_connections": 100000,
@@ -182,6 +184,11 @@ class SluiceReuseport(Sluice):
 class SluiceSplice(Sluice):
     name = "sluice_splice"
     zero_copy = "splice"
+
+
+class SluiceUring(Sluice):
+    name = "sluice_io_uring"
+    io = "io_uring"
 
 
 class SluicePerSource(Sluice):
@@ -340,6 +347,8 @@ def main():
                     help="add sluice with accept \"reuseport\" as a peer")
     ap.add_argument("--splice", action="store_true",
                     help="add sluice with zero_copy \"splice\" as a peer")
+    ap.add_argument("--io-uring", action="store_true",
+                    help="add sluice with \"io\": \"io_uring\" as a peer")
     ap.add_argument("--per-source", action="store_true",
                     help="add sluice with per_source limits that never refuse as a peer")
     ap.add_argument("--baseline", metavar="SLUICE_BIN",
@@ -370,6 +379,7 @@ def main():
             kinds = [Direct, HAProxy, Sluice] + ([SluiceReuseport] if args.reuseport else []) + \
                 ([SluiceSplice] if args.splice else []) + ([Nginx] if args.nginx else []) + \
                 ([SluicePerSource] if args.per_source else []) + \
+                ([SluiceUring] if args.io_uring else []) + \
                 ([SluiceBaseline] if args.baseline else [])
             samples = {k.name: [] for k in kinds}
             for rnd in range(args.rounds):
@@ -415,7 +425,8 @@ README_ROWS = [
 ]
 PEER_LABELS = {"direct": "direct", "haproxy": "HAProxy 2.6", "sluice": "sluice",
                "sluice_reuseport": "sluice (reuseport)", "sluice_splice": "sluice (splice)",
-               "nginx": "nginx stream", "sluice_baseline": "sluice (baseline)"}
+               "nginx": "nginx stream", "sluice_baseline": "sluice (baseline)",
+               "sluice_io_uring": "sluice (io_uring)"}
 
 
 def print_table(np, med):
