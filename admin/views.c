@@ -51,6 +51,7 @@ json_t *view_poller(const struct worker *w)
         u64(lb_cache_limit(blocks)), "blocks_in_use", u64(lb_cache_in_use(blocks)), "blocks_cached",
         u64(lb_cache_cached(blocks)), "splice_pipes_in_use", u64(GET(w->c.pipes_in_use)),
         "splice_pipes_cached", u64(GET(w->c.pipes_cached)), "loop_busy_ratio", busy);
+    json_object_set_new(o, "io", json_string(poll_kind_name(poller_io(w->poller))));
     json_object_set_new(o, "max_age_closes", u64(GET(w->c.max_age_closes)));
     json_object_set_new(o, "shutdown_forced", u64(GET(w->c.shutdown_forced)));
     /* The two terms of loop_busy_ratio (a ratio since start), so that a reader
@@ -358,14 +359,15 @@ static const struct metric poller_metrics[] = {
      WC(pipes_in_use)},
     {"sluice_poller_splice_pipes_cached", "gauge", "Empty splice pipes kept for reuse.",
      WC(pipes_cached)},
-    {"sluice_poller_wakeups_total", "counter", "Returns from epoll_wait.", PC(wakeups)},
+    {"sluice_poller_wakeups_total", "counter",
+     "Returns from the poll backend's wait (epoll_wait or io_uring_enter).", PC(wakeups)},
     {"sluice_poller_events_total", "counter", "fd callbacks dispatched.", PC(events)},
     {"sluice_poller_tasks_total", "counter", "Inbox and deferred tasks run.", PC(tasks)},
     {"sluice_poller_timers_pending", "gauge", "Timers armed.", PC(timers_pending)},
     {"sluice_poller_blocks_in_use", "gauge", "Linkbuf blocks holding data.", blocks_in_use, 0},
     {"sluice_poller_blocks_cached", "gauge", "Linkbuf blocks kept for reuse.", blocks_cached, 0},
-    {"sluice_poller_busy_seconds_total", "counter", "Time spent outside epoll_wait.", busy_seconds,
-     offsetof(struct poller_counters, busy_ns)},
+    {"sluice_poller_busy_seconds_total", "counter", "Time spent outside the poll backend's wait.",
+     busy_seconds, offsetof(struct poller_counters, busy_ns)},
 };
 
 /* Listeners: obj is a struct listener. */
@@ -621,9 +623,10 @@ static void emit_latency(FILE *f, struct runtime *rt)
             }
         }
     }
-    emit_poller_histogram(f, rt, "sluice_poller_loop_seconds",
-                          "Busy part of each event-loop iteration (outside epoll_wait).",
-                          loop_histogram);
+    emit_poller_histogram(
+        f, rt, "sluice_poller_loop_seconds",
+        "Busy part of each event-loop iteration (outside the poll backend's wait).",
+        loop_histogram);
     emit_poller_histogram(f, rt, "sluice_poller_adopt_wait_seconds",
                           "Time from accept to the session's adoption by its poller.",
                           adopt_histogram);

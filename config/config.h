@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "reactor/poll-t.h"    /* enum poll_kind: types only */
 #include "reactor/pollmgr-t.h" /* enum pollmgr_balance: types only */
 
 struct cfg_sockaddr {
@@ -173,6 +174,7 @@ struct config {
     char *path;       /* owned: the file it came from */
     unsigned pollers; /* 0: one per CPU */
     enum pollmgr_balance poller_balance;
+    enum poll_kind io; /* the pollers' backend wanted; io_uring falls back to epoll */
     enum cfg_accept accept;
     unsigned shutdown_grace_ms;
     /* After SIGTERM, /readyz answers 503 at once while the listeners keep
@@ -204,4 +206,5 @@ int config_load_buffer(const char *data, size_t len, const char *name, struct co
 void config_free(struct config *cfg);
 
 const char *config_poller_balance_name(enum pollmgr_balance b);
+const char *config_io_name(enum poll_kind k);
 const char *config_pool_balance_name(enum cfg_pool_balance b);

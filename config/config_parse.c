@@ -55,12 +55,18 @@
 /* In enum pollmgr_balance's order (reactor/pollmgr-t.h): the only place the
  * poller balances are spelled. */
 static const char *const POLLER_BALANCES[] = {"round_robin", "random", "least_loaded", NULL};
+/* In enum poll_kind's order (reactor/poll-t.h). */
+static const char *const IOS[] = {"epoll", "io_uring", NULL};
 static const char *const POOL_BALANCES[] = {"round_robin", "least_conn", "random", "source_hash",
                                             NULL};
 
 const char *config_poller_balance_name(enum pollmgr_balance b)
 {
     return POLLER_BALANCES[b];
+}
+const char *config_io_name(enum poll_kind k)
+{
+    return IOS[k];
 }
 const char *config_pool_balance_name(enum cfg_pool_balance b)
 {
@@ -359,6 +365,7 @@ static void parse_process(struct cfg_ctx *c, json_t *root, struct config *cfg)
     cfg->pollers = cfg_get_uint(c, root, "", "pollers", DEF_POLLERS, 0, MAX_POLLERS);
     cfg->poller_balance =
         (enum pollmgr_balance)cfg_get_enum(c, root, "", "poller_balance", POLLER_BALANCES, 0);
+    cfg->io = (enum poll_kind)cfg_get_enum(c, root, "", "io", IOS, 0);
     static const char *const ACCEPTS[] = {"main", "reuseport", "shared", NULL};
     cfg->accept = (enum cfg_accept)cfg_get_enum(c, root, "", "accept", ACCEPTS, 0);
     cfg->shutdown_grace_ms =
@@ -465,6 +472,7 @@ static void parse_root(struct cfg_ctx *c, json_t *root, struct config *cfg)
 {
     static const char *const keys[] = {"pollers",
                                        "poller_balance",
+                                       "io",
                                        "accept",
                                        "shutdown_grace_ms",
                                        "shutdown_delay_ms",

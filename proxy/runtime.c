@@ -52,10 +52,15 @@ int runtime_create(struct config *cfg, unsigned flags, struct runtime **out)
     unsigned nsub = pollmgr_subs_for(cfg->pollers);
     size_t per_poller = (size_t)(cfg->buffer_memory_limit / nsub / LINKBUF_BLOCK_SIZE);
     struct poller_opts opts = {
-        .block_limit = per_poller < MIN_BLOCKS_PER_POLLER ? MIN_BLOCKS_PER_POLLER : per_poller};
+        .block_limit = per_poller < MIN_BLOCKS_PER_POLLER ? MIN_BLOCKS_PER_POLLER : per_poller,
+        .io = cfg->io};
     int err = pollmgr_create(nsub, cfg->poller_balance, &opts, &rt->pm);
     if (err)
         goto fail;
+    struct poller *main_poller = pollmgr_main(rt->pm);
+    if (cfg->io == POLL_KIND_URING && poller_io(main_poller) != POLL_KIND_URING)
+        log_warn("io: io_uring cannot be set up (%s): using epoll",
+                 strerror(-poller_io_fallback(main_poller)));
     rt->nworkers = pollmgr_count(rt->pm) + 1;
     rt->workers = calloc(rt->nworkers, sizeof(*rt->workers));
     rt->housekeeping = calloc(rt->nworkers, sizeof(*rt->housekeeping));

@@ -105,6 +105,8 @@ static void process_keys(struct runtime *rt, const struct config *cfg, struct re
         NOT_APPLIED(rep, "pollers: %s", restart);
     if (cfg->poller_balance != boot->poller_balance)
         NOT_APPLIED(rep, "poller_balance: %s", restart);
+    if (cfg->io != boot->io)
+        NOT_APPLIED(rep, "io: %s", restart);
     if (cfg->accept != boot->accept)
         NOT_APPLIED(rep, "accept: %s", restart);
     if (str_differs(cfg->admin.listen, boot->admin.listen))

@@ -1,4 +1,4 @@
-/* reactor/poll_epoll.c — the Linux backend of reactor/poll.h: epoll for
+/* reactor/poll_epoll.c — the epoll backend of reactor/poll.h (the default): epoll for
  * readiness, one eventfd for cross-thread wake-ups. Owns both fds. */
 #define _GNU_SOURCE
 #include "poll.h"
@@ -11,7 +11,8 @@
 
 #define POLL_EPOLL_MAX_BATCH 256
 
-struct poll_backend {
+struct poll_epoll {
+    struct poll_backend head; /* kind: POLL_KIND_EPOLL */
     int epfd;
     int wakefd;
     struct epoll_event evs[POLL_EPOLL_MAX_BATCH];
@@ -30,11 +31,17 @@ static uint32_t interest_to_epoll(uint32_t interest)
     return e;
 }
 
-int poll_backend_open(struct poll_backend **out)
+static struct poll_epoll *E(struct poll_backend *pb)
 {
-    struct poll_backend *pb = calloc(1, sizeof(*pb));
+    return (struct poll_epoll *)pb;
+}
+
+int poll_epoll_open(struct poll_backend **out)
+{
+    struct poll_epoll *pb = calloc(1, sizeof(*pb));
     if (!pb)
         return -ENOMEM;
+    pb->head.kind = POLL_KIND_EPOLL;
     int err;
     pb->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (pb->epfd < 0) {
@@ -51,7 +58,7 @@ int poll_backend_open(struct poll_backend **out)
         err = -errno;
         goto fail_wake;
     }
-    *out = pb;
+    *out = &pb->head;
     return 0;
 fail_wake:
     close(pb->wakefd);
@@ -62,39 +69,39 @@ fail_free:
     return err;
 }
 
-void poll_backend_close(struct poll_backend *pb)
+void poll_epoll_close(struct poll_backend *b)
 {
-    if (!pb)
-        return;
+    struct poll_epoll *pb = E(b);
     close(pb->wakefd);
     close(pb->epfd);
     free(pb);
 }
 
-static int ctl(struct poll_backend *pb, int op, int fd, uint32_t interest, void *ptr)
+static int ctl(struct poll_epoll *pb, int op, int fd, uint32_t interest, void *ptr)
 {
     struct epoll_event ev = {.events = interest_to_epoll(interest), .data.ptr = ptr};
     return epoll_ctl(pb->epfd, op, fd, &ev) < 0 ? -errno : 0;
 }
 
-int poll_backend_add(struct poll_backend *pb, int fd, uint32_t interest, void *ptr)
+int poll_epoll_add(struct poll_backend *pb, int fd, uint32_t interest, void *ptr)
 {
-    return ctl(pb, EPOLL_CTL_ADD, fd, interest, ptr);
+    return ctl(E(pb), EPOLL_CTL_ADD, fd, interest, ptr);
 }
 
-int poll_backend_mod(struct poll_backend *pb, int fd, uint32_t interest, void *ptr)
+int poll_epoll_mod(struct poll_backend *pb, int fd, uint32_t interest, void *ptr)
 {
-    return ctl(pb, EPOLL_CTL_MOD, fd, interest, ptr);
+    return ctl(E(pb), EPOLL_CTL_MOD, fd, interest, ptr);
 }
 
-int poll_backend_del(struct poll_backend *pb, int fd)
+int poll_epoll_del(struct poll_backend *pb, int fd)
 {
     struct epoll_event ev = {0};
-    return epoll_ctl(pb->epfd, EPOLL_CTL_DEL, fd, &ev) < 0 ? -errno : 0;
+    return epoll_ctl(E(pb)->epfd, EPOLL_CTL_DEL, fd, &ev) < 0 ? -errno : 0;
 }
 
-int poll_backend_wait(struct poll_backend *pb, struct poll_event *out, int max, int timeout_ms)
+int poll_epoll_wait(struct poll_backend *b, struct poll_event *out, int max, int timeout_ms)
 {
+    struct poll_epoll *pb = E(b);
     if (max > POLL_EPOLL_MAX_BATCH)
         max = POLL_EPOLL_MAX_BATCH;
     int n = epoll_wait(pb->epfd, pb->evs, max, timeout_ms);
@@ -122,10 +129,10 @@ int poll_backend_wait(struct poll_backend *pb, struct poll_event *out, int max, 
     return n;
 }
 
-void poll_backend_wake(struct poll_backend *pb)
+void poll_epoll_wake(struct poll_backend *pb)
 {
     uint64_t one = 1;
     /* EAGAIN means the counter is saturated: a wake-up is pending anyway. */
-    while (write(pb->wakefd, &one, sizeof(one)) < 0 && errno == EINTR)
+    while (write(E(pb)->wakefd, &one, sizeof(one)) < 0 && errno == EINTR)
         ;
 }

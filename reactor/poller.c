@@ -19,6 +19,7 @@ struct poller {
     int id;
     atomic_int stopping;
     struct poll_backend *pb; /* owned */
+    int io_fallback;         /* why io_uring was not used (-errno), 0 */
     struct inbox inbox;
     struct timer_heap timers;
     struct lb_cache blocks;
@@ -40,7 +41,7 @@ int poller_create(int id, const struct poller_opts *opts, struct poller **out)
     struct poller *p = calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
-    int err = poll_backend_open(&p->pb);
+    int err = poll_backend_open(opts ? opts->io : POLL_KIND_EPOLL, &p->pb, &p->io_fallback);
     if (err) {
         free(p);
         return err;
@@ -124,8 +125,11 @@ static int forget(struct poller *p, struct fdop *op, int del)
         return -1;
     if (op->pending)
         rq_remove(p, op);
+    /* Failure only means it was never added. */
     if (del)
-        poll_backend_del(p->pb, fd); /* failure only means it was never added */
+        poll_backend_del(p->pb, fd);
+    else
+        poll_backend_forget(p->pb, fd);
     op->fd = -1;
     counter_sub(&p->c.registrations, 1);
     return fd;
@@ -305,6 +309,14 @@ void poller_stop(struct poller *p)
 int poller_id(const struct poller *p)
 {
     return p->id;
+}
+enum poll_kind poller_io(const struct poller *p)
+{
+    return poll_backend_kind(p->pb);
+}
+int poller_io_fallback(const struct poller *p)
+{
+    return p->io_fallback;
 }
 uint64_t poller_now_ms(const struct poller *p)
 {

@@ -38,6 +38,7 @@ struct poller_opts {
     unsigned inbox_cap;     /* tasks waiting at most (default 65536) */
     size_t block_cache_cap; /* linkbuf blocks kept cached (default 1024) */
     size_t block_limit;     /* linkbuf blocks in use at most (default: no limit) */
+    enum poll_kind io;      /* the backend wanted (default epoll); io_uring may fall back */
 };
 
 int poller_create(int id, const struct poller_opts *opts, struct poller **out);
@@ -53,7 +54,9 @@ int poller_modify(struct poller *p, struct fdop *op, uint32_t interest);
  * caller still owns and closes the fd it passes back. Returns that fd. */
 int poller_unregister(struct poller *p, struct fdop *op);
 /* poller_unregister for an fd the caller closes right away and never
- * duplicated: closing it removes it from epoll, so no epoll_ctl is made. */
+ * duplicated. epoll: closing it removes it, so no epoll_ctl is made.
+ * io_uring: the removal is queued as for unregister (a poll request keeps
+ * the file open), and goes with the next wait's submission. */
 int poller_forget(struct poller *p, struct fdop *op);
 void poller_rerun(struct poller *p, struct fdop *op, uint32_t events);
 
@@ -75,6 +78,10 @@ int poller_run_once(struct poller *p, int timeout_ms);
 void poller_stop(struct poller *p);
 
 int poller_id(const struct poller *p);
+/* The backend really in use, and why io_uring was not (-errno; 0: it was, or
+ * was not asked for). */
+enum poll_kind poller_io(const struct poller *p);
+int poller_io_fallback(const struct poller *p);
 uint64_t poller_now_ms(const struct poller *p); /* clock_mono_ms(), cached per iteration */
 struct lb_cache *poller_blocks(struct poller *p);
 const struct poller_counters *poller_counters(const struct poller *p);

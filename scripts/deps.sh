@@ -7,7 +7,7 @@ set -euo pipefail
 
 # What the demo needs (build, run, redis): `deps.sh demo` installs only these.
 demo_packages=(build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev check
-               redis-server redis-tools curl libc-ares-dev)
+               redis-server redis-tools curl libc-ares-dev liburing-dev)
 # ... and every test step besides.
 test_packages=(python3 python3-prometheus-client python3-yaml python3-jsonschema clang-format
                clang-14 libfuzzer-14-dev libclang-rt-14-dev valgrind cppcheck

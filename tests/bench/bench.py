@@ -184,6 +184,7 @@ class Sluice(Proxy):
     binary = SLUICE
     accept = "main"
     zero_copy = "none"
+    io = "epoll"
     per_source = None  # a listener's "per_source", or None
     io = None  # the top-level "io" key ("io_uring"), or None: not written
 

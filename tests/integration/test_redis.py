@@ -9,7 +9,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ProxyTest, free_port, listen_port, simple_config, start_redis
+from harness import (ProxyTest, admin_request, free_port, listen_port, simple_config,
+                     start_redis)
 
 
 
@@ -46,9 +47,14 @@ class Redis(ProxyTest):
         counts = [int(self.cli(p, "dbsize")) for p in self.ports]
         self.assertEqual(counts, [2, 2])
 
-    def test_benchmark_every_request_answered(self):
+    def test_benchmark_every_request_answered(self, io=None):
         cfg = simple_config(self.ports)
-        self.sluice(cfg)
+        if io:
+            cfg["io"] = io
+        sl = self.sluice(cfg)
+        if io:  # really in use, not a silent fallback
+            ios = {p["io"] for p in admin_request(cfg, "GET", "/api/v1/pollers")[1]}
+            self.assertEqual(ios, {io}, sl.output())
         port = listen_port(cfg)
         for extra in ([], ["-P", "16"]):
             p = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set,get", "-n", "20000",
@@ -62,6 +68,9 @@ class Redis(ProxyTest):
         # Every SET landed on a backend (keys spread over both).
         keys = sum(int(self.cli(p, "dbsize")) for p in self.ports)
         self.assertGreaterEqual(keys, 1)
+
+    def test_benchmark_every_request_answered_through_io_uring(self):
+        self.test_benchmark_every_request_answered(io="io_uring")
 
 
 if __name__ == "__main__":

@@ -25,9 +25,12 @@ def pollers_total(cfg, key):
 
 class Relay(ProxyTest):
     extra = {}  # pool options every test's config gets (RelaySplice: zero_copy)
+    top = {}  # top-level keys every test's config gets (RelayUring: io)
 
     def cfg_for(self, ports, **kw):
-        return simple_config(ports, **{**self.extra, **kw})
+        cfg = simple_config(ports, **{**self.extra, **kw})
+        cfg.update(self.top)
+        return cfg
     def test_64_mib_each_way_concurrently_is_byte_exact(self):
         b1, b2 = self.backend(), self.backend()
         cfg = self.cfg_for([b1.port, b2.port], pollers=2)
@@ -387,6 +390,38 @@ class RelaySplice(Relay):
         self.assertLessEqual(sl.fd_count() - before, 2 * 200 + 2 * PIPE_CACHE_MAX * 2)
         for s in held:
             s.close()
+
+
+class UringMixin:
+    """Runs a relay class's tests with "io": "io_uring", and makes sure it is
+    really in use (a silent fallback to epoll would pass them all): no
+    fallback line at start, and "io" in every poller's stats at the end of
+    each test that left sluice running (at the end: the admin connection
+    must not count in the fd counts the tests take)."""
+    top = {"io": "io_uring"}
+
+    def sluice(self, config, **kw):
+        sl = super().sluice(config, **kw)
+        self.assertNotIn("io_uring cannot be set up", sl.output())
+        return sl
+
+    def tearDown(self):
+        try:
+            from test_admin import Api
+            for sl in self._sluices:
+                if sl.proc.poll() is None:
+                    ios = [p["io"] for p in Api(sl.config).get("/api/v1/pollers")[1]]
+                    self.assertEqual(set(ios), {"io_uring"}, sl.output())
+        finally:
+            super().tearDown()
+
+
+class RelayUring(UringMixin, Relay):
+    """The relay tests through the io_uring poll backend."""
+
+
+class RelayUringSplice(UringMixin, RelaySplice):
+    """The splice relay tests through the io_uring poll backend."""
 
 
 if __name__ == "__main__":

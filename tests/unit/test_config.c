@@ -9,6 +9,7 @@
 #include "check_main.h"
 #include "config/config.h"
 #include "config/config_addr.h"
+#include "reactor/poll.h"
 
 #define POOL_OK                                                                                    \
     "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":\"127.0.0.1:7001\"}]}]"
@@ -41,6 +42,7 @@ START_TEST(minimal_config_gets_documented_defaults)
     ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
     ck_assert_uint_eq(cfg->pollers, 0);
     ck_assert_int_eq(cfg->poller_balance, POLLMGR_ROUND_ROBIN);
+    ck_assert_int_eq(cfg->io, POLL_KIND_EPOLL);
     ck_assert_uint_eq(cfg->shutdown_grace_ms, 10000);
     ck_assert_uint_eq(cfg->shutdown_delay_ms, 0);
     ck_assert_uint_eq(cfg->shed_rate_per_s, 1000);
@@ -68,6 +70,28 @@ END_TEST
 
 /* The names are spelled once (config_parse.c), in the order of the reactor's
  * enum: each one loads as its pollmgr_balance and prints back the same. */
+/* "io": the config's names are the reactor's (poll_kind_name, the stats'),
+ * and a bad value names its path and the choices. */
+START_TEST(io_names_are_the_reactor_enum)
+{
+    static const enum poll_kind kinds[] = {POLL_KIND_EPOLL, POLL_KIND_URING};
+    for (size_t i = 0; i < 2; i++) {
+        char json[512];
+        snprintf(json, sizeof(json), "{\"io\":\"%s\"," LISTENER_OK "," POOL_OK "}",
+                 poll_kind_name(kinds[i]));
+        struct config *cfg;
+        char *errors;
+        ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+        ck_assert_int_eq(cfg->io, kinds[i]);
+        ck_assert_str_eq(config_io_name(cfg->io), poll_kind_name(kinds[i]));
+        config_free(cfg);
+    }
+    expect_error("{\"io\":\"uring\"," LISTENER_OK "," POOL_OK "}",
+                 "t.json: io: expected one of: epoll, io_uring, got \"uring\"");
+    expect_error("{\"io\":1," LISTENER_OK "," POOL_OK "}", "t.json: io: expected");
+}
+END_TEST
+
 START_TEST(poller_balance_names_are_the_reactor_enum)
 {
     static const struct {
@@ -706,6 +730,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, minimal_config_gets_documented_defaults);
     tcase_add_test(tc, poller_balance_names_are_the_reactor_enum);
     tcase_add_test(tc, accept_modes_load_and_a_wrong_one_is_named);
+    tcase_add_test(tc, io_names_are_the_reactor_enum);
     tcase_add_test(tc, the_issue_example_loads);
     tcase_add_test(tc, syntax_error_has_line_and_column);
     tcase_add_test(tc, duplicate_key_is_an_error);
