@@ -560,7 +560,7 @@ README_ROWS = [
 PEER_LABELS = {"direct": "direct", "haproxy": "HAProxy 2.6", "sluice": "sluice",
                "sluice_reuseport": "sluice (reuseport)", "sluice_splice": "sluice (splice)",
                "nginx": "nginx stream", "sluice_baseline": "sluice (baseline)",
-               "sluice_io_uring": "sluice (io_uring)",
+               "sluice_io_uring": "sluice (io_uring)", "sluice_shared": "sluice (shared)",
                "sluice_per_source": "sluice (per_source)"}
 
 

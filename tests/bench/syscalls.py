@@ -50,6 +50,7 @@ def main():
     ap.add_argument("-n", type=int, default=10000, help="connections")
     ap.add_argument("--reuseport", action="store_true", help="sluice with accept reuseport too")
     ap.add_argument("--shared", action="store_true", help="sluice with accept shared too")
+    ap.add_argument("--io-uring", action="store_true", help="sluice with io io_uring too")
     args = ap.parse_args()
     for tool in ("strace", "redis-server", "redis-benchmark", "haproxy"):
         if not bench.shutil.which(tool):
@@ -57,7 +58,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sluice-syscalls-")
     be = bench.Backends(tmp)
     peers = [bench.Sluice, bench.HAProxy] + ([bench.SluiceReuseport] if args.reuseport else []) + \
-        ([bench.SluiceShared] if args.shared else [])
+        ([bench.SluiceShared] if args.shared else []) + \
+        ([bench.SluiceIoUring] if args.io_uring else [])
     results = {}
     try:
         for cls in peers:
