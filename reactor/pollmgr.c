@@ -92,6 +92,25 @@ static uint64_t load_of(const struct poller *p)
     return counter_get(&poller_counters(p)->registrations);
 }
 
+/* The sub-reactor with the fewest registered fds, its load in *load. The
+ * scan starts at a rotating index so ties spread instead of piling on 0. */
+static struct poller *least_loaded(struct pollmgr *pm, uint64_t *load)
+{
+    unsigned start = atomic_fetch_add_explicit(&pm->rr, 1, memory_order_relaxed);
+    struct poller *best = NULL;
+    uint64_t best_load = UINT64_MAX;
+    for (unsigned k = 0; k < pm->nsub; k++) {
+        struct poller *p = pm->subs[(start + k) % pm->nsub];
+        uint64_t l = load_of(p);
+        if (l < best_load) {
+            best = p;
+            best_load = l;
+        }
+    }
+    *load = best_load;
+    return best;
+}
+
 struct poller *pollmgr_pick(struct pollmgr *pm)
 {
     if (pm->nsub == 1)
@@ -100,19 +119,8 @@ struct poller *pollmgr_pick(struct pollmgr *pm)
     case POLLMGR_RANDOM:
         return pm->subs[(random_next() >> 33) % pm->nsub];
     case POLLMGR_LEAST_LOADED: {
-        /* Start the scan at a rotating index so ties spread instead of piling on 0. */
-        unsigned start = atomic_fetch_add_explicit(&pm->rr, 1, memory_order_relaxed);
-        struct poller *best = NULL;
-        uint64_t best_load = UINT64_MAX;
-        for (unsigned k = 0; k < pm->nsub; k++) {
-            struct poller *p = pm->subs[(start + k) % pm->nsub];
-            uint64_t l = load_of(p);
-            if (l < best_load) {
-                best = p;
-                best_load = l;
-            }
-        }
-        return best;
+        uint64_t load;
+        return least_loaded(pm, &load);
     }
     case POLLMGR_ROUND_ROBIN:
     default:
@@ -124,17 +132,8 @@ struct poller *pollmgr_keep_or_pick(struct pollmgr *pm, struct poller *here)
 {
     if (pm->nsub == 1)
         return here;
-    uint64_t mine = load_of(here), least = mine;
-    struct poller *best = here;
-    unsigned start = atomic_fetch_add_explicit(&pm->rr, 1, memory_order_relaxed);
-    for (unsigned k = 0; k < pm->nsub; k++) {
-        struct poller *p = pm->subs[(start + k) % pm->nsub];
-        uint64_t l = load_of(p);
-        if (l < least) {
-            best = p;
-            least = l;
-        }
-    }
+    uint64_t least, mine = load_of(here);
+    struct poller *best = least_loaded(pm, &least);
     /* Loads count fds (two per session): keep unless this one carries more
      * than a session and an eighth beyond the least loaded. */
     return mine > least + 2 + least / 8 ? best : here;

@@ -23,6 +23,14 @@ def pollers_total(cfg, key):
     return sum(p[key] for p in Api(cfg).get("/api/v1/pollers")[1])
 
 
+def echoed_once(test, cfg, msg):
+    """A client whose msg came back through the echo backend, kept open."""
+    s = connect(listen_port(cfg))
+    s.sendall(msg)
+    test.assertEqual(recv_exactly(s, len(msg)), msg)
+    return s
+
+
 class Relay(ProxyTest):
     extra = {}  # pool options every test's config gets (RelaySplice: zero_copy)
     top = {}  # top-level keys every test's config gets (RelayUring: io)
@@ -253,12 +261,7 @@ class Relay(ProxyTest):
         cfg["accept"] = "shared"
         sl = self.sluice(cfg)
         before = sl.fd_count()
-        held = []
-        for i in range(40):
-            s = connect(listen_port(cfg))
-            s.sendall(b"s%d" % i)
-            self.assertEqual(recv_exactly(s, len(b"s%d" % i)), b"s%d" % i)
-            held.append(s)
+        held = [echoed_once(self, cfg, b"s%d" % i) for i in range(40)]
         from test_admin import Api
         pollers = Api(cfg).get("/api/v1/pollers")[1]
         self.assertEqual(pollers[0]["accepted"], 0)  # the main reactor accepts nothing
@@ -375,12 +378,7 @@ class RelaySplice(Relay):
         cfg = self.cfg_for([b.port], pollers=2)
         sl = self.sluice(cfg)
         before = sl.fd_count()
-        held = []
-        for i in range(200):
-            s = connect(listen_port(cfg))
-            s.sendall(b"p%d" % i)
-            self.assertEqual(recv_exactly(s, len(b"p%d" % i)), b"p%d" % i)
-            held.append(s)
+        held = [echoed_once(self, cfg, b"p%d" % i) for i in range(200)]
         # The last echo reaches its client a moment before its pass ends.
         wait_until(lambda: pollers_total(cfg, "splice_pipes_in_use") == 0,
                    what="no pipe in use")

@@ -68,20 +68,24 @@ START_TEST(minimal_config_gets_documented_defaults)
 }
 END_TEST
 
-/* The names are spelled once (config_parse.c), in the order of the reactor's
- * enum: each one loads as its pollmgr_balance and prints back the same. */
+/* Loads {"key": "name"} with a listener and a pool; the caller frees it. */
+static struct config *load_top_name(const char *key, const char *name)
+{
+    char json[512];
+    snprintf(json, sizeof(json), "{\"%s\":\"%s\"," LISTENER_OK "," POOL_OK "}", key, name);
+    struct config *cfg;
+    char *errors;
+    ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+    return cfg;
+}
+
 /* "io": the config's names are the reactor's (poll_kind_name, the stats'),
  * and a bad value names its path and the choices. */
 START_TEST(io_names_are_the_reactor_enum)
 {
     static const enum poll_kind kinds[] = {POLL_KIND_EPOLL, POLL_KIND_URING};
     for (size_t i = 0; i < 2; i++) {
-        char json[512];
-        snprintf(json, sizeof(json), "{\"io\":\"%s\"," LISTENER_OK "," POOL_OK "}",
-                 poll_kind_name(kinds[i]));
-        struct config *cfg;
-        char *errors;
-        ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+        struct config *cfg = load_top_name("io", poll_kind_name(kinds[i]));
         ck_assert_int_eq(cfg->io, kinds[i]);
         ck_assert_str_eq(config_io_name(cfg->io), poll_kind_name(kinds[i]));
         config_free(cfg);
@@ -92,6 +96,8 @@ START_TEST(io_names_are_the_reactor_enum)
 }
 END_TEST
 
+/* The names are spelled once (config_parse.c), in the order of the reactor's
+ * enum: each one loads as its pollmgr_balance and prints back the same. */
 START_TEST(poller_balance_names_are_the_reactor_enum)
 {
     static const struct {
@@ -101,12 +107,7 @@ START_TEST(poller_balance_names_are_the_reactor_enum)
                  {"random", POLLMGR_RANDOM},
                  {"least_loaded", POLLMGR_LEAST_LOADED}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char json[512];
-        snprintf(json, sizeof(json), "{\"poller_balance\":\"%s\"," LISTENER_OK "," POOL_OK "}",
-                 cases[i].name);
-        struct config *cfg;
-        char *errors;
-        ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+        struct config *cfg = load_top_name("poller_balance", cases[i].name);
         ck_assert_int_eq(cfg->poller_balance, cases[i].b);
         ck_assert_str_eq(config_poller_balance_name(cfg->poller_balance), cases[i].name);
         config_free(cfg);
@@ -123,12 +124,7 @@ START_TEST(accept_modes_load_and_a_wrong_one_is_named)
                  {"reuseport", CFG_ACCEPT_REUSEPORT},
                  {"shared", CFG_ACCEPT_SHARED}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char json[512];
-        snprintf(json, sizeof(json), "{\"accept\":\"%s\"," LISTENER_OK "," POOL_OK "}",
-                 cases[i].name);
-        struct config *cfg;
-        char *errors;
-        ck_assert_int_eq(config_load_buffer(json, strlen(json), "t.json", &cfg, &errors), 0);
+        struct config *cfg = load_top_name("accept", cases[i].name);
         ck_assert_int_eq(cfg->accept, cases[i].a);
         config_free(cfg);
     }
