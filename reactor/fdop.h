@@ -23,7 +23,6 @@ struct fdop_ops {
 struct fdop {
     int fd;                         /* -1 once unregistered */
     uint8_t pending;                /* POLL_EV_* queued by poller_rerun() */
-    uint8_t interest;               /* POLL_READ | POLL_WRITE | POLL_EDGE as registered */
     uint8_t revents;                /* POLL_EV_* of the event being dispatched (read-only) */
     const struct fdop_ops *ops;     /* not owned: static table */
     void *data;                     /* not owned: the callbacks' context */
@@ -34,7 +33,6 @@ static inline void fdop_init(struct fdop *op, int fd, const struct fdop_ops *ops
 {
     op->fd = fd;
     op->pending = 0;
-    op->interest = 0;
     op->revents = 0;
     op->ops = ops;
     op->data = data;

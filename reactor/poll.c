@@ -44,13 +44,6 @@ int poll_backend_add(struct poll_backend *pb, int fd, uint32_t interest, void *p
     return poll_uring_add(pb, fd, interest, ptr);
 }
 
-int poll_backend_mod(struct poll_backend *pb, int fd, uint32_t interest, void *ptr)
-{
-    if (pb->kind == POLL_KIND_EPOLL)
-        return poll_epoll_mod(pb, fd, interest, ptr);
-    return poll_uring_mod(pb, fd, interest, ptr);
-}
-
 int poll_backend_del(struct poll_backend *pb, int fd)
 {
     if (pb->kind == POLL_KIND_EPOLL)

@@ -10,14 +10,15 @@
 
 #include "poll-t.h"
 
-/* Interest bits passed to poll_backend_add/mod. */
+/* Interest bits passed to poll_backend_add. There is no modify: to change
+ * what an fd is watched for, delete it and add it again (the listener's
+ * EMFILE pause does); every caller registers once. */
 enum {
     POLL_READ = 1u << 0,
     POLL_WRITE = 1u << 1,
     POLL_EDGE = 1u << 2, /* report readiness transitions only (epoll EPOLLET) */
     /* One fd watched by several pollers: an event wakes one waiting poller,
-     * not all (EPOLLEXCLUSIVE). add only: such a registration cannot be
-     * modified (delete and add it again), and reports no RDHUP. */
+     * not all (EPOLLEXCLUSIVE). It reports no RDHUP. */
     POLL_EXCLUSIVE = 1u << 3,
 };
 
@@ -49,7 +50,6 @@ void poll_backend_close(struct poll_backend *pb);
 enum poll_kind poll_backend_kind(const struct poll_backend *pb);
 
 int poll_backend_add(struct poll_backend *pb, int fd, uint32_t interest, void *ptr);
-int poll_backend_mod(struct poll_backend *pb, int fd, uint32_t interest, void *ptr);
 int poll_backend_del(struct poll_backend *pb, int fd);
 /* For an fd the caller closes right after and never duplicated. epoll: a
  * no-op, the close removes it. io_uring: a poll request holds its own file
@@ -60,7 +60,7 @@ int poll_backend_forget(struct poll_backend *pb, int fd);
 /* Waits up to timeout_ms (-1: forever, 0: not at all) and fills at most max
  * events; a signal or the timeout returns 0. A wake-up from
  * poll_backend_wake() is reported once as an event with ptr == NULL. The
- * io_uring backend submits every add/mod/del queued since the last wait in
+ * io_uring backend submits every add/del queued since the last wait in
  * the same kernel entry. Events for an fd deleted before this wait are never
  * reported. */
 int poll_backend_wait(struct poll_backend *pb, struct poll_event *out, int max, int timeout_ms);
@@ -77,7 +77,6 @@ struct poll_backend {
 int poll_epoll_open(struct poll_backend **out);
 void poll_epoll_close(struct poll_backend *pb);
 int poll_epoll_add(struct poll_backend *pb, int fd, uint32_t interest, void *ptr);
-int poll_epoll_mod(struct poll_backend *pb, int fd, uint32_t interest, void *ptr);
 int poll_epoll_del(struct poll_backend *pb, int fd);
 int poll_epoll_wait(struct poll_backend *pb, struct poll_event *out, int max, int timeout_ms);
 void poll_epoll_wake(struct poll_backend *pb);
@@ -85,7 +84,6 @@ void poll_epoll_wake(struct poll_backend *pb);
 int poll_uring_open(struct poll_backend **out);
 void poll_uring_close(struct poll_backend *pb);
 int poll_uring_add(struct poll_backend *pb, int fd, uint32_t interest, void *ptr);
-int poll_uring_mod(struct poll_backend *pb, int fd, uint32_t interest, void *ptr);
 int poll_uring_del(struct poll_backend *pb, int fd);
 int poll_uring_wait(struct poll_backend *pb, struct poll_event *out, int max, int timeout_ms);
 void poll_uring_wake(struct poll_backend *pb);

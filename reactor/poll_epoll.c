@@ -88,11 +88,6 @@ int poll_epoll_add(struct poll_backend *pb, int fd, uint32_t interest, void *ptr
     return ctl(E(pb), EPOLL_CTL_ADD, fd, interest, ptr);
 }
 
-int poll_epoll_mod(struct poll_backend *pb, int fd, uint32_t interest, void *ptr)
-{
-    return ctl(E(pb), EPOLL_CTL_MOD, fd, interest, ptr);
-}
-
 int poll_epoll_del(struct poll_backend *pb, int fd)
 {
     struct epoll_event ev = {0};

@@ -1,5 +1,5 @@
 /* reactor/poll_uring.c — the io_uring backend of reactor/poll.h: readiness
- * from IORING_OP_POLL_ADD requests. add/mod/del only queue SQEs; the wait
+ * from IORING_OP_POLL_ADD requests. add/del only queue SQEs; the wait
  * submits them and waits in one io_uring_enter. Owns the ring, the wake-up
  * eventfd and one small record per registration (struct ureg), the user_data
  * of its poll request.
@@ -42,13 +42,12 @@
 /* user_data of requests that are not a registration's poll. Records are
  * malloc'd, so never at these addresses. */
 #define UD_WAKE   1u /* the eventfd's poll */
-#define UD_IGNORE 2u /* removes and updates: their result is not needed */
+#define UD_IGNORE 2u /* removes: their result is not needed */
 
 /* Work a record needs at the next wait (an SQE could not be had at once). */
 enum {
     TODO_ARM = 1u << 0,
     TODO_REMOVE = 1u << 1,
-    TODO_UPDATE = 1u << 2,
 };
 
 struct ureg {
@@ -220,21 +219,6 @@ static void cancel(struct poll_uring *u, struct ureg *r)
     io_uring_sqe_set_data64(sqe, UD_IGNORE);
 }
 
-/* A change of mask on the request in the kernel. If it has just ended (its
- * last CQE not read yet) the update fails with ENOENT, and the re-arm that
- * follows that CQE uses the new interest. */
-static void update(struct poll_uring *u, struct ureg *r)
-{
-    struct io_uring_sqe *sqe = sqe_get(u);
-    if (!sqe) {
-        todo_push(u, r, TODO_UPDATE);
-        return;
-    }
-    io_uring_prep_poll_update(sqe, (uint64_t)(uintptr_t)r, 0, interest_to_mask(r->interest),
-                              IORING_POLL_UPDATE_EVENTS);
-    io_uring_sqe_set_data64(sqe, UD_IGNORE);
-}
-
 static void reg_free(struct poll_uring *u, struct ureg *r)
 {
     if (r->prev)
@@ -297,26 +281,6 @@ static void detach(struct poll_uring *u, struct ureg *r)
     /* else: the todo pass frees it */
 }
 
-int poll_uring_mod(struct poll_backend *pb, int fd, uint32_t interest, void *ptr)
-{
-    struct poll_uring *u = U(pb);
-    struct ureg *r = fd >= 0 && fd < u->nfd ? u->by_fd[fd] : NULL;
-    if (!r)
-        return -ENOENT;
-    if ((r->interest ^ interest) & POLL_EDGE) {
-        /* One-shot and multishot requests cannot be turned into each other:
-         * a new record with a new request. */
-        detach(u, r);
-        return poll_uring_add(pb, fd, interest, ptr);
-    }
-    r->interest = interest;
-    r->ptr = ptr;
-    if (r->armed)
-        update(u, r);
-    /* else a re-arm is pending and will use the new interest */
-    return 0;
-}
-
 int poll_uring_del(struct poll_backend *pb, int fd)
 {
     struct poll_uring *u = U(pb);
@@ -344,8 +308,6 @@ static void run_todo(struct poll_uring *u)
                 reg_free(u, r);
         } else if (!r->armed && (what & TODO_ARM)) {
             arm(u, r);
-        } else if (r->armed && (what & TODO_UPDATE)) {
-            update(u, r);
         }
         r = next;
     }
@@ -424,8 +386,7 @@ static int on_cqe(struct poll_uring *u, const struct io_uring_cqe *cqe, struct p
         return 0;
     }
     if (cqe->res < 0) {
-        /* The request failed or ended (-ECANCELED when an update could not
-         * re-arm it, -ENOMEM...): arm again, a few times; then let the
+        /* The request failed or ended (-ENOMEM...): arm again, a few times; then let the
          * caller's read/write find out what is wrong with the fd. */
         if (++r->errors < URING_MAX_ERRORS) {
             todo_push(u, r, TODO_ARM);

@@ -75,7 +75,6 @@ int poller_register(struct poller *p, struct fdop *op, uint32_t interest)
     int err = poll_backend_add(p->pb, op->fd, interest, op);
     if (err)
         return err;
-    op->interest = (uint8_t)interest;
     counter_add(&p->c.registrations, 1);
     return 0;
 }
@@ -87,16 +86,6 @@ int poller_register_or_close(struct poller *p, struct fdop *op, uint32_t interes
         close(op->fd);
         op->fd = -1;
     }
-    return err;
-}
-
-int poller_modify(struct poller *p, struct fdop *op, uint32_t interest)
-{
-    if (op->interest == interest)
-        return 0;
-    int err = poll_backend_mod(p->pb, op->fd, interest, op);
-    if (!err)
-        op->interest = (uint8_t)interest;
     return err;
 }
 

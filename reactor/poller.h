@@ -49,7 +49,6 @@ int poller_register(struct poller *p, struct fdop *op, uint32_t interest);
 /* poller_register for an fd the caller hands over: on failure the fd is
  * closed and op->fd set to -1, so no error path leaks it. Returns the error. */
 int poller_register_or_close(struct poller *p, struct fdop *op, uint32_t interest);
-int poller_modify(struct poller *p, struct fdop *op, uint32_t interest);
 /* Removes op from the backend and the re-run queue and sets op->fd to -1; the
  * caller still owns and closes the fd it passes back. Returns that fd. */
 int poller_unregister(struct poller *p, struct fdop *op);
