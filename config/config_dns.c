@@ -22,13 +22,7 @@ void cfg_parse_resolver(struct cfg_ctx *c, json_t *root, struct cfg_resolver *r)
 {
     static const char *const keys[] = {"servers", "resolve_min_ms", "resolve_max_ms", "timeout_ms",
                                        NULL};
-    json_t *v = json_object_get(root, "resolver");
-    json_t *empty = json_object();
-    if (v && !cfg_is_object(c, v, "resolver"))
-        v = NULL;
-    json_t *obj = v ? v : empty;
-    if (v)
-        cfg_check_keys(c, v, "resolver", keys);
+    json_t *obj = cfg_get_section(c, root, "resolver", keys); /* NULL: every default */
     r->resolve_min_ms =
         cfg_get_uint(c, obj, "resolver", "resolve_min_ms", DEF_RESOLVE_MIN_MS, 100, MAX_RESOLVE_MS);
     r->resolve_max_ms =
@@ -64,7 +58,6 @@ void cfg_parse_resolver(struct cfg_ctx *c, json_t *root, struct cfg_resolver *r)
         }
     }
     c->names_at_start = servers != NULL;
-    json_decref(empty);
 }
 
 /* A DNS name: labels of letters, digits, '-' and '_' (SRV's own

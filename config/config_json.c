@@ -241,6 +241,16 @@ int cfg_is_object(struct cfg_ctx *c, json_t *v, const char *path)
     return 0;
 }
 
+json_t *cfg_get_section(struct cfg_ctx *c, json_t *root, const char *key,
+                        const char *const *allowed)
+{
+    json_t *v = json_object_get(root, key);
+    if (!v || !cfg_is_object(c, v, key))
+        return NULL;
+    cfg_check_keys(c, v, key, allowed);
+    return v;
+}
+
 /* A string that may hold any bytes but NUL-free JSON text ("PING\r\n"). */
 char *cfg_get_payload(struct cfg_ctx *c, json_t *obj, const char *path, const char *key,
                       size_t *len)

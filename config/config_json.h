@@ -52,6 +52,12 @@ void cfg_get_addrs(struct cfg_ctx *c, const char *path, const char *key, const c
 /* The non-empty array at key, or NULL after recording why. */
 json_t *cfg_get_array(struct cfg_ctx *c, json_t *obj, const char *path, const char *key);
 int cfg_is_object(struct cfg_ctx *c, json_t *v, const char *path);
+/* An optional top-level section ("admin", "log", "resolver"): the object at
+ * key with its keys checked against allowed, or NULL when it is absent or is
+ * no object (that is recorded as an error). The getters above take NULL for
+ * obj and give their defaults: jansson's json_object_get returns NULL for it. */
+json_t *cfg_get_section(struct cfg_ctx *c, json_t *root, const char *key,
+                        const char *const *allowed);
 /* null, or a string of 1 to HC_PAYLOAD_MAX bytes (JSON escapes allowed); malloc'd. */
 char *cfg_get_payload(struct cfg_ctx *c, json_t *obj, const char *path, const char *key,
                       size_t *len);

@@ -314,18 +314,11 @@ static void parse_allowed_hosts(struct cfg_ctx *c, json_t *admin, struct cfg_adm
 static void parse_admin(struct cfg_ctx *c, json_t *root, struct cfg_admin *a)
 {
     static const char *const keys[] = {"listen", "token", "allowed_hosts", NULL};
-    json_t *v = json_object_get(root, "admin");
-    if (v && !cfg_is_object(c, v, "admin"))
-        v = NULL;
-    if (v)
-        cfg_check_keys(c, v, "admin", keys);
-    json_t *empty = json_object();
-    json_t *obj = v ? v : empty;
+    json_t *obj = cfg_get_section(c, root, "admin", keys); /* NULL: every default */
     a->listen = cfg_get_string(c, obj, "admin", "listen", 0, DEF_ADMIN_LISTEN);
     cfg_get_addr(c, "admin", "listen", a->listen, 1, &a->addr);
     a->token = cfg_get_string(c, obj, "admin", "token", 0, NULL);
     parse_allowed_hosts(c, obj, a);
-    json_decref(empty);
 }
 
 /* "log": the connection log. */
@@ -334,10 +327,9 @@ static void parse_log(struct cfg_ctx *c, json_t *root, struct cfg_log *lg)
     static const char *const keys[] = {"connections", "path", "flush_interval_ms", "ring_size",
                                        NULL};
     lg->ring_size = DEF_LOG_RING_SIZE;
-    json_t *v = json_object_get(root, "log");
-    if (!v || !cfg_is_object(c, v, "log"))
+    json_t *v = cfg_get_section(c, root, "log", keys);
+    if (!v)
         return;
-    cfg_check_keys(c, v, "log", keys);
     json_t *on = json_object_get(v, "connections");
     if (on && !json_is_boolean(on))
         cfg_fail(c, "log.connections", "expected true or false, got %s", cfg_type_name(on));
